@@ -1,0 +1,1 @@
+//! Attribute macros for cache-runtime; see the `cache-runtime` crate.

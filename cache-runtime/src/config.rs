@@ -1,0 +1,399 @@
+//! Configuration: a validating builder with named defaults, loadable from the environment.
+
+mod env;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::breaker::{DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
+use crate::codec::CodecKind;
+use crate::compress::DEFAULT_COMPRESSION_THRESHOLD;
+use crate::key::validate_name;
+use crate::ttl::{DEFAULT_JITTER_PERCENT, MAX_JITTER_PERCENT, TtlClasses};
+
+pub use env::ENV_VARS;
+
+/// Default Redis URL: the local server.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default schema version in keys (`v1`).
+pub const DEFAULT_VERSION: u32 = 1;
+/// Default number of multiplexed connections. One already saturates two cores; the second
+/// keeps a stall on one socket from stalling every call.
+pub const DEFAULT_POOL_SIZE: usize = 2;
+/// The largest pool accepted.
+pub const MAX_POOL_SIZE: usize = 64;
+/// Default deadline of one Redis operation.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default largest encoded value that is stored; larger ones are returned but not cached.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// Default interval of the per-entity hit-ratio log line.
+pub const DEFAULT_METRICS_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A configuration value was rejected; names the field (or environment variable) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cache configuration: `{field}`: {message}")]
+pub struct ConfigError {
+    field: String,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The rejected field or environment variable.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
+/// Validated configuration of a [`Cache`](crate::Cache). Build it with [`CacheConfig::builder`]
+/// or [`CacheConfig::from_env`].
+#[derive(Clone)]
+pub struct CacheConfig {
+    pub(crate) redis_url: String,
+    pub(crate) app_prefix: String,
+    pub(crate) version: u32,
+    pub(crate) ttl: TtlClasses,
+    pub(crate) jitter_percent: u8,
+    pub(crate) pool_size: usize,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) compression_threshold: Option<usize>,
+    pub(crate) codec: CodecKind,
+    pub(crate) metrics_log_interval: Option<Duration>,
+}
+
+impl CacheConfig {
+    /// A builder holding every default; only the app prefix must be set.
+    pub fn builder() -> CacheConfigBuilder {
+        CacheConfigBuilder::default()
+    }
+
+    /// A builder with defaults overridden by the `CACHE_*` environment variables
+    /// ([`ENV_VARS`] lists them). Further setters may follow before [`CacheConfigBuilder::build`].
+    pub fn from_env() -> Result<CacheConfigBuilder, ConfigError> {
+        env::apply(Self::builder(), |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Self::from_env`], reading variables through `lookup` (for tests and other sources).
+    pub fn from_env_with(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<CacheConfigBuilder, ConfigError> {
+        env::apply(Self::builder(), lookup)
+    }
+
+    /// The app prefix, first part of every key.
+    pub fn app_prefix(&self) -> &str {
+        &self.app_prefix
+    }
+
+    /// The schema version in keys.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The Redis URL with any password replaced by `***`.
+    pub fn redacted_redis_url(&self) -> String {
+        redact(&self.redis_url)
+    }
+
+    /// The TTL classes.
+    pub fn ttl_classes(&self) -> TtlClasses {
+        self.ttl
+    }
+
+    /// The deadline of one Redis operation.
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
+    /// The largest encoded value that is stored.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_value_bytes
+    }
+
+    /// The codec values are written with.
+    pub fn codec(&self) -> CodecKind {
+        self.codec
+    }
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password only fails for URLs that cannot have one, excluded above.
+            let _ = parsed.set_password(Some("***"));
+            parsed.into()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable URL>".to_owned(),
+    }
+}
+
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            redis_url,
+            app_prefix,
+            version,
+            ttl,
+            jitter_percent,
+            pool_size,
+            operation_timeout,
+            breaker_threshold,
+            breaker_cooldown,
+            max_value_bytes,
+            compression_threshold,
+            codec,
+            metrics_log_interval,
+        } = self;
+        f.debug_struct("CacheConfig")
+            .field("redis_url", &redact(redis_url))
+            .field("app_prefix", app_prefix)
+            .field("version", version)
+            .field("ttl", ttl)
+            .field("jitter_percent", jitter_percent)
+            .field("pool_size", pool_size)
+            .field("operation_timeout", operation_timeout)
+            .field("breaker_threshold", breaker_threshold)
+            .field("breaker_cooldown", breaker_cooldown)
+            .field("max_value_bytes", max_value_bytes)
+            .field("compression_threshold", compression_threshold)
+            .field("codec", codec)
+            .field("metrics_log_interval", metrics_log_interval)
+            .finish()
+    }
+}
+
+/// Builds a [`CacheConfig`]; every setter is named after its knob and consumes the builder.
+#[must_use]
+#[derive(Clone)]
+pub struct CacheConfigBuilder {
+    config: CacheConfig,
+    app_prefix_set: bool,
+}
+
+impl Default for CacheConfigBuilder {
+    fn default() -> Self {
+        Self {
+            config: CacheConfig {
+                redis_url: DEFAULT_REDIS_URL.to_owned(),
+                app_prefix: String::new(),
+                version: DEFAULT_VERSION,
+                ttl: TtlClasses::default(),
+                jitter_percent: DEFAULT_JITTER_PERCENT,
+                pool_size: DEFAULT_POOL_SIZE,
+                operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+                breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
+                breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
+                max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+                compression_threshold: Some(DEFAULT_COMPRESSION_THRESHOLD),
+                codec: CodecKind::default(),
+                metrics_log_interval: Some(DEFAULT_METRICS_LOG_INTERVAL),
+            },
+            app_prefix_set: false,
+        }
+    }
+}
+
+impl fmt::Debug for CacheConfigBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CacheConfigBuilder")
+            .field(&self.config)
+            .finish()
+    }
+}
+
+impl CacheConfigBuilder {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (feature `tls`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = url.into();
+        self
+    }
+
+    /// The application's key prefix (`[a-z0-9_-]+`), e.g. `shop`. Required.
+    pub fn app_prefix(mut self, app: impl Into<String>) -> Self {
+        self.config.app_prefix = app.into();
+        self.app_prefix_set = true;
+        self
+    }
+
+    /// The schema version in keys; bump it when cached types change.
+    pub fn version(mut self, version: u32) -> Self {
+        self.config.version = version;
+        self
+    }
+
+    /// The `short` TTL class.
+    pub fn ttl_short(mut self, ttl: Duration) -> Self {
+        self.config.ttl.short = ttl;
+        self
+    }
+
+    /// The `medium` TTL class.
+    pub fn ttl_medium(mut self, ttl: Duration) -> Self {
+        self.config.ttl.medium = ttl;
+        self
+    }
+
+    /// The `long` TTL class.
+    pub fn ttl_long(mut self, ttl: Duration) -> Self {
+        self.config.ttl.long = ttl;
+        self
+    }
+
+    /// Uniform jitter applied to every TTL written, ± this percentage (0 to 50).
+    pub fn jitter_percent(mut self, percent: u8) -> Self {
+        self.config.jitter_percent = percent;
+        self
+    }
+
+    /// Number of multiplexed Redis connections used round-robin (1 to 64).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.config.pool_size = size;
+        self
+    }
+
+    /// Deadline of each Redis operation; a call never waits longer on Redis.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.config.operation_timeout = timeout;
+        self
+    }
+
+    /// Consecutive connection-class failures that open the circuit breaker.
+    pub fn breaker_threshold(mut self, failures: u32) -> Self {
+        self.config.breaker_threshold = failures;
+        self
+    }
+
+    /// How long the breaker stays open before probing Redis again.
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Largest encoded value stored; larger values are returned to the caller but not cached.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_value_bytes = bytes;
+        self
+    }
+
+    /// Encoded values larger than this are LZ4-compressed; `None` turns compression off.
+    pub fn compression_threshold(mut self, bytes: Option<usize>) -> Self {
+        self.config.compression_threshold = bytes;
+        self
+    }
+
+    /// The codec values are written with.
+    pub fn codec(mut self, codec: CodecKind) -> Self {
+        self.config.codec = codec;
+        self
+    }
+
+    /// Interval of the per-entity hit-ratio log line; `None` turns it off.
+    pub fn metrics_log_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.metrics_log_interval = interval;
+        self
+    }
+
+    /// Validates every field; the error names the first bad one.
+    pub fn build(self) -> Result<CacheConfig, ConfigError> {
+        let c = self.config;
+        validate_url(&c.redis_url)?;
+        if !self.app_prefix_set {
+            return Err(ConfigError::new(
+                "app_prefix",
+                "not set; every key starts with it (e.g. `.app_prefix(\"shop\")` or CACHE_APP_PREFIX=shop)",
+            ));
+        }
+        validate_name("app prefix", &c.app_prefix)
+            .map_err(|e| ConfigError::new("app_prefix", e.to_string()))?;
+        for (field, ttl) in [
+            ("ttl_short", c.ttl.short),
+            ("ttl_medium", c.ttl.medium),
+            ("ttl_long", c.ttl.long),
+        ] {
+            if ttl < Duration::from_millis(1) {
+                return Err(ConfigError::new(field, "must be at least 1ms"));
+            }
+        }
+        if c.jitter_percent > MAX_JITTER_PERCENT {
+            return Err(ConfigError::new(
+                "jitter_percent",
+                format!(
+                    "{} is above the maximum of {MAX_JITTER_PERCENT}",
+                    c.jitter_percent
+                ),
+            ));
+        }
+        if !(1..=MAX_POOL_SIZE).contains(&c.pool_size) {
+            return Err(ConfigError::new(
+                "pool_size",
+                format!("{} is outside 1..={MAX_POOL_SIZE}", c.pool_size),
+            ));
+        }
+        if c.operation_timeout < Duration::from_millis(1)
+            || c.operation_timeout > Duration::from_secs(60)
+        {
+            return Err(ConfigError::new(
+                "operation_timeout",
+                "must be between 1ms and 60s",
+            ));
+        }
+        if c.breaker_threshold == 0 {
+            return Err(ConfigError::new("breaker_threshold", "must be at least 1"));
+        }
+        if c.breaker_cooldown.is_zero() {
+            return Err(ConfigError::new("breaker_cooldown", "must not be zero"));
+        }
+        if c.max_value_bytes < 64 || c.max_value_bytes > 512 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "max_value_bytes",
+                "must be between 64 bytes and 512 MiB (Redis' own limit)",
+            ));
+        }
+        if c.metrics_log_interval
+            .is_some_and(|d| d < Duration::from_secs(1))
+        {
+            return Err(ConfigError::new(
+                "metrics_log_interval",
+                "must be at least 1s (or off)",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+fn validate_url(url: &str) -> Result<(), ConfigError> {
+    let field = "redis_url";
+    if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+        return Err(ConfigError::new(
+            field,
+            "`rediss://` needs the `tls` feature of cache-runtime",
+        ));
+    }
+    let parsed = url::Url::parse(url)
+        .map_err(|e| ConfigError::new(field, format!("`{}` is not a URL: {e}", redact(url))))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "scheme `{}` is not supported; use redis://, rediss:// or unix://",
+                parsed.scheme()
+            ),
+        ));
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| ConfigError::new(field, format!("`{}`: {e}", redact(url))))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! Entities and the keys built from them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::key::{EntityPrefix, KeyPart};
+use crate::metrics::{Counters, EntityMetrics};
+
+/// One kind of cached value (`product`, `product_list`): its key namespace and its counters.
+///
+/// Get it once from [`Cache::entity`](crate::Cache::entity) and keep it; clones are cheap.
+#[derive(Clone)]
+pub struct Entity {
+    inner: Arc<EntityInner>,
+}
+
+struct EntityInner {
+    prefix: EntityPrefix,
+    counters: Counters,
+}
+
+impl Entity {
+    pub(crate) fn new(prefix: EntityPrefix) -> Self {
+        Self {
+            inner: Arc::new(EntityInner {
+                prefix,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The entity name.
+    pub fn name(&self) -> &str {
+        self.inner.prefix.entity()
+    }
+
+    /// The key of `id`: `{app}:v{N}:{entity}:{id}`, the id escaped.
+    pub fn key(&self, id: &(impl KeyPart + ?Sized)) -> CacheKey {
+        CacheKey {
+            key: self.inner.prefix.key(id),
+            entity: self.clone(),
+        }
+    }
+
+    /// The key of `id` with `variant`: `{app}:v{N}:{entity}:{id}:{variant}`.
+    pub fn variant_key(
+        &self,
+        id: &(impl KeyPart + ?Sized),
+        variant: &(impl KeyPart + ?Sized),
+    ) -> CacheKey {
+        CacheKey {
+            key: self.inner.prefix.variant_key(id, variant),
+            entity: self.clone(),
+        }
+    }
+
+    /// The glob matching every key of this entity.
+    pub fn pattern(&self) -> String {
+        self.inner.prefix.pattern()
+    }
+
+    /// The glob matching every variant of `id`.
+    pub fn variants_pattern(&self, id: &(impl KeyPart + ?Sized)) -> String {
+        self.inner.prefix.variants_pattern(id)
+    }
+
+    /// A snapshot of this entity's counters.
+    pub fn metrics(&self) -> EntityMetrics {
+        self.inner.counters.snapshot(self.name())
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+}
+
+impl fmt::Debug for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Entity").field(&self.inner.prefix).finish()
+    }
+}
+
+/// A full Redis key together with the entity it belongs to.
+#[derive(Clone)]
+pub struct CacheKey {
+    key: String,
+    entity: Entity,
+}
+
+impl CacheKey {
+    /// The Redis key.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+
+    /// The entity the key belongs to.
+    pub fn entity(&self) -> &Entity {
+        &self.entity
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CacheKey").field(&self.key).finish()
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key)
+    }
+}

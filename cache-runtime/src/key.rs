@@ -1,0 +1,191 @@
+//! The key schema `{app}:v{version}:{entity}:{id}[:{variant}]`, its escaping and its patterns.
+//!
+//! Every key and every pattern is built here, so the escaping that keeps distinct argument
+//! tuples apart is the same escaping that keeps invalidation patterns inside their entity.
+
+use std::fmt::{self, Write as _};
+
+/// The longest app prefix or entity name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// A name (app prefix or entity) that is not a short `[a-z0-9_-]+` identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{name}`: {reason}")]
+pub struct NameError {
+    what: &'static str,
+    name: String,
+    reason: &'static str,
+}
+
+/// Checks that `name` is a non-empty `[a-z0-9_-]+` identifier of at most [`MAX_NAME_LEN`] bytes.
+///
+/// `what` says which kind of name it is ("app prefix", "entity") in the error.
+pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "it is longer than 64 bytes"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        "use only lowercase ASCII letters, digits, `_` and `-`"
+    } else {
+        return Ok(());
+    };
+    Err(NameError {
+        what,
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Whether `b` must be percent-encoded inside an interpolated key value.
+///
+/// `%` keeps the encoding reversible (so injective), `:` separates key parts, `* ? [ ] \` are
+/// glob metacharacters that could widen an invalidation pattern, braces are Redis Cluster hash
+/// tags, and whitespace and control bytes make keys unreadable in tools.
+fn needs_escape(b: u8) -> bool {
+    matches!(
+        b,
+        b'%' | b':' | b'*' | b'?' | b'[' | b']' | b'\\' | b'{' | b'}' | b' ' | 0x7f
+    ) || b < 0x20
+}
+
+/// Appends `value` to `out`, percent-encoding every byte that [`needs_escape`].
+pub fn escape_into(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut clean_from = 0;
+    for (i, b) in value.bytes().enumerate() {
+        if needs_escape(b) {
+            out.push_str(&value[clean_from..i]);
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            clean_from = i + 1;
+        }
+    }
+    out.push_str(&value[clean_from..]);
+}
+
+/// A value that can be interpolated into a key's id or variant.
+///
+/// Implementations append an escaped rendering; two distinct values of one type must render
+/// differently. Implement it for your own id types by delegating to a field.
+pub trait KeyPart {
+    /// Appends this value, escaped, to `key`.
+    fn append_to(&self, key: &mut String);
+}
+
+macro_rules! key_part_via_display {
+    ($($ty:ty),*) => {$(
+        impl KeyPart for $ty {
+            fn append_to(&self, key: &mut String) {
+                // Numbers and bools render without characters that need escaping.
+                let _ = write!(key, "{self}");
+            }
+        }
+    )*};
+}
+key_part_via_display!(
+    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
+);
+
+impl KeyPart for str {
+    fn append_to(&self, key: &mut String) {
+        escape_into(key, self);
+    }
+}
+
+impl KeyPart for String {
+    fn append_to(&self, key: &mut String) {
+        escape_into(key, self);
+    }
+}
+
+impl KeyPart for char {
+    fn append_to(&self, key: &mut String) {
+        escape_into(key, self.encode_utf8(&mut [0; 4]));
+    }
+}
+
+impl<T: KeyPart + ?Sized> KeyPart for &T {
+    fn append_to(&self, key: &mut String) {
+        (**self).append_to(key);
+    }
+}
+
+/// The key namespace of one entity: `{app}:v{version}:{entity}:`.
+///
+/// Built by [`Cache::entity`](crate::Cache::entity); keys and patterns of the entity all start
+/// with this prefix.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EntityPrefix {
+    prefix: String,
+    entity_start: usize,
+}
+
+impl EntityPrefix {
+    /// The prefix of `entity` under `app` at schema `version`, after validating both names.
+    pub fn new(app: &str, version: u32, entity: &str) -> Result<Self, NameError> {
+        validate_name("app prefix", app)?;
+        validate_name("entity", entity)?;
+        let mut prefix = format!("{app}:v{version}:");
+        let entity_start = prefix.len();
+        prefix.push_str(entity);
+        prefix.push(':');
+        Ok(Self {
+            prefix,
+            entity_start,
+        })
+    }
+
+    /// The entity name.
+    pub fn entity(&self) -> &str {
+        &self.prefix[self.entity_start..self.prefix.len() - 1]
+    }
+
+    /// The key of `id`: `{app}:v{N}:{entity}:{id}`.
+    pub fn key(&self, id: &(impl KeyPart + ?Sized)) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + 16);
+        key.push_str(&self.prefix);
+        id.append_to(&mut key);
+        key
+    }
+
+    /// The key of `id` with `variant`: `{app}:v{N}:{entity}:{id}:{variant}`.
+    pub fn variant_key(
+        &self,
+        id: &(impl KeyPart + ?Sized),
+        variant: &(impl KeyPart + ?Sized),
+    ) -> String {
+        let mut key = self.key(id);
+        key.push(':');
+        variant.append_to(&mut key);
+        key
+    }
+
+    /// The glob matching every key of this entity (and no key of another entity).
+    pub fn pattern(&self) -> String {
+        format!("{}*", self.prefix)
+    }
+
+    /// The glob matching every variant of `id` (the key of `id` itself is [`Self::key`]).
+    ///
+    /// Escaping guarantees the id contains no glob metacharacter and no `:`, so this matches
+    /// only keys of this very id.
+    pub fn variants_pattern(&self, id: &(impl KeyPart + ?Sized)) -> String {
+        let mut pattern = self.key(id);
+        pattern.push_str(":*");
+        pattern
+    }
+}
+
+impl fmt::Debug for EntityPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EntityPrefix").field(&self.prefix).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

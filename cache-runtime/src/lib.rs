@@ -1,0 +1,61 @@
+//! A Redis cache-aside runtime: configure once, then read through [`Cache::get_or_set`] (or the
+//! `#[cached]` macros) and the cache never makes a call fail that would have succeeded without it.
+//!
+//! ```no_run
+//! use cache_runtime::{Cache, CacheConfig, Ttl};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = CacheConfig::from_env()?.app_prefix("shop").build()?;
+//! let cache = Cache::new(config)?;
+//! cache_runtime::install(cache.clone())?;
+//!
+//! let products = cache.entity("product")?;
+//! let key = products.key(&42u64); // shop:v1:product:42
+//! let name = cache
+//!     .get_or_set(&key, Ttl::Medium, || async { Ok::<_, std::io::Error>("lamp".to_owned()) })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod breaker;
+mod cache;
+mod clock;
+mod codec;
+mod compress;
+mod config;
+mod connection;
+mod entity;
+mod envelope;
+mod error;
+mod global;
+mod key;
+mod metrics;
+mod report;
+mod ttl;
+
+pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
+pub use cache::Cache;
+pub use clock::{Clock, MockClock, SystemClock};
+#[cfg(feature = "json")]
+pub use codec::Json;
+pub use codec::{Codec, CodecError, CodecKind, Postcard};
+pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
+pub use config::{
+    CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_METRICS_LOG_INTERVAL, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_REDIS_URL,
+    DEFAULT_VERSION, ENV_VARS, MAX_POOL_SIZE,
+};
+pub use entity::{CacheKey, Entity};
+pub use error::CacheError;
+pub use global::{AlreadyInstalled, current, install, with_cache};
+pub use key::{KeyPart, NameError, escape_into};
+pub use metrics::EntityMetrics;
+pub use ttl::{
+    DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,
+    DurationParseError, Jitter, MAX_JITTER_PERCENT, Ttl, TtlClasses, parse_duration,
+};
+
+/// The envelope layout, public for tools that inspect stored values.
+pub mod envelope_format {
+    pub use crate::envelope::Header;
+}

@@ -1,0 +1,88 @@
+//! Per-entity counters: private atomics, read through a plain [`EntityMetrics`] snapshot.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Live counters of one entity.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) loader_calls: AtomicU64,
+    pub(crate) loader_errors: AtomicU64,
+    pub(crate) redis_errors: AtomicU64,
+    pub(crate) fallbacks: AtomicU64,
+    pub(crate) oversize_skips: AtomicU64,
+    pub(crate) decode_failures: AtomicU64,
+    /// Whether the oversize warning was logged already: once per entity is enough.
+    pub(crate) oversize_logged: AtomicBool,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, entity: &str) -> EntityMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EntityMetrics {
+            entity: entity.to_owned(),
+            hits: get(&self.hits),
+            misses: get(&self.misses),
+            loader_calls: get(&self.loader_calls),
+            loader_errors: get(&self.loader_errors),
+            redis_errors: get(&self.redis_errors),
+            fallbacks: get(&self.fallbacks),
+            oversize_skips: get(&self.oversize_skips),
+            decode_failures: get(&self.decode_failures),
+        }
+    }
+}
+
+/// A point-in-time copy of one entity's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EntityMetrics {
+    /// The entity name.
+    pub entity: String,
+    /// Reads answered from Redis.
+    pub hits: u64,
+    /// Reads that found nothing usable in Redis.
+    pub misses: u64,
+    /// Calls of the source (loader), for any reason.
+    pub loader_calls: u64,
+    /// Loader calls that returned an error.
+    pub loader_errors: u64,
+    /// Redis operations that failed (including timeouts and an open breaker).
+    pub redis_errors: u64,
+    /// `get_or_set` calls served by the source because Redis was in trouble.
+    pub fallbacks: u64,
+    /// Values returned but not stored because they exceeded `max_value_bytes`.
+    pub oversize_skips: u64,
+    /// Stored values that could not be decoded (counted as misses too, then overwritten).
+    pub decode_failures: u64,
+}
+
+impl EntityMetrics {
+    /// Hits over hits + misses, or `None` before the first read.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        // Counts stay far below 2^52, where the f64 conversion would round.
+        #[allow(clippy::cast_precision_loss)]
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+
+    /// The counts accumulated since `earlier` (a snapshot of the same entity).
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            entity: self.entity.clone(),
+            hits: self.hits.saturating_sub(earlier.hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),
+            loader_errors: self.loader_errors.saturating_sub(earlier.loader_errors),
+            redis_errors: self.redis_errors.saturating_sub(earlier.redis_errors),
+            fallbacks: self.fallbacks.saturating_sub(earlier.fallbacks),
+            oversize_skips: self.oversize_skips.saturating_sub(earlier.oversize_skips),
+            decode_failures: self.decode_failures.saturating_sub(earlier.decode_failures),
+        }
+    }
+}
