@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
+use redis::{Cmd, FromRedisValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -164,12 +164,7 @@ impl Cache {
     /// Deletes `key`; `true` when something was deleted.
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
         let removed: u64 = self
-            .redis(key.entity(), |mut conn| async move {
-                redis::cmd("UNLINK")
-                    .arg(key.as_str())
-                    .query_async(&mut conn)
-                    .await
-            })
+            .redis(key.entity(), redis::cmd("UNLINK").arg(key.as_str()))
             .await?;
         tracing::debug!(key = key.as_str(), removed, "cache delete");
         Ok(removed > 0)
@@ -273,16 +268,13 @@ impl Cache {
 
     async fn store(&self, key: &CacheKey, bytes: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.redis(key.entity(), |mut conn| async move {
-            redis::cmd("SET")
-                .arg(key.as_str())
-                .arg(bytes)
-                .arg("PX")
-                .arg(ttl_ms)
-                .exec_async(&mut conn)
-                .await
-        })
-        .await?;
+        let set = redis::cmd("SET")
+            .arg(key.as_str())
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms)
+            .to_owned();
+        let () = self.redis(key.entity(), &set).await?;
         tracing::debug!(key = key.as_str(), ttl_ms, "cache set");
         Ok(())
     }
@@ -290,12 +282,7 @@ impl Cache {
     async fn read<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Lookup<T>, CacheError> {
         let counters = key.entity().counters();
         let bytes: Option<Vec<u8>> = self
-            .redis(key.entity(), |mut conn| async move {
-                redis::cmd("GET")
-                    .arg(key.as_str())
-                    .query_async(&mut conn)
-                    .await
-            })
+            .redis(key.entity(), redis::cmd("GET").arg(key.as_str()))
             .await?;
         let Some(bytes) = bytes else {
             bump(&counters.misses);
@@ -328,30 +315,31 @@ impl Cache {
         .map_err(|e| e.to_string())
     }
 
-    /// Runs one Redis operation under the breaker and the operation timeout, counting failures
-    /// against `entity`.
-    async fn redis<T, F, Fut>(&self, entity: &Entity, op: F) -> Result<T, CacheError>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        let result = self.call(op).await;
+    /// Runs `cmd` under the breaker and the operation timeout, counting failures against
+    /// `entity`.
+    async fn redis<T: FromRedisValue>(&self, entity: &Entity, cmd: &Cmd) -> Result<T, CacheError> {
+        let result = self.call(cmd).await;
         if result.is_err() {
             bump(&entity.counters().redis_errors);
         }
         result
     }
 
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
-    where
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
+    async fn call<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CacheError> {
         let inner = &*self.inner;
         let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
-        let (slot, conn) = inner.pool.connection();
+        let (slot, mut conn) = inner.pool.connection();
+        let attempt = async {
+            match cmd.query_async(&mut conn).await {
+                // A refused connection means the command was never sent, so sending it again
+                // is safe. It is what a connection left over from before a Redis restart
+                // reports once; the manager has started a fresh connection by then.
+                Err(error) if error.is_connection_refusal() => cmd.query_async(&mut conn).await,
+                other => other,
+            }
+        };
         let timeout = inner.config.operation_timeout;
-        match tokio::time::timeout(timeout, op(conn)).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Err(_) => {
                 inner.breaker.record(permit, true);
                 Err(CacheError::Timeout(timeout))
@@ -359,6 +347,10 @@ impl Cache {
             Ok(Ok(value)) => {
                 inner.breaker.record(permit, false);
                 Ok(value)
+            }
+            Ok(Err(error)) if error.is_timeout() => {
+                inner.breaker.record(permit, true);
+                Err(CacheError::Timeout(timeout))
             }
             Ok(Err(error)) => {
                 if is_authentication(&error) {

@@ -30,10 +30,13 @@ impl Pool {
     /// A pool of `size` connections to `url`. Must run inside a Tokio runtime.
     pub(crate) fn new(url: &str, size: usize, timeout: Duration) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
+        // The caller's own deadline (the operation timeout) fires first; these only stop a
+        // connection attempt or a response from lingering after every caller gave up.
+        let backstop = timeout.saturating_mul(2);
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_connection_timeout(Some(backstop))
+            .set_response_timeout(Some(backstop));
         let slots = (0..size.max(1))
             .map(|_| {
                 ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())

@@ -1,1 +1,167 @@
+//! Test support: real `redis-server` processes on free ports that a test can stop, pause and
+//! restart. Each [`RedisServer`] is killed when dropped.
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to accept connections after being started.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A `redis-server` child process listening on 127.0.0.1.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    password: Option<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server without authentication.
+    pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// Starts a server that requires `password` (`requirepass`).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::spawn(Some(password.to_owned()))
+    }
+
+    fn spawn(password: Option<String>) -> Self {
+        // Another test may grab the same free port between our probe and the server's bind;
+        // a few attempts make that race harmless.
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                password: password.clone(),
+                child: None,
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server (is it installed and on PATH?)");
+    }
+
+    fn launch(&mut self) -> bool {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(password) = &self.password {
+            cmd.args(["--requirepass", password]);
+        }
+        let child = cmd.spawn().expect("spawn redis-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < STARTUP_DEADLINE {
+            if self.exited() {
+                return false;
+            }
+            if self.ping() {
+                return true;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        self.stop();
+        false
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    fn ping(&self) -> bool {
+        self.connection()
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_ok()
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://[:password@]127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// A fresh synchronous connection, for assertions on what Redis holds.
+    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
+    }
+
+    /// Runs `cmd` on a fresh connection and panics on error: for test set-up and assertions.
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut connection = self.connection().expect("connect to test redis");
+        cmd.query(&mut connection).expect("test redis command")
+    }
+
+    /// Every key matching `pattern`, found with `SCAN`, sorted.
+    pub fn scan(&self, pattern: &str) -> Vec<String> {
+        let mut connection = self.connection().expect("connect to test redis");
+        let mut keys: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter(&mut connection)
+            .expect("scan")
+            .collect::<Result<_, _>>()
+            .expect("scan keys");
+        keys.sort();
+        keys
+    }
+
+    /// Kills the server (SIGKILL: what a crash looks like to clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.launch(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// Makes the server stop answering clients for `duration` (`CLIENT PAUSE … ALL`).
+    pub fn pause(&self, duration: Duration) {
+        let _: () = self.query(
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(duration.as_millis().to_string())
+                .arg("ALL"),
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}

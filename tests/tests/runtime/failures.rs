@@ -1,0 +1,165 @@
+use std::time::{Duration, Instant};
+
+use cache_runtime::{BreakerState, Cache, CacheError, Ttl};
+
+use crate::{CountingLoader, config};
+use cache_tests::RedisServer;
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+const COOLDOWN: Duration = Duration::from_millis(500);
+/// Scheduling slack on a loaded two-core machine; far below anything a hung Redis would cost.
+const SLACK: Duration = Duration::from_millis(150);
+
+fn fragile_cache(server: &RedisServer) -> Cache {
+    Cache::new(
+        config(server)
+            .operation_timeout(TIMEOUT)
+            .breaker_threshold(3)
+            .breaker_cooldown(COOLDOWN)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache")
+}
+
+/// Calls `get_or_set` and checks it answered with the loader's value within the deadline.
+async fn read_through(cache: &Cache, loader: &CountingLoader, id: u32) -> Duration {
+    let key = cache.entity("product").expect("entity").key(&id);
+    let started = Instant::now();
+    let value = cache
+        .get_or_set(&key, Ttl::Short, || loader.load(format!("product {id}")))
+        .await
+        .expect("the loader's value, whatever Redis does");
+    assert_eq!(value, format!("product {id}"));
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_test_falls_back_opens_the_breaker_and_recovers() {
+    let mut server = RedisServer::start();
+    let cache = fragile_cache(&server);
+    let loader = CountingLoader::default();
+    read_through(&cache, &loader, 1).await;
+    read_through(&cache, &loader, 1).await;
+    assert_eq!(loader.calls(), 1, "second read is a hit");
+
+    server.stop();
+    for _ in 0..10 {
+        let took = read_through(&cache, &loader, 1).await;
+        assert!(took <= TIMEOUT + SLACK, "a call waited {took:?}");
+    }
+    assert_eq!(loader.calls(), 11, "every call reached the source");
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+    assert!(matches!(
+        cache
+            .get::<String>(&cache.entity("product").expect("entity").key(&1u32))
+            .await,
+        Err(CacheError::BreakerOpen)
+    ));
+    let metrics = cache.entity("product").expect("entity").metrics();
+    assert_eq!(metrics.fallbacks, 10);
+
+    server.restart();
+    tokio::time::sleep(COOLDOWN + Duration::from_millis(50)).await;
+    read_through(&cache, &loader, 2).await; // the probe: a miss, stored
+    assert_eq!(cache.breaker_state(), BreakerState::Closed);
+    read_through(&cache, &loader, 2).await;
+    assert_eq!(
+        loader.calls(),
+        12,
+        "caching resumed: the second read was a hit"
+    );
+    assert_eq!(server.scan("*"), vec!["test:v1:product:2"]);
+}
+
+#[tokio::test]
+async fn a_paused_redis_costs_at_most_the_timeout_per_call_until_the_breaker_opens() {
+    let server = RedisServer::start();
+    let cache = fragile_cache(&server);
+    let loader = CountingLoader::default();
+    read_through(&cache, &loader, 1).await; // connect first
+
+    server.pause(Duration::from_secs(3));
+    let mut durations = Vec::new();
+    for id in 0..6 {
+        durations.push(read_through(&cache, &loader, id).await);
+    }
+    for took in &durations {
+        assert!(*took <= TIMEOUT + SLACK, "a call waited {took:?}");
+    }
+    // The first three time out; once open, the breaker answers without waiting at all.
+    assert!(durations[0] >= TIMEOUT, "{:?}", durations[0]);
+    assert!(durations[5] < TIMEOUT / 4, "{:?}", durations[5]);
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+    assert_eq!(loader.calls(), 7);
+}
+
+#[tokio::test]
+async fn explicit_calls_report_timeouts_as_typed_errors() {
+    let server = RedisServer::start();
+    let cache = fragile_cache(&server);
+    let key = cache.entity("product").expect("entity").key(&1u8);
+    cache.set(&key, &1u8, Ttl::Short).await.expect("set");
+
+    server.pause(Duration::from_secs(2));
+    let err = cache.get::<u8>(&key).await.expect_err("paused");
+    assert!(matches!(err, CacheError::Timeout(TIMEOUT)), "{err}");
+    assert!(err.is_connection_class());
+}
+
+#[tokio::test]
+async fn a_cache_built_while_redis_is_down_works_and_connects_later() {
+    let mut server = RedisServer::start();
+    server.stop();
+    let cache = fragile_cache(&server);
+    let loader = CountingLoader::default();
+
+    read_through(&cache, &loader, 1).await;
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    let err = cache.get::<String>(&key).await.expect_err("down");
+    assert!(err.is_connection_class(), "{err}");
+
+    server.restart();
+    tokio::time::sleep(COOLDOWN + Duration::from_millis(50)).await;
+    read_through(&cache, &loader, 1).await;
+    read_through(&cache, &loader, 1).await;
+    assert_eq!(loader.calls(), 2, "the third read was a hit");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_error_for_explicit_calls_and_a_fallback_for_reads() {
+    let server = RedisServer::start_with_password("right-password");
+    let wrong_url = format!("redis://:wrong-password@127.0.0.1:{}", server.port());
+    let cache = Cache::new(
+        config(&server)
+            .redis_url(wrong_url)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("product").expect("entity").key(&1u8);
+
+    let err = cache.get::<String>(&key).await.expect_err("auth fails");
+    assert!(matches!(err, CacheError::Authentication(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Redis rejected the credentials"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("wrong-password"), "{err}");
+
+    let loader = CountingLoader::default();
+    read_through(&cache, &loader, 1).await;
+    assert_eq!(loader.calls(), 1);
+    assert_eq!(server.scan("*"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn the_right_password_works() {
+    let server = RedisServer::start_with_password("right-password");
+    let cache = fragile_cache(&server);
+    let loader = CountingLoader::default();
+    read_through(&cache, &loader, 1).await;
+    read_through(&cache, &loader, 1).await;
+    assert_eq!(loader.calls(), 1);
+}

@@ -1,0 +1,44 @@
+//! Behaviour of the cache runtime against real `redis-server` processes.
+
+mod cache_aside;
+mod failures;
+mod global;
+mod stored_values;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cache_runtime::{Cache, CacheConfig, CacheConfigBuilder};
+use cache_tests::RedisServer;
+
+/// A builder for a cache on `server` with the app prefix `test` and quiet logs.
+pub fn config(server: &RedisServer) -> CacheConfigBuilder {
+    CacheConfig::builder()
+        .redis_url(server.url())
+        .app_prefix("test")
+        .metrics_log_interval(None)
+}
+
+pub fn cache(server: &RedisServer) -> Cache {
+    Cache::new(config(server).build().expect("valid config")).expect("cache")
+}
+
+/// A loader that counts its calls and returns `value`.
+#[derive(Debug, Clone, Default)]
+pub struct CountingLoader {
+    calls: Arc<AtomicUsize>,
+}
+
+impl CountingLoader {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub async fn load<T>(&self, value: T) -> Result<T, std::io::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(value)
+    }
+}
+
+pub const SHORT: Duration = Duration::from_millis(200);
