@@ -53,8 +53,13 @@ impl Header {
     /// Writes the header followed by `payload`.
     pub fn wrap(&self, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-        let flags =
-            u8::from(self.compressed) * FLAG_COMPRESSED | u8::from(self.negative) * FLAG_NEGATIVE;
+        let mut flags = 0;
+        if self.compressed {
+            flags |= FLAG_COMPRESSED;
+        }
+        if self.negative {
+            flags |= FLAG_NEGATIVE;
+        }
         out.extend_from_slice(&[FORMAT, self.codec, flags]);
         out.extend_from_slice(&self.created_at_ms.to_le_bytes());
         out.extend_from_slice(&self.fresh_until_ms.to_le_bytes());

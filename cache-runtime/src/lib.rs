@@ -59,3 +59,8 @@ pub use ttl::{
 pub mod envelope_format {
     pub use crate::envelope::Header;
 }
+
+// The README's examples compile as doc tests, so the quick start cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

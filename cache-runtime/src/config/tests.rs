@@ -144,3 +144,11 @@ fn a_bad_environment_value_names_the_variable() {
         CacheConfig::from_env_with(env(&[("CACHE_CODEC", "bincode")])).expect_err("unknown codec");
     assert_eq!(err.field(), "CACHE_CODEC");
 }
+
+#[test]
+fn the_readme_documents_every_environment_variable() {
+    let readme = include_str!("../../../README.md");
+    for (var, _) in ENV_VARS {
+        assert!(readme.contains(&format!("| `{var}` |")), "{var} missing from README.md");
+    }
+}
