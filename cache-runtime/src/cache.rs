@@ -16,6 +16,7 @@ use crate::codec::CodecKind;
 use crate::compress;
 use crate::config::CacheConfig;
 use crate::connection::Pool;
+use crate::deadline::Deadlines;
 use crate::entity::{CacheKey, Entity};
 use crate::envelope::Header;
 use crate::error::{CacheError, is_authentication, is_connection_class};
@@ -46,6 +47,7 @@ pub struct Cache {
 pub(crate) struct Inner {
     config: CacheConfig,
     pool: Pool,
+    deadlines: Deadlines,
     breaker: Breaker,
     jitter: Jitter,
     entities: Mutex<HashMap<(String, u32), Entity>>,
@@ -90,6 +92,7 @@ impl Cache {
         let inner = Arc::new(Inner {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
+            deadlines: Deadlines::new(config.operation_timeout, &runtime),
             pool,
             entities: Mutex::new(HashMap::new()),
             config,
@@ -328,7 +331,7 @@ impl Cache {
     async fn call<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, CacheError> {
         let inner = &*self.inner;
         let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
-        let (slot, mut conn) = inner.pool.connection();
+        let (ticket, mut conn) = inner.pool.connection();
         let attempt = async {
             match cmd.query_async(&mut conn).await {
                 // A refused connection means the command was never sent, so sending it again
@@ -339,7 +342,7 @@ impl Cache {
             }
         };
         let timeout = inner.config.operation_timeout;
-        match tokio::time::timeout(timeout, attempt).await {
+        match inner.deadlines.bound(attempt).await {
             Err(_) => {
                 inner.breaker.record(permit, true);
                 Err(CacheError::Timeout(timeout))
@@ -354,7 +357,7 @@ impl Cache {
             }
             Ok(Err(error)) => {
                 if is_authentication(&error) {
-                    inner.pool.replace(slot);
+                    inner.pool.replace(ticket);
                 }
                 inner.breaker.record(permit, is_connection_class(&error));
                 Err(CacheError::from_redis(error))

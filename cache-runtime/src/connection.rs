@@ -10,11 +10,24 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+struct Slot {
+    /// Bumped on every replacement.
+    generation: u64,
+    manager: ConnectionManager,
+}
+
+/// Which connection a caller got, and which incarnation of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    index: usize,
+    generation: u64,
+}
+
 /// Round-robin pool of connections; one type whatever the topology behind it.
 pub(crate) struct Pool {
     client: redis::Client,
     manager_config: ConnectionManagerConfig,
-    slots: Box<[RwLock<ConnectionManager>]>,
+    slots: Box<[RwLock<Slot>]>,
     next: AtomicUsize,
 }
 
@@ -30,17 +43,23 @@ impl Pool {
     /// A pool of `size` connections to `url`. Must run inside a Tokio runtime.
     pub(crate) fn new(url: &str, size: usize, timeout: Duration) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
-        // The caller's own deadline (the operation timeout) fires first; these only stop a
-        // connection attempt or a response from lingering after every caller gave up.
-        let backstop = timeout.saturating_mul(2);
+        // No response timeout: every call already runs under the operation timeout, and a
+        // second timer per command costs throughput. A connection whose command timed out is
+        // replaced instead (see `replace`), which is what the response timeout would trigger.
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
-            .set_connection_timeout(Some(backstop))
-            .set_response_timeout(Some(backstop));
+            .set_connection_timeout(Some(timeout.saturating_mul(2)))
+            .set_response_timeout(None);
         let slots = (0..size.max(1))
             .map(|_| {
-                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-                    .map(RwLock::new)
+                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()).map(
+                    |manager| {
+                        RwLock::new(Slot {
+                            generation: 0,
+                            manager,
+                        })
+                    },
+                )
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -51,31 +70,39 @@ impl Pool {
         })
     }
 
-    /// The next connection in turn, with its slot number for [`Self::replace`].
-    pub(crate) fn connection(&self) -> (usize, ConnectionManager) {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let manager = self.slots[slot]
+    /// The next connection in turn, with a ticket for [`Self::replace`].
+    pub(crate) fn connection(&self) -> (Ticket, ConnectionManager) {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = self.slots[index]
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        (slot, manager)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ticket = Ticket {
+            index,
+            generation: slot.generation,
+        };
+        (ticket, slot.manager.clone())
     }
 
-    /// Replaces the manager in `slot` with a fresh lazy one.
+    /// Replaces the connection a ticket was issued for with a fresh lazy one, unless another
+    /// caller replaced it already (so a burst of failures replaces it once).
     ///
-    /// A manager whose connection attempt failed with a non-I/O error (wrong password) keeps
-    /// returning that error forever; a fresh one connects again, so fixing the credentials on
-    /// the server heals the pool.
-    pub(crate) fn replace(&self, slot: usize) {
-        let fresh = ConnectionManager::new_lazy_with_config(
+    /// Two failures call for this: a command that timed out (the connection may be hung with
+    /// no I/O error ever coming), and rejected credentials (a manager whose connection attempt
+    /// failed that way repeats the error forever; a fresh one heals once the server is fixed).
+    pub(crate) fn replace(&self, ticket: Ticket) {
+        let mut slot = self.slots[ticket.index]
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.generation != ticket.generation {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(
             self.client.clone(),
             self.manager_config.clone(),
-        );
-        match fresh {
+        ) {
             Ok(manager) => {
-                *self.slots[slot]
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = manager;
+                slot.manager = manager;
+                slot.generation += 1;
             }
             Err(error) => tracing::warn!(%error, "could not recreate a Redis connection"),
         }

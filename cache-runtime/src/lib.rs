@@ -24,6 +24,7 @@ mod codec;
 mod compress;
 mod config;
 mod connection;
+mod deadline;
 mod entity;
 mod envelope;
 mod error;

@@ -149,6 +149,9 @@ fn a_bad_environment_value_names_the_variable() {
 fn the_readme_documents_every_environment_variable() {
     let readme = include_str!("../../../README.md");
     for (var, _) in ENV_VARS {
-        assert!(readme.contains(&format!("| `{var}` |")), "{var} missing from README.md");
+        assert!(
+            readme.contains(&format!("| `{var}` |")),
+            "{var} missing from README.md"
+        );
     }
 }
