@@ -30,7 +30,8 @@ pub(crate) async fn run(cache: Weak<Inner>, interval: Duration) {
 fn log(delta: &EntityMetrics) {
     tracing::info!(
         entity = %delta.entity,
-        hit_ratio = delta.hit_ratio().map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "-".to_owned()),
+        hit_ratio = %delta
+            .hit_ratio().map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "-".to_owned()),
         hits = delta.hits,
         misses = delta.misses,
         loader_calls = delta.loader_calls,

@@ -163,3 +163,23 @@ async fn the_right_password_works() {
     read_through(&cache, &loader, 1).await;
     assert_eq!(loader.calls(), 1);
 }
+
+#[tokio::test]
+async fn command_errors_fall_back_without_tripping_the_breaker() {
+    let server = RedisServer::start();
+    let cache = fragile_cache(&server);
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    // A list where a string is expected: every GET answers WRONGTYPE.
+    let _: i64 = server.query(redis::cmd("LPUSH").arg(key.as_str()).arg("x"));
+
+    let loader = CountingLoader::default();
+    for _ in 0..10 {
+        read_through(&cache, &loader, 1).await;
+    }
+    assert_eq!(loader.calls(), 10);
+    let err = cache.get::<String>(&key).await.expect_err("WRONGTYPE");
+    assert!(!err.is_connection_class(), "{err}");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(cache.breaker_state(), BreakerState::Closed);
+    assert_eq!(cache.breaker_transitions(), 0);
+}

@@ -3,6 +3,7 @@
 mod cache_aside;
 mod failures;
 mod global;
+mod metrics_log;
 mod stored_values;
 
 use std::sync::Arc;
