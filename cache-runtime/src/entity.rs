@@ -38,6 +38,7 @@ impl Entity {
     pub fn key(&self, id: &(impl KeyPart + ?Sized)) -> CacheKey {
         CacheKey {
             key: self.inner.prefix.key(id),
+            variant_at: None,
             entity: self.clone(),
         }
     }
@@ -48,8 +49,20 @@ impl Entity {
         id: &(impl KeyPart + ?Sized),
         variant: &(impl KeyPart + ?Sized),
     ) -> CacheKey {
+        let (key, variant_at) = self.inner.prefix.variant_key(id, variant);
         CacheKey {
-            key: self.inner.prefix.variant_key(id, variant),
+            key,
+            variant_at: Some(variant_at),
+            entity: self.clone(),
+        }
+    }
+
+    /// The key of an already escaped id and variant.
+    pub(crate) fn key_from_escaped(&self, id: &str, variant: Option<&str>) -> CacheKey {
+        let (key, variant_at) = self.inner.prefix.key_from_escaped(id, variant);
+        CacheKey {
+            key,
+            variant_at,
             entity: self.clone(),
         }
     }
@@ -66,7 +79,11 @@ impl Entity {
 
     /// A snapshot of this entity's counters.
     pub fn metrics(&self) -> EntityMetrics {
-        self.inner.counters.snapshot(self.name())
+        self.inner.counters.snapshot(self.name(), self.inner.prefix.version())
+    }
+
+    pub(crate) fn prefix(&self) -> &EntityPrefix {
+        &self.inner.prefix
     }
 
     pub(crate) fn counters(&self) -> &Counters {
@@ -84,6 +101,8 @@ impl fmt::Debug for Entity {
 #[derive(Clone)]
 pub struct CacheKey {
     key: String,
+    /// Offset of the `:` before the variant, for keys with one.
+    variant_at: Option<usize>,
     entity: Entity,
 }
 
@@ -96,6 +115,18 @@ impl CacheKey {
     /// The entity the key belongs to.
     pub fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// The escaped id part of the key.
+    pub(crate) fn escaped_id(&self) -> &str {
+        let start = self.entity.prefix().len();
+        &self.key[start..self.variant_at.unwrap_or(self.key.len())]
+    }
+
+    /// For a key with a variant, the set indexing its id's variants.
+    pub(crate) fn variants_index(&self) -> Option<String> {
+        self.variant_at
+            .map(|_| self.entity.prefix().variants_index(self.escaped_id()))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The process-wide cache the macros use, and a scoped override.
+//! The process-wide cache the macros use, a scoped override, and per-call modes.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -9,13 +9,22 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 
 tokio::task_local! {
     static SCOPED: Cache;
+    static MODE: Mode;
+}
+
+/// How `#[cached]` functions behave inside [`uncached`] and [`refreshing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Normal,
+    /// Run the undecorated body: no read, no write.
+    Bypass,
+    /// Skip the read, run the body, overwrite the cached value.
+    Refresh,
 }
 
 /// A cache was installed already; the rejected one is handed back.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "a global cache is installed already; install it once at start-up, or use `with_cache` for a scoped one"
-)]
+#[error("a global cache is installed already; install it once at start-up, or use `with_cache` for a scoped one")]
 pub struct AlreadyInstalled(pub Cache);
 
 /// Installs `cache` as the process-wide cache. A second install is an error, never a replace.
@@ -34,4 +43,27 @@ pub fn current() -> Option<Cache> {
 /// Runs `future` with `cache` in effect instead of the global one (tests, multi-tenant programs).
 pub async fn with_cache<F: Future>(cache: Cache, future: F) -> F::Output {
     SCOPED.scope(cache, future).await
+}
+
+pub(crate) fn mode() -> Mode {
+    MODE.try_with(|mode| *mode).unwrap_or(Mode::Normal)
+}
+
+/// Runs `future` with every `#[cached]` function in it calling its undecorated body: no cache
+/// read, no cache write. `#[invalidates]` and `#[cache_put]` still apply.
+///
+/// ```no_run
+/// # async fn product(id: u64) -> Option<String> { None }
+/// # async fn demo() {
+/// let fresh_from_the_database = cache_runtime::uncached(product(42)).await;
+/// # }
+/// ```
+pub async fn uncached<F: Future>(future: F) -> F::Output {
+    MODE.scope(Mode::Bypass, future).await
+}
+
+/// Runs `future` with every `#[cached]` function in it skipping the cache read, calling its
+/// body, and overwriting the cached value: a forced refresh.
+pub async fn refreshing<F: Future>(future: F) -> F::Output {
+    MODE.scope(Mode::Refresh, future).await
 }

@@ -123,6 +123,7 @@ impl<T: KeyPart + ?Sized> KeyPart for &T {
 pub struct EntityPrefix {
     prefix: String,
     entity_start: usize,
+    version: u32,
 }
 
 impl EntityPrefix {
@@ -137,7 +138,13 @@ impl EntityPrefix {
         Ok(Self {
             prefix,
             entity_start,
+            version,
         })
+    }
+
+    /// The schema version in the prefix.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The entity name.
@@ -153,16 +160,46 @@ impl EntityPrefix {
         key
     }
 
-    /// The key of `id` with `variant`: `{app}:v{N}:{entity}:{id}:{variant}`.
+    /// The length of the prefix, where the id starts in every key.
+    pub(crate) fn len(&self) -> usize {
+        self.prefix.len()
+    }
+
+    /// The key of `id` with `variant`: `{app}:v{N}:{entity}:{id}:{variant}`, and the offset of
+    /// the `:` before the variant.
     pub fn variant_key(
         &self,
         id: &(impl KeyPart + ?Sized),
         variant: &(impl KeyPart + ?Sized),
-    ) -> String {
+    ) -> (String, usize) {
         let mut key = self.key(id);
+        let variant_at = key.len();
         key.push(':');
         variant.append_to(&mut key);
-        key
+        (key, variant_at)
+    }
+
+    /// The key of an id and optional variant that are already escaped (built by
+    /// [`KeyWriter`](crate::__private::KeyWriter)); returns the key and, with a variant, the
+    /// offset of the `:` before it.
+    pub(crate) fn key_from_escaped(&self, id: &str, variant: Option<&str>) -> (String, Option<usize>) {
+        let mut key = String::with_capacity(self.prefix.len() + id.len() + variant.map_or(0, |v| v.len() + 1));
+        key.push_str(&self.prefix);
+        key.push_str(id);
+        let variant_at = variant.map(|variant| {
+            let at = key.len();
+            key.push(':');
+            key.push_str(variant);
+            at
+        });
+        (key, variant_at)
+    }
+
+    /// The set that lists the variant keys of `id` written so far, so that invalidating an id
+    /// needs no keyspace scan. `%v` cannot come out of escaping (it only writes `%` before two
+    /// hex digits), so no id or variant can collide with it.
+    pub(crate) fn variants_index(&self, escaped_id: &str) -> String {
+        format!("{}{escaped_id}:%variants", self.prefix)
     }
 
     /// The glob matching every key of this entity (and no key of another entity).

@@ -30,6 +30,7 @@ mod envelope;
 mod error;
 mod global;
 mod key;
+mod macro_support;
 mod metrics;
 mod report;
 mod ttl;
@@ -48,13 +49,23 @@ pub use config::{
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;
-pub use global::{AlreadyInstalled, current, install, with_cache};
+pub use global::{AlreadyInstalled, current, install, refreshing, uncached, with_cache};
 pub use key::{KeyPart, NameError, escape_into};
 pub use metrics::EntityMetrics;
 pub use ttl::{
     DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,
     DurationParseError, Jitter, MAX_JITTER_PERCENT, Ttl, TtlClasses, parse_duration,
 };
+
+pub use cache_macros::{cache_put, cached, invalidates};
+
+/// What macro expansions call. Not public API: no semver guarantees.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::macro_support::*;
+    pub use crate::ttl::Ttl;
+    pub use core::time::Duration;
+}
 
 /// The envelope layout, public for tools that inspect stored values.
 pub mod envelope_format {

@@ -22,10 +22,11 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, entity: &str) -> EntityMetrics {
+    pub(crate) fn snapshot(&self, entity: &str, version: u32) -> EntityMetrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         EntityMetrics {
             entity: entity.to_owned(),
+            version,
             hits: get(&self.hits),
             misses: get(&self.misses),
             loader_calls: get(&self.loader_calls),
@@ -44,6 +45,8 @@ impl Counters {
 pub struct EntityMetrics {
     /// The entity name.
     pub entity: String,
+    /// The schema version of the entity's keys.
+    pub version: u32,
     /// Reads answered from Redis.
     pub hits: u64,
     /// Reads that found nothing usable in Redis.
@@ -75,6 +78,7 @@ impl EntityMetrics {
     pub fn since(&self, earlier: &Self) -> Self {
         Self {
             entity: self.entity.clone(),
+            version: self.version,
             hits: self.hits.saturating_sub(earlier.hits),
             misses: self.misses.saturating_sub(earlier.misses),
             loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),

@@ -9,12 +9,12 @@ use crate::metrics::EntityMetrics;
 
 /// Runs until the cache is dropped.
 pub(crate) async fn run(cache: Weak<Inner>, interval: Duration) {
-    let mut previous: HashMap<String, EntityMetrics> = HashMap::new();
+    let mut previous: HashMap<(String, u32), EntityMetrics> = HashMap::new();
     loop {
         tokio::time::sleep(interval).await;
         let Some(inner) = cache.upgrade() else { return };
         for now in inner.metrics() {
-            let delta = match previous.get(&now.entity) {
+            let delta = match previous.get(&(now.entity.clone(), now.version)) {
                 Some(before) => now.since(before),
                 None => now.clone(),
             };
@@ -22,7 +22,7 @@ pub(crate) async fn run(cache: Weak<Inner>, interval: Duration) {
             if active {
                 log(&delta);
             }
-            previous.insert(now.entity.clone(), now);
+            previous.insert((now.entity.clone(), now.version), now);
         }
     }
 }

@@ -49,7 +49,7 @@ fn product() -> EntityPrefix {
 fn keys_follow_the_schema() {
     let p = product();
     assert_eq!(p.key(&42u64), "shop:v3:product:42");
-    assert_eq!(p.variant_key(&7u32, "p2"), "shop:v3:product:7:p2");
+    assert_eq!(p.variant_key(&7u32, "p2").0, "shop:v3:product:7:p2");
     assert_eq!(p.entity(), "product");
     assert_eq!(p.pattern(), "shop:v3:product:*");
     assert_eq!(p.variants_pattern(&42u64), "shop:v3:product:42:*");
@@ -101,7 +101,7 @@ proptest! {
     ) {
         prop_assume!((&a, &av) != (&b, &bv));
         let p = product();
-        prop_assert_ne!(p.variant_key(a.as_str(), av.as_str()), p.variant_key(b.as_str(), bv.as_str()));
+        prop_assert_ne!(p.variant_key(a.as_str(), av.as_str()).0, p.variant_key(b.as_str(), bv.as_str()).0);
     }
 
     #[test]
@@ -111,7 +111,7 @@ proptest! {
         let p = product();
         prop_assume!(other != "product");
         let q = EntityPrefix::new("shop", 3, &other).expect("valid");
-        for key in [q.key(id.as_str()), q.variant_key(id.as_str(), variant.as_str())] {
+        for key in [q.key(id.as_str()), q.variant_key(id.as_str(), variant.as_str()).0] {
             prop_assert!(!glob_matches(p.pattern().as_bytes(), key.as_bytes()), "{key}");
         }
         prop_assert!(glob_matches(p.pattern().as_bytes(), p.key(id.as_str()).as_bytes()));
@@ -123,9 +123,9 @@ proptest! {
     ) {
         let p = product();
         let pattern = p.variants_pattern(id.as_str());
-        prop_assert!(glob_matches(pattern.as_bytes(), p.variant_key(id.as_str(), variant.as_str()).as_bytes()));
+        prop_assert!(glob_matches(pattern.as_bytes(), p.variant_key(id.as_str(), variant.as_str()).0.as_bytes()));
         if other != id {
-            let foreign = p.variant_key(other.as_str(), variant.as_str());
+            let foreign = p.variant_key(other.as_str(), variant.as_str()).0;
             prop_assert!(!glob_matches(pattern.as_bytes(), foreign.as_bytes()), "{foreign}");
         }
     }

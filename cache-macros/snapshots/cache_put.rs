@@ -1,0 +1,24 @@
+async fn save(&self, p: Product) -> Result<Product, DbError> {
+    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+        "product",
+        ::core::option::Option::None,
+        ::cache_runtime::__private::Ttl::Medium,
+        ::core::option::Option::None,
+    );
+    let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {
+        id: ::cache_runtime::__private::KeyWriter::new().value(&(p.id)).finish(),
+        variant: ::core::option::Option::None,
+    });
+    let __cache_ret = async move {
+        let __cache_ret: Result<Product, DbError> = { self.db.save(p).await };
+        __cache_ret
+    }
+        .await;
+    ::cache_runtime::__private::put(
+            &__CACHE_SITE,
+            __cache_key,
+            ::cache_runtime::__private::PutResult(&__cache_ret),
+        )
+        .await;
+    __cache_ret
+}

@@ -1,0 +1,29 @@
+/// Products of a category, one page at a time.
+pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {
+    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+        "product_list",
+        ::core::option::Option::None,
+        ::cache_runtime::__private::Ttl::Short,
+        ::core::option::Option::None,
+    );
+    let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {
+        id: ::cache_runtime::__private::KeyWriter::new().value(&(category)).finish(),
+        variant: ::core::option::Option::Some(
+            ::cache_runtime::__private::KeyWriter::new()
+                .literal("p")
+                .value(&(page))
+                .finish(),
+        ),
+    });
+    ::cache_runtime::__private::cached_result(
+            &__CACHE_SITE,
+            __cache_key,
+            async move {
+                let __cache_ret: Result<Vec<Product>, DbError> = {
+                    self.db.list(category, page).await
+                };
+                __cache_ret
+            },
+        )
+        .await
+}

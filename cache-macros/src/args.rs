@@ -1,0 +1,205 @@
+//! Attribute arguments: parsed generically as `name [= value]`, then checked into typed structs.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
+
+use crate::duration::Ttl;
+use crate::errors::Errors;
+use crate::template::Template;
+
+/// One `name` or `name = value` as written.
+struct RawArg {
+    name: Ident,
+    value: Option<Expr>,
+}
+
+impl Parse for RawArg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        // `Ident::parse_any` so that `crate` is accepted as a name.
+        let name = Ident::parse_any(input)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Self { name, value })
+    }
+}
+
+/// Parsed arguments, each taken at most once.
+pub(crate) struct Args {
+    args: Vec<RawArg>,
+    macro_name: &'static str,
+    valid: &'static [&'static str],
+}
+
+impl Args {
+    pub(crate) fn parse(
+        tokens: TokenStream,
+        macro_name: &'static str,
+        valid: &'static [&'static str],
+        errors: &mut Errors,
+    ) -> Self {
+        let parsed = syn::parse::Parser::parse2(Punctuated::<RawArg, Token![,]>::parse_terminated, tokens);
+        let mut args: Vec<RawArg> = Vec::new();
+        match parsed {
+            Ok(list) => {
+                for arg in list {
+                    let name = arg.name.to_string();
+                    if !valid.contains(&name.as_str()) {
+                        errors.at(
+                            arg.name.span(),
+                            format!("unknown argument `{name}` of #[{macro_name}]; valid arguments: {}", valid.join(", ")),
+                        );
+                    } else if args.iter().any(|a| a.name == arg.name) {
+                        errors.at(arg.name.span(), format!("`{name}` set multiple times"));
+                    } else {
+                        args.push(arg);
+                    }
+                }
+            }
+            Err(error) => errors.push(error),
+        }
+        Self {
+            args,
+            macro_name,
+            valid,
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<RawArg> {
+        debug_assert!(self.valid.contains(&name), "{name} is not declared valid");
+        let at = self.args.iter().position(|a| a.name == name)?;
+        Some(self.args.remove(at))
+    }
+
+    /// `name = "..."`.
+    pub(crate) fn string(&mut self, name: &str, errors: &mut Errors) -> Option<LitStr> {
+        let arg = self.take(name)?;
+        match arg.value {
+            Some(Expr::Lit(ExprLit { lit: Lit::Str(lit), .. })) => Some(lit),
+            Some(other) => {
+                errors.push(syn::Error::new_spanned(other, format!("`{name}` takes a string, e.g. `{name} = \"...\"`")));
+                None
+            }
+            None => {
+                errors.at(arg.name.span(), format!("`{name}` takes a string, e.g. `{name} = \"...\"`"));
+                None
+            }
+        }
+    }
+
+    /// A bare flag (`all`, `before`); also returns the flag's span.
+    pub(crate) fn flag(&mut self, name: &str, errors: &mut Errors) -> Option<Span> {
+        let arg = self.take(name)?;
+        if let Some(value) = arg.value {
+            errors.push(syn::Error::new_spanned(value, format!("`{name}` takes no value; write just `{name}`")));
+        }
+        Some(arg.name.span())
+    }
+
+    /// A flag that may carry a string (`cache_none` or `cache_none = "30s"`).
+    pub(crate) fn flag_or_string(&mut self, name: &str, errors: &mut Errors) -> Option<(Span, Option<LitStr>)> {
+        let arg = self.take(name)?;
+        let span = arg.name.span();
+        match arg.value {
+            None => Some((span, None)),
+            Some(Expr::Lit(ExprLit { lit: Lit::Str(lit), .. })) => Some((span, Some(lit))),
+            Some(other) => {
+                errors.push(syn::Error::new_spanned(other, format!("`{name}` takes a duration string, e.g. `{name} = \"30s\"`, or no value")));
+                None
+            }
+        }
+    }
+
+    /// `version = N`.
+    pub(crate) fn version(&mut self, errors: &mut Errors) -> Option<u32> {
+        let arg = self.take("version")?;
+        match &arg.value {
+            Some(Expr::Lit(ExprLit { lit: Lit::Int(int), .. })) => match int.base10_parse::<u32>() {
+                Ok(version) => Some(version),
+                Err(error) => {
+                    errors.push(error);
+                    None
+                }
+            },
+            _ => {
+                errors.at(arg.name.span(), "`version` takes an integer, e.g. `version = 4`");
+                None
+            }
+        }
+    }
+
+    /// `condition = <expr>`.
+    pub(crate) fn expr(&mut self, name: &str, errors: &mut Errors) -> Option<Expr> {
+        let arg = self.take(name)?;
+        if arg.value.is_none() {
+            errors.at(arg.name.span(), format!("`{name}` takes an expression, e.g. `{name} = !refresh`"));
+        }
+        arg.value
+    }
+
+    /// `crate = path`: where the runtime is, for crates that re-export it.
+    pub(crate) fn private_path(&mut self, errors: &mut Errors) -> TokenStream {
+        let krate = match self.take("crate") {
+            None => None,
+            Some(RawArg { value: Some(Expr::Path(path)), .. }) => Some(path.path),
+            Some(arg) => {
+                errors.at(arg.name.span(), "`crate` takes a path, e.g. `crate = ::my_crate::cache`");
+                None
+            }
+        };
+        let krate = krate.unwrap_or_else(|| syn::parse_quote!(::cache_runtime));
+        private_of(&krate)
+    }
+
+    /// `entity = "name"`, required and checked against the key schema.
+    pub(crate) fn entity(&mut self, errors: &mut Errors) -> LitStr {
+        match self.string("entity", errors) {
+            Some(lit) => {
+                let name = lit.value();
+                let valid = !name.is_empty()
+                    && name.len() <= 64
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                if !valid {
+                    errors.at(lit.span(), format!("invalid entity `{name}`: use 1 to 64 lowercase ASCII letters, digits, `_` and `-`"));
+                }
+                lit
+            }
+            None => {
+                errors.at(
+                    Span::call_site(),
+                    format!("#[{}] needs `entity = \"...\"`: the kind of value, e.g. `entity = \"product\"`", self.macro_name),
+                );
+                LitStr::new("invalid", Span::call_site())
+            }
+        }
+    }
+
+    /// `ttl = "..."`, defaulting to `medium`.
+    pub(crate) fn ttl(&mut self, name: &str, errors: &mut Errors) -> Option<Ttl> {
+        let lit = self.string(name, errors)?;
+        match Ttl::parse(&lit.value()) {
+            Ok(ttl) => Some(ttl),
+            Err(message) => {
+                errors.at(lit.span(), message);
+                None
+            }
+        }
+    }
+
+    /// A key template argument.
+    pub(crate) fn template(&mut self, name: &str, params: &[String], errors: &mut Errors) -> Option<Template> {
+        let lit = self.string(name, errors)?;
+        Some(Template::parse(&lit, params, errors))
+    }
+}
+
+fn private_of(krate: &Path) -> TokenStream {
+    quote!(#krate::__private)
+}

@@ -1,0 +1,113 @@
+//! `#[cached]`: cache-aside around an async function.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Expr, ItemFn, LitStr};
+
+use crate::args::Args;
+use crate::duration::Ttl;
+use crate::errors::Errors;
+use crate::expand::{body_future, key_parts, local, site, with_body};
+use crate::signature::{Function, Returns};
+use crate::template::Template;
+
+const VALID: &[&str] = &["entity", "ttl", "key", "variant", "version", "condition", "cache_none", "crate"];
+
+struct Cached {
+    private: TokenStream,
+    entity: LitStr,
+    ttl: Ttl,
+    negative_ttl: Option<Ttl>,
+    key: Template,
+    variant: Option<Template>,
+    version: Option<u32>,
+    condition: Option<Expr>,
+    returns: Returns,
+}
+
+fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
+    let mut errors = Errors::default();
+    let function = Function::analyze(item, "cached", &mut errors);
+    let mut args = Args::parse(args, "cached", VALID, &mut errors);
+    let entity = args.entity(&mut errors);
+    let ttl = args.ttl("ttl", &mut errors).unwrap_or(Ttl::Medium);
+    let key = args.template("key", &function.params, &mut errors);
+    if key.is_none() {
+        errors.at(
+            proc_macro2::Span::call_site(),
+            "#[cached] needs `key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",
+        );
+    }
+    let variant = args.template("variant", &function.params, &mut errors);
+    let version = args.version(&mut errors);
+    let condition = args.expr("condition", &mut errors);
+    let negative_ttl = match args.flag_or_string("cache_none", &mut errors) {
+        None => None,
+        Some((span, _)) if function.returns != Returns::Option => {
+            errors.at(span, "`cache_none` needs a function returning `Option<T>`");
+            None
+        }
+        Some((_, None)) => Some(Ttl::Short),
+        Some((_, Some(lit))) => match Ttl::parse(&lit.value()) {
+            Ok(ttl) => Some(ttl),
+            Err(message) => {
+                errors.at(lit.span(), message);
+                None
+            }
+        },
+    };
+    let private = args.private_path(&mut errors);
+    let key = errors.finish(key)?;
+    Ok(Cached {
+        private,
+        entity,
+        ttl,
+        negative_ttl,
+        key: key.unwrap_or(Template { segments: Vec::new() }),
+        variant,
+        version,
+        condition,
+        returns: function.returns,
+    })
+}
+
+// Input:
+//     #[cached(entity = "product", ttl = "medium", key = "{id}")]
+//     async fn product(&self, id: u64) -> Result<Product, DbError> { body }
+// Output:
+//     async fn product(&self, id: u64) -> Result<Product, DbError> {
+//         static __CACHE_SITE: Site = Site::new("product", None, Ttl::Medium, None);
+//         let __cache_key = Some(KeyParts { id: KeyWriter::new().value(&(id)).finish(), variant: None });
+//         cached_result(&__CACHE_SITE, __cache_key, async move { body }).await
+//     }
+fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
+    let Cached { private, .. } = cached;
+    let site_ident = local("__CACHE_SITE");
+    let key_ident = local("__cache_key");
+    let site = site(private, &cached.entity, cached.version, cached.ttl, cached.negative_ttl);
+    let parts = key_parts(private, &cached.key, cached.variant.as_ref());
+    let key = match &cached.condition {
+        Some(condition) => quote! {
+            if #condition { ::core::option::Option::Some(#parts) } else { ::core::option::Option::None }
+        },
+        None => quote!(::core::option::Option::Some(#parts)),
+    };
+    let call = match cached.returns {
+        Returns::Result => quote!(cached_result),
+        Returns::Option => quote!(cached_option),
+        Returns::Plain => quote!(cached_value),
+    };
+    let body = body_future(item);
+    with_body(
+        item,
+        quote! {
+            #site
+            let #key_ident = #key;
+            #private::#call(&#site_ident, #key_ident, #body).await
+        },
+    )
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    crate::expand_with(item, "cached", |item| parse(args, item).map(|cached| generate(&cached, item)))
+}

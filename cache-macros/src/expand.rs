@@ -1,0 +1,97 @@
+//! Code generation shared by the three macros. No parsing happens here.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::{Ident, ItemFn, LitStr, ReturnType};
+
+use crate::duration::Ttl;
+use crate::template::{Segment, Template};
+
+/// A generated local: `__cache_*` at mixed-site hygiene, so it never clashes with (or captures)
+/// a user's own names such as `key`, `cache` or `result`.
+pub(crate) fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// The escaped string a template renders to.
+// Input:  "p{page}:{sort}"
+// Output: KeyWriter::new().literal("p").value(&(page)).literal(":").value(&(sort)).finish()
+pub(crate) fn render(private: &TokenStream, template: &Template) -> TokenStream {
+    let mut chain = quote!(#private::KeyWriter::new());
+    for segment in &template.segments {
+        chain = match segment {
+            Segment::Literal(text) => quote!(#chain.literal(#text)),
+            Segment::Value(expr) => quote!(#chain.value(&(#expr))),
+        };
+    }
+    quote!(#chain.finish())
+}
+
+/// `KeyParts { id, variant }` for a call.
+pub(crate) fn key_parts(private: &TokenStream, id: &Template, variant: Option<&Template>) -> TokenStream {
+    let id = render(private, id);
+    let variant = match variant {
+        Some(variant) => {
+            let variant = render(private, variant);
+            quote!(::core::option::Option::Some(#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote!(#private::KeyParts { id: #id, variant: #variant })
+}
+
+/// The per-function `Site` static.
+pub(crate) fn site(
+    private: &TokenStream,
+    entity: &LitStr,
+    version: Option<u32>,
+    ttl: Ttl,
+    negative_ttl: Option<Ttl>,
+) -> TokenStream {
+    let site = local("__CACHE_SITE");
+    let version = match version {
+        Some(v) => quote!(::core::option::Option::Some(#v)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ttl = ttl.tokens(private);
+    let negative_ttl = match negative_ttl {
+        Some(t) => {
+            let t = t.tokens(private);
+            quote!(::core::option::Option::Some(#t))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        static #site: #private::Site = #private::Site::new(#entity, #version, #ttl, #negative_ttl);
+    }
+}
+
+/// The user's body as a future with the function's output type. An async block (not the bare
+/// block) so that `return` and `?` in the body leave the body, not the wrapper around it.
+// Input:  { self.db.product(id).await }
+// Output: async move { let __cache_ret: Result<Product, DbError> = { self.db.product(id).await }; __cache_ret }
+pub(crate) fn body_future(item: &ItemFn) -> TokenStream {
+    let ret = local("__cache_ret");
+    let block = &item.block;
+    match &item.sig.output {
+        // Nothing to annotate: a unit body needs no help with `?` inference.
+        ReturnType::Default => quote!(async move #block),
+        ReturnType::Type(_, ty) => quote! {
+            async move {
+                let #ret: #ty = #block;
+                #ret
+            }
+        },
+    }
+}
+
+/// The function with its signature and attributes as written and a new body.
+pub(crate) fn with_body(item: &ItemFn, body: TokenStream) -> TokenStream {
+    let ItemFn { attrs, vis, sig, .. } = item;
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #body
+        }
+    }
+}

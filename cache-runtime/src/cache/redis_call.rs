@@ -1,0 +1,94 @@
+//! Every Redis round trip: under the circuit breaker and the operation deadline.
+
+use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
+
+use super::Cache;
+use crate::entity::Entity;
+use crate::error::{CacheError, is_authentication, is_connection_class};
+use crate::metrics::bump;
+
+/// One command or one pipeline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipeline(&'a Pipeline),
+}
+
+impl<'a> From<&'a Cmd> for Request<'a> {
+    fn from(cmd: &'a Cmd) -> Self {
+        Self::Cmd(cmd)
+    }
+}
+
+impl<'a> From<&'a mut Cmd> for Request<'a> {
+    fn from(cmd: &'a mut Cmd) -> Self {
+        Self::Cmd(cmd)
+    }
+}
+
+impl<'a> From<&'a Pipeline> for Request<'a> {
+    fn from(pipeline: &'a Pipeline) -> Self {
+        Self::Pipeline(pipeline)
+    }
+}
+
+impl Request<'_> {
+    async fn send<T: FromRedisValue>(
+        self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> RedisResult<T> {
+        match self {
+            Self::Cmd(cmd) => cmd.query_async(conn).await,
+            Self::Pipeline(pipeline) => pipeline.query_async(conn).await,
+        }
+    }
+}
+
+impl Cache {
+    /// Runs `request`, counting a failure against `entity`.
+    pub(crate) async fn redis<'a, T: FromRedisValue>(
+        &self,
+        entity: &Entity,
+        request: impl Into<Request<'a>>,
+    ) -> Result<T, CacheError> {
+        let result = self.call(request.into()).await;
+        if result.is_err() {
+            bump(&entity.counters().redis_errors);
+        }
+        result
+    }
+
+    /// Runs `request` under the breaker and the operation deadline.
+    pub(crate) async fn call<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, CacheError> {
+        let inner = &*self.inner;
+        let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
+        let (ticket, mut conn) = inner.pool.connection();
+        let attempt = async {
+            match request.send(&mut conn).await {
+                // A refused connection means the request was never sent, so sending it again
+                // is safe. It is what a connection left over from before a Redis restart
+                // reports once; the manager has started a fresh connection by then.
+                Err(error) if error.is_connection_refusal() => request.send(&mut conn).await,
+                other => other,
+            }
+        };
+        match inner.deadlines.bound(attempt).await {
+            Err(_) => {
+                inner.pool.replace(ticket);
+                inner.breaker.record(permit, true);
+                Err(CacheError::Timeout(inner.config.operation_timeout))
+            }
+            Ok(Ok(value)) => {
+                inner.breaker.record(permit, false);
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                if is_authentication(&error) {
+                    inner.pool.replace(ticket);
+                }
+                inner.breaker.record(permit, is_connection_class(&error));
+                Err(CacheError::from_redis(error))
+            }
+        }
+    }
+}

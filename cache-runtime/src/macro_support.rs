@@ -1,0 +1,261 @@
+//! What the expansions of `#[cached]`, `#[invalidates]` and `#[cache_put]` call. Reached through
+//! `cache_runtime::__private`: hidden, and not covered by semver.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Cache, Optional, Plain, Policy};
+use crate::entity::{CacheKey, Entity};
+use crate::global::{self, Mode};
+use crate::key::KeyPart;
+use crate::ttl::Ttl;
+
+/// Builds an escaped id or variant from a key template: literal text as written, interpolated
+/// values escaped.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct KeyWriter(String);
+
+impl KeyWriter {
+    pub fn new() -> Self {
+        Self(String::new())
+    }
+
+    /// Literal template text (checked at compile time to need no escaping).
+    pub fn literal(mut self, text: &'static str) -> Self {
+        self.0.push_str(text);
+        self
+    }
+
+    /// An interpolated value.
+    pub fn value<T: KeyPart + ?Sized>(mut self, value: &T) -> Self {
+        value.append_to(&mut self.0);
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// The escaped id and optional variant of one call's key.
+#[derive(Debug)]
+pub struct KeyParts {
+    pub id: String,
+    pub variant: Option<String>,
+}
+
+/// One annotated function: its entity and caching options, and the entity resolved for the
+/// cache last used here (so a call does not look the entity up by name).
+#[derive(Debug)]
+pub struct Site {
+    entity: &'static str,
+    version: Option<u32>,
+    ttl: Ttl,
+    negative_ttl: Option<Ttl>,
+    resolved: RwLock<Option<(u64, Entity)>>,
+}
+
+impl Site {
+    pub const fn new(
+        entity: &'static str,
+        version: Option<u32>,
+        ttl: Ttl,
+        negative_ttl: Option<Ttl>,
+    ) -> Self {
+        Self {
+            entity,
+            version,
+            ttl,
+            negative_ttl,
+            resolved: RwLock::new(None),
+        }
+    }
+
+    fn entity(&self, cache: &Cache) -> Option<Entity> {
+        let cached = self
+            .resolved
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, entity)) = cached.as_ref().filter(|(id, _)| *id == cache.id()) {
+            return Some(entity.clone());
+        }
+        drop(cached);
+        let version = self.version.unwrap_or(cache.config().version());
+        match cache.entity_at_version(self.entity, version) {
+            Ok(entity) => {
+                *self
+                    .resolved
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((cache.id(), entity.clone()));
+                Some(entity)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "invalid entity; running uncached");
+                None
+            }
+        }
+    }
+
+    fn policy(&self, refresh: bool) -> Policy {
+        Policy {
+            ttl: self.ttl,
+            negative_ttl: self.negative_ttl,
+            refresh,
+        }
+    }
+}
+
+static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The cache and key for a call, or `None` to run the body uncached.
+fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool)> {
+    let key = key?;
+    let refresh = match global::mode() {
+        Mode::Normal => false,
+        Mode::Refresh => true,
+        Mode::Bypass => return None,
+    };
+    let Some(cache) = global::current() else {
+        if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no cache installed (cache_runtime::install): #[cached] functions run uncached"
+            );
+        }
+        return None;
+    };
+    let entity = site.entity(&cache)?;
+    let key = entity.key_from_escaped(&key.id, key.variant.as_deref());
+    Some((cache, key, refresh))
+}
+
+fn never<T>(result: Result<T, Infallible>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+/// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only.
+pub async fn cached_result<T, E, F>(site: &Site, key: Option<KeyParts>, body: F) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = Result<T, E>>,
+{
+    let Some((cache, key, refresh)) = prepare(site, key) else {
+        return body.await;
+    };
+    let loaded = cache
+        .read_through(&key, &site.policy(refresh), async { body.await.map(Plain) })
+        .await?;
+    Ok(loaded.0)
+}
+
+/// `#[cached]` on a function returning `Option<T>`: caches `Some`, and `None` with `cache_none`.
+pub async fn cached_option<T, F>(site: &Site, key: Option<KeyParts>, body: F) -> Option<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = Option<T>>,
+{
+    let Some((cache, key, refresh)) = prepare(site, key) else {
+        return body.await;
+    };
+    let loader = async { Ok::<_, Infallible>(Optional(body.await)) };
+    never(cache.read_through(&key, &site.policy(refresh), loader).await).0
+}
+
+/// `#[cached]` on a function returning any other `T`.
+pub async fn cached_value<T, F>(site: &Site, key: Option<KeyParts>, body: F) -> T
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = T>,
+{
+    let Some((cache, key, refresh)) = prepare(site, key) else {
+        return body.await;
+    };
+    let loader = async { Ok::<_, Infallible>(Plain(body.await)) };
+    never(cache.read_through(&key, &site.policy(refresh), loader).await).0
+}
+
+/// Something a write-through function returned: the value to store, if any.
+pub trait PutValue {
+    type Value: Serialize;
+    fn put_value(&self) -> Option<&Self::Value>;
+}
+
+/// `#[cache_put]` on a `Result<T, E>` function.
+#[derive(Debug)]
+pub struct PutResult<'a, T, E>(pub &'a Result<T, E>);
+/// `#[cache_put]` on an `Option<T>` function.
+#[derive(Debug)]
+pub struct PutOption<'a, T>(pub &'a Option<T>);
+/// `#[cache_put]` on a function returning any other `T`.
+#[derive(Debug)]
+pub struct PutPlain<'a, T>(pub &'a T);
+
+impl<T: Serialize, E> PutValue for PutResult<'_, T, E> {
+    type Value = T;
+    fn put_value(&self) -> Option<&T> {
+        self.0.as_ref().ok()
+    }
+}
+
+impl<T: Serialize> PutValue for PutOption<'_, T> {
+    type Value = T;
+    fn put_value(&self) -> Option<&T> {
+        self.0.as_ref()
+    }
+}
+
+impl<T: Serialize> PutValue for PutPlain<'_, T> {
+    type Value = T;
+    fn put_value(&self) -> Option<&T> {
+        Some(self.0)
+    }
+}
+
+/// `#[cache_put]`: stores what the body returned (never changes the result).
+pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
+    let Some(value) = returned.put_value() else {
+        return;
+    };
+    let Some((cache, key, _)) = prepare(site, key) else {
+        return;
+    };
+    let result = cache.set(&key, value, site.ttl).await;
+    if let Err(error) = result {
+        tracing::warn!(key = key.as_str(), %error, "write-through failed");
+    }
+}
+
+/// What an `#[invalidates]` attribute removes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One id with all its variants.
+    Id(String),
+    /// Every key of the entity.
+    All,
+}
+
+/// `#[invalidates]`: removes the target; failures are logged, never returned.
+pub async fn invalidate(site: &Site, target: Option<Target>) {
+    let Some(target) = target else { return };
+    let Some(cache) = global::current() else {
+        return;
+    };
+    let Some(entity) = site.entity(&cache) else {
+        return;
+    };
+    let result = match &target {
+        Target::Id(id) => cache.invalidate_escaped_id(&entity, id).await,
+        Target::All => cache.invalidate_entity(&entity).await,
+    };
+    if let Err(error) = result {
+        tracing::warn!(entity = entity.name(), ?target, %error, "invalidation failed");
+    }
+}
