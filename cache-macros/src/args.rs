@@ -45,7 +45,8 @@ impl Args {
         valid: &'static [&'static str],
         errors: &mut Errors,
     ) -> Self {
-        let parsed = syn::parse::Parser::parse2(Punctuated::<RawArg, Token![,]>::parse_terminated, tokens);
+        let parsed =
+            syn::parse::Parser::parse2(Punctuated::<RawArg, Token![,]>::parse_terminated, tokens);
         let mut args: Vec<RawArg> = Vec::new();
         match parsed {
             Ok(list) => {
@@ -54,7 +55,10 @@ impl Args {
                     if !valid.contains(&name.as_str()) {
                         errors.at(
                             arg.name.span(),
-                            format!("unknown argument `{name}` of #[{macro_name}]; valid arguments: {}", valid.join(", ")),
+                            format!(
+                                "unknown argument `{name}` of #[{macro_name}]; valid arguments: {}",
+                                valid.join(", ")
+                            ),
                         );
                     } else if args.iter().any(|a| a.name == arg.name) {
                         errors.at(arg.name.span(), format!("`{name}` set multiple times"));
@@ -82,13 +86,21 @@ impl Args {
     pub(crate) fn string(&mut self, name: &str, errors: &mut Errors) -> Option<LitStr> {
         let arg = self.take(name)?;
         match arg.value {
-            Some(Expr::Lit(ExprLit { lit: Lit::Str(lit), .. })) => Some(lit),
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            })) => Some(lit),
             Some(other) => {
-                errors.push(syn::Error::new_spanned(other, format!("`{name}` takes a string, e.g. `{name} = \"...\"`")));
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    format!("`{name}` takes a string, e.g. `{name} = \"...\"`"),
+                ));
                 None
             }
             None => {
-                errors.at(arg.name.span(), format!("`{name}` takes a string, e.g. `{name} = \"...\"`"));
+                errors.at(
+                    arg.name.span(),
+                    format!("`{name}` takes a string, e.g. `{name} = \"...\"`"),
+                );
                 None
             }
         }
@@ -98,20 +110,34 @@ impl Args {
     pub(crate) fn flag(&mut self, name: &str, errors: &mut Errors) -> Option<Span> {
         let arg = self.take(name)?;
         if let Some(value) = arg.value {
-            errors.push(syn::Error::new_spanned(value, format!("`{name}` takes no value; write just `{name}`")));
+            errors.push(syn::Error::new_spanned(
+                value,
+                format!("`{name}` takes no value; write just `{name}`"),
+            ));
         }
         Some(arg.name.span())
     }
 
     /// A flag that may carry a string (`cache_none` or `cache_none = "30s"`).
-    pub(crate) fn flag_or_string(&mut self, name: &str, errors: &mut Errors) -> Option<(Span, Option<LitStr>)> {
+    pub(crate) fn flag_or_string(
+        &mut self,
+        name: &str,
+        errors: &mut Errors,
+    ) -> Option<(Span, Option<LitStr>)> {
         let arg = self.take(name)?;
         let span = arg.name.span();
         match arg.value {
             None => Some((span, None)),
-            Some(Expr::Lit(ExprLit { lit: Lit::Str(lit), .. })) => Some((span, Some(lit))),
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            })) => Some((span, Some(lit))),
             Some(other) => {
-                errors.push(syn::Error::new_spanned(other, format!("`{name}` takes a duration string, e.g. `{name} = \"30s\"`, or no value")));
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    format!(
+                        "`{name}` takes a duration string, e.g. `{name} = \"30s\"`, or no value"
+                    ),
+                ));
                 None
             }
         }
@@ -121,7 +147,9 @@ impl Args {
     pub(crate) fn version(&mut self, errors: &mut Errors) -> Option<u32> {
         let arg = self.take("version")?;
         match &arg.value {
-            Some(Expr::Lit(ExprLit { lit: Lit::Int(int), .. })) => match int.base10_parse::<u32>() {
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            })) => match int.base10_parse::<u32>() {
                 Ok(version) => Some(version),
                 Err(error) => {
                     errors.push(error);
@@ -129,7 +157,10 @@ impl Args {
                 }
             },
             _ => {
-                errors.at(arg.name.span(), "`version` takes an integer, e.g. `version = 4`");
+                errors.at(
+                    arg.name.span(),
+                    "`version` takes an integer, e.g. `version = 4`",
+                );
                 None
             }
         }
@@ -139,7 +170,10 @@ impl Args {
     pub(crate) fn expr(&mut self, name: &str, errors: &mut Errors) -> Option<Expr> {
         let arg = self.take(name)?;
         if arg.value.is_none() {
-            errors.at(arg.name.span(), format!("`{name}` takes an expression, e.g. `{name} = !refresh`"));
+            errors.at(
+                arg.name.span(),
+                format!("`{name}` takes an expression, e.g. `{name} = !refresh`"),
+            );
         }
         arg.value
     }
@@ -148,9 +182,15 @@ impl Args {
     pub(crate) fn private_path(&mut self, errors: &mut Errors) -> TokenStream {
         let krate = match self.take("crate") {
             None => None,
-            Some(RawArg { value: Some(Expr::Path(path)), .. }) => Some(path.path),
+            Some(RawArg {
+                value: Some(Expr::Path(path)),
+                ..
+            }) => Some(path.path),
             Some(arg) => {
-                errors.at(arg.name.span(), "`crate` takes a path, e.g. `crate = ::my_crate::cache`");
+                errors.at(
+                    arg.name.span(),
+                    "`crate` takes a path, e.g. `crate = ::my_crate::cache`",
+                );
                 None
             }
         };
@@ -165,7 +205,9 @@ impl Args {
                 let name = lit.value();
                 let valid = !name.is_empty()
                     && name.len() <= 64
-                    && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                    && name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
                 if !valid {
                     errors.at(lit.span(), format!("invalid entity `{name}`: use 1 to 64 lowercase ASCII letters, digits, `_` and `-`"));
                 }
@@ -194,7 +236,12 @@ impl Args {
     }
 
     /// A key template argument.
-    pub(crate) fn template(&mut self, name: &str, params: &[String], errors: &mut Errors) -> Option<Template> {
+    pub(crate) fn template(
+        &mut self,
+        name: &str,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> Option<Template> {
         let lit = self.string(name, errors)?;
         Some(Template::parse(&lit, params, errors))
     }

@@ -44,7 +44,9 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
         private,
         entity,
         ttl,
-        key: key.unwrap_or(Template { segments: Vec::new() }),
+        key: key.unwrap_or(Template {
+            segments: Vec::new(),
+        }),
         variant,
         version,
         returns: function.returns,
@@ -89,5 +91,7 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::expand_with(item, "cache_put", |item| parse(args, item).map(|put| generate(&put, item)))
+    crate::expand_with(item, "cache_put", |item| {
+        parse(args, item).map(|put| generate(&put, item))
+    })
 }

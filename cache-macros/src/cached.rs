@@ -11,7 +11,16 @@ use crate::expand::{body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
-const VALID: &[&str] = &["entity", "ttl", "key", "variant", "version", "condition", "cache_none", "crate"];
+const VALID: &[&str] = &[
+    "entity",
+    "ttl",
+    "key",
+    "variant",
+    "version",
+    "condition",
+    "cache_none",
+    "crate",
+];
 
 struct Cached {
     private: TokenStream,
@@ -63,7 +72,9 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         entity,
         ttl,
         negative_ttl,
-        key: key.unwrap_or(Template { segments: Vec::new() }),
+        key: key.unwrap_or(Template {
+            segments: Vec::new(),
+        }),
         variant,
         version,
         condition,
@@ -84,7 +95,13 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
     let Cached { private, .. } = cached;
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
-    let site = site(private, &cached.entity, cached.version, cached.ttl, cached.negative_ttl);
+    let site = site(
+        private,
+        &cached.entity,
+        cached.version,
+        cached.ttl,
+        cached.negative_ttl,
+    );
     let parts = key_parts(private, &cached.key, cached.variant.as_ref());
     let key = match &cached.condition {
         Some(condition) => quote! {
@@ -109,5 +126,7 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::expand_with(item, "cached", |item| parse(args, item).map(|cached| generate(&cached, item)))
+    crate::expand_with(item, "cached", |item| {
+        parse(args, item).map(|cached| generate(&cached, item))
+    })
 }

@@ -23,7 +23,9 @@ impl Ttl {
             "long" => return Ok(Self::Long),
             _ => {}
         }
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
         let per_unit: u64 = match unit {
             "ms" => 1,
@@ -33,7 +35,11 @@ impl Ttl {
             "d" => 86_400_000,
             _ => return Err(format!("invalid ttl `{text}`: {TTL_HELP}")),
         };
-        match number.parse::<u64>().ok().and_then(|n| n.checked_mul(per_unit)) {
+        match number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(per_unit))
+        {
             Some(0) => Err(format!("invalid ttl `{text}`: it is zero")),
             Some(millis) => Ok(Self::Millis(millis)),
             None => Err(format!("invalid ttl `{text}`: {TTL_HELP}")),

@@ -28,7 +28,11 @@ pub(crate) fn render(private: &TokenStream, template: &Template) -> TokenStream 
 }
 
 /// `KeyParts { id, variant }` for a call.
-pub(crate) fn key_parts(private: &TokenStream, id: &Template, variant: Option<&Template>) -> TokenStream {
+pub(crate) fn key_parts(
+    private: &TokenStream,
+    id: &Template,
+    variant: Option<&Template>,
+) -> TokenStream {
     let id = render(private, id);
     let variant = match variant {
         Some(variant) => {
@@ -87,7 +91,9 @@ pub(crate) fn body_future(item: &ItemFn) -> TokenStream {
 
 /// The function with its signature and attributes as written and a new body.
 pub(crate) fn with_body(item: &ItemFn, body: TokenStream) -> TokenStream {
-    let ItemFn { attrs, vis, sig, .. } = item;
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = item;
     quote! {
         #(#attrs)*
         #vis #sig {

@@ -40,7 +40,10 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
         (Some(key), None) => Some(Target::Id(key)),
         (None, Some(_)) => Some(Target::All),
         (Some(_), Some(span)) => {
-            errors.at(span, "`all` and `key` exclude each other: `all` drops every key of the entity");
+            errors.at(
+                span,
+                "`all` and `key` exclude each other: `all` drops every key of the entity",
+            );
             None
         }
         (None, None) => {
@@ -116,5 +119,7 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    crate::expand_with(item, "invalidates", |item| parse(args, item).map(|inv| generate(&inv, item)))
+    crate::expand_with(item, "invalidates", |item| {
+        parse(args, item).map(|inv| generate(&inv, item))
+    })
 }

@@ -27,7 +27,9 @@ impl Function {
         if item.sig.asyncness.is_none() {
             errors.at(
                 item.sig.fn_token.span,
-                format!("#[{macro_name}] needs an `async fn`: the cache is reached over the network"),
+                format!(
+                    "#[{macro_name}] needs an `async fn`: the cache is reached over the network"
+                ),
             );
         }
         let params = item
@@ -56,7 +58,13 @@ fn returns(output: &ReturnType) -> Returns {
     let Type::Path(path) = &**ty else {
         return Returns::Plain;
     };
-    match path.path.segments.last().map(|s| s.ident.to_string()).as_deref() {
+    match path
+        .path
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .as_deref()
+    {
         Some("Result") => Returns::Result,
         Some("Option") => Returns::Option,
         _ => Returns::Plain,

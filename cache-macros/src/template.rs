@@ -20,7 +20,9 @@ pub(crate) struct Template {
 /// Characters literal template text may not contain: they are escaped in values, so allowing
 /// them in literals would let two templates produce colliding keys or widen patterns.
 fn forbidden_in_literal(c: char) -> bool {
-    matches!(c, '%' | '*' | '?' | '[' | ']' | '\\' | '{' | '}') || c.is_whitespace() || c.is_control()
+    matches!(c, '%' | '*' | '?' | '[' | ']' | '\\' | '{' | '}')
+        || c.is_whitespace()
+        || c.is_control()
 }
 
 impl Template {
@@ -69,7 +71,10 @@ impl Template {
 
 fn parse_value(inner: &str, span: Span, params: &[String], errors: &mut Errors) -> Option<Expr> {
     if inner.trim().is_empty() {
-        errors.at(span, "empty `{}` in key template; name a parameter, e.g. `{id}`");
+        errors.at(
+            span,
+            "empty `{}` in key template; name a parameter, e.g. `{id}`",
+        );
         return None;
     }
     let expr: Expr = match LitStr::new(inner, span).parse() {
@@ -80,14 +85,17 @@ fn parse_value(inner: &str, span: Span, params: &[String], errors: &mut Errors) 
         }
     };
     match root(&expr) {
-        Some(name) if params.iter().any(|p| *p == name) => Some(expr),
+        Some(name) if params.contains(&name) => Some(expr),
         Some(name) => {
             let listed = if params.is_empty() {
                 "this function has none".to_owned()
             } else {
                 format!("parameters: {}", params.join(", "))
             };
-            errors.at(span, format!("`{name}` in `{{{inner}}}` is not a parameter of this function; {listed}"));
+            errors.at(
+                span,
+                format!("`{name}` in `{{{inner}}}` is not a parameter of this function; {listed}"),
+            );
             None
         }
         None => {

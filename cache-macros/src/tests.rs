@@ -22,7 +22,12 @@ fn check_snapshot(name: &str, actual: &str) {
 #[test]
 fn cached_method_expansion() {
     let out = crate::cached::expand(
-        quote!(entity = "product_list", ttl = "short", key = "{category}", variant = "p{page}"),
+        quote!(
+            entity = "product_list",
+            ttl = "short",
+            key = "{category}",
+            variant = "p{page}"
+        ),
         quote! {
             /// Products of a category, one page at a time.
             pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {

@@ -25,7 +25,7 @@ use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
 
-pub(crate) use read_through::{Loaded, Optional, Plain, Policy};
+pub(crate) use read_through::{Optional, Plain, Policy};
 
 /// A handle to the cache; clones share one pool, breaker and set of counters.
 ///
@@ -165,8 +165,13 @@ impl Cache {
         value: &T,
         ttl: Ttl,
     ) -> Result<(), CacheError> {
-        self.store(key, storage::Stored::Value(value), ttl, std::time::Duration::ZERO)
-            .await
+        self.store(
+            key,
+            storage::Stored::Value(value),
+            ttl,
+            std::time::Duration::ZERO,
+        )
+        .await
     }
 
     /// Deletes `key` alone; `true` when something was deleted. To drop an id together with all
@@ -183,7 +188,12 @@ impl Cache {
     ///
     /// Redis trouble never fails this call: on any Redis error the loader is called and its
     /// result returned. The loader's own error passes through unchanged and is not cached.
-    pub async fn get_or_set<T, E, F, Fut>(&self, key: &CacheKey, ttl: Ttl, loader: F) -> Result<T, E>
+    pub async fn get_or_set<T, E, F, Fut>(
+        &self,
+        key: &CacheKey,
+        ttl: Ttl,
+        loader: F,
+    ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,

@@ -79,7 +79,9 @@ impl Entity {
 
     /// A snapshot of this entity's counters.
     pub fn metrics(&self) -> EntityMetrics {
-        self.inner.counters.snapshot(self.name(), self.inner.prefix.version())
+        self.inner
+            .counters
+            .snapshot(self.name(), self.inner.prefix.version())
     }
 
     pub(crate) fn prefix(&self) -> &EntityPrefix {

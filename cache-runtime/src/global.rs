@@ -24,7 +24,9 @@ pub(crate) enum Mode {
 
 /// A cache was installed already; the rejected one is handed back.
 #[derive(Debug, thiserror::Error)]
-#[error("a global cache is installed already; install it once at start-up, or use `with_cache` for a scoped one")]
+#[error(
+    "a global cache is installed already; install it once at start-up, or use `with_cache` for a scoped one"
+)]
 pub struct AlreadyInstalled(pub Cache);
 
 /// Installs `cache` as the process-wide cache. A second install is an error, never a replace.

@@ -182,8 +182,14 @@ impl EntityPrefix {
     /// The key of an id and optional variant that are already escaped (built by
     /// [`KeyWriter`](crate::__private::KeyWriter)); returns the key and, with a variant, the
     /// offset of the `:` before it.
-    pub(crate) fn key_from_escaped(&self, id: &str, variant: Option<&str>) -> (String, Option<usize>) {
-        let mut key = String::with_capacity(self.prefix.len() + id.len() + variant.map_or(0, |v| v.len() + 1));
+    pub(crate) fn key_from_escaped(
+        &self,
+        id: &str,
+        variant: Option<&str>,
+    ) -> (String, Option<usize>) {
+        let mut key = String::with_capacity(
+            self.prefix.len() + id.len() + variant.map_or(0, |v| v.len() + 1),
+        );
         key.push_str(&self.prefix);
         key.push_str(id);
         let variant_at = variant.map(|variant| {

@@ -92,7 +92,8 @@ impl Site {
                 *self
                     .resolved
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((cache.id(), entity.clone()));
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((cache.id(), entity.clone()));
                 Some(entity)
             }
             Err(error) => {
@@ -166,7 +167,12 @@ where
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Optional(body.await)) };
-    never(cache.read_through(&key, &site.policy(refresh), loader).await).0
+    never(
+        cache
+            .read_through(&key, &site.policy(refresh), loader)
+            .await,
+    )
+    .0
 }
 
 /// `#[cached]` on a function returning any other `T`.
@@ -179,7 +185,12 @@ where
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Plain(body.await)) };
-    never(cache.read_through(&key, &site.policy(refresh), loader).await).0
+    never(
+        cache
+            .read_through(&key, &site.policy(refresh), loader)
+            .await,
+    )
+    .0
 }
 
 /// Something a write-through function returned: the value to store, if any.

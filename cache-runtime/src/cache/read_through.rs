@@ -82,7 +82,12 @@ impl<T: Serialize + DeserializeOwned> Loaded for Optional<T> {
 impl Cache {
     /// The cached value under `key`, or else `loader`'s, stored per `policy`. Redis trouble
     /// never fails the call; the loader's error passes through and is not cached.
-    pub(crate) async fn read_through<L, E, Fut>(&self, key: &CacheKey, policy: &Policy, loader: Fut) -> Result<L, E>
+    pub(crate) async fn read_through<L, E, Fut>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy,
+        loader: Fut,
+    ) -> Result<L, E>
     where
         L: Loaded,
         Fut: Future<Output = Result<L, E>>,
@@ -104,13 +109,21 @@ impl Cache {
             };
         bump(&counters.loader_calls);
         let started = Instant::now();
-        let loaded = loader.await.inspect_err(|_| bump(&counters.loader_errors))?;
+        let loaded = loader
+            .await
+            .inspect_err(|_| bump(&counters.loader_errors))?;
         // After a failed read, a write would only add a second timeout to this call.
         if redis_healthy {
             let cost = started.elapsed();
             match (loaded.value(), policy.negative_ttl) {
-                (Some(value), _) => self.store_loaded(key, Stored::Value(value), policy.ttl, cost).await,
-                (None, Some(ttl)) => self.store_loaded::<L::Value>(key, Stored::Absent, ttl, cost).await,
+                (Some(value), _) => {
+                    self.store_loaded(key, Stored::Value(value), policy.ttl, cost)
+                        .await
+                }
+                (None, Some(ttl)) => {
+                    self.store_loaded::<L::Value>(key, Stored::Absent, ttl, cost)
+                        .await
+                }
                 (None, None) => {}
             }
         }
@@ -139,7 +152,9 @@ impl Cache {
                     );
                 }
             }
-            Err(error) => tracing::debug!(key = key.as_str(), %error, "could not store loaded value"),
+            Err(error) => {
+                tracing::debug!(key = key.as_str(), %error, "could not store loaded value")
+            }
         }
     }
 }

@@ -59,7 +59,10 @@ impl Cache {
     }
 
     /// Runs `request` under the breaker and the operation deadline.
-    pub(crate) async fn call<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, CacheError> {
+    pub(crate) async fn call<T: FromRedisValue>(
+        &self,
+        request: Request<'_>,
+    ) -> Result<T, CacheError> {
         let inner = &*self.inner;
         let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
         let (ticket, mut conn) = inner.pool.connection();

@@ -30,7 +30,10 @@ pub(crate) enum Stored<'a, T: ?Sized> {
 }
 
 impl Cache {
-    pub(crate) async fn read<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Lookup<T>, CacheError> {
+    pub(crate) async fn read<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+    ) -> Result<Lookup<T>, CacheError> {
         let counters = key.entity().counters();
         let bytes: Option<Vec<u8>> = self
             .redis(key.entity(), redis::cmd("GET").arg(key.as_str()))
@@ -86,7 +89,10 @@ impl Cache {
                 Vec::new()
             }
         };
-        if config.compression_threshold.is_some_and(|t| payload.len() > t) {
+        if config
+            .compression_threshold
+            .is_some_and(|t| payload.len() > t)
+        {
             payload = compress::compress(&payload);
             header.compressed = true;
         }

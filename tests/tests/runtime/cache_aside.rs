@@ -106,12 +106,16 @@ async fn ids_variants_and_entities_get_separate_keys() {
         vec![
             "test:v1:product:7",
             "test:v1:product:a%3Ab%2A",
+            "test:v1:product_list:7:%variants", // the id's variant index
             "test:v1:product_list:7:p1",
             "test:v1:product_list:7:p2",
         ]
     );
     assert_eq!(server.scan(&products.pattern()).len(), 2);
-    assert_eq!(server.scan(&lists.variants_pattern(&7u32)).len(), 2);
+    assert_eq!(server.scan(&lists.variants_pattern(&7u32)).len(), 3);
+    let indexed: Vec<String> =
+        server.query(redis::cmd("SMEMBERS").arg("test:v1:product_list:7:%variants"));
+    assert_eq!(indexed.len(), 2);
     let p2: Option<Vec<u64>> = cache
         .get(&lists.variant_key(&7u32, "p2"))
         .await
@@ -215,5 +219,42 @@ async fn oversize_values_are_returned_but_not_stored() {
     assert!(
         matches!(err, CacheError::TooLarge { limit: 256, .. }),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_id_removes_the_id_and_every_variant_without_touching_neighbours() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let lists = cache.entity("product_list").expect("entity");
+    for (id, page) in [(7u32, "p1"), (7, "p2"), (70, "p1")] {
+        cache
+            .set(&lists.variant_key(&id, page), &1u8, Ttl::Short)
+            .await
+            .expect("set");
+    }
+    cache
+        .set(&lists.key(&7u32), &1u8, Ttl::Short)
+        .await
+        .expect("set");
+
+    assert_eq!(
+        cache
+            .invalidate_id(&lists, &7u32)
+            .await
+            .expect("invalidate"),
+        3
+    );
+    assert_eq!(
+        server.scan("*"),
+        vec![
+            "test:v1:product_list:70:%variants",
+            "test:v1:product_list:70:p1"
+        ]
+    );
+    let index_ttl: i64 = server.query(redis::cmd("PTTL").arg("test:v1:product_list:70:%variants"));
+    assert!(
+        index_ttl > 0,
+        "the index expires with its variants: {index_ttl}"
     );
 }

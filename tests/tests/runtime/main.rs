@@ -1,8 +1,10 @@
 //! Behaviour of the cache runtime against real `redis-server` processes.
+#![deny(warnings, clippy::all)]
 
 mod cache_aside;
 mod failures;
 mod global;
+mod macros;
 mod metrics_log;
 mod stored_values;
 

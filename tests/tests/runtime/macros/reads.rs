@@ -1,0 +1,124 @@
+use cache_runtime::{Cache, refreshing, uncached, with_cache};
+
+use super::{Db, DbError, Repo, Sort, product};
+use crate::cache;
+use cache_tests::RedisServer;
+
+fn repo() -> Repo {
+    Repo {
+        db: Db::with_products([product(1, 7), product(2, 7), product(3, 8)]),
+    }
+}
+
+async fn in_cache<F: std::future::Future>(cache: &Cache, f: F) -> F::Output {
+    with_cache(cache.clone(), f).await
+}
+
+#[tokio::test]
+async fn a_repeated_call_is_a_hit_and_skips_the_body() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let repo = repo();
+    in_cache(&cache, async {
+        assert_eq!(repo.product(1).await, Ok(product(1, 7)));
+        assert_eq!(repo.product(1).await, Ok(product(1, 7)));
+        assert_eq!(repo.product(2).await, Ok(product(2, 7)));
+    })
+    .await;
+    assert_eq!(repo.db.queries(), 2);
+    assert_eq!(
+        server.scan("*"),
+        vec!["test:v1:product:1", "test:v1:product:2"]
+    );
+}
+
+#[tokio::test]
+async fn errors_pass_through_and_are_not_cached() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let repo = repo();
+    in_cache(&cache, async {
+        for _ in 0..2 {
+            assert_eq!(
+                repo.product(404).await,
+                Err(DbError("no product 404".to_owned()))
+            );
+        }
+    })
+    .await;
+    assert_eq!(repo.db.queries(), 2);
+    assert!(server.scan("*").is_empty());
+}
+
+#[tokio::test]
+async fn variants_are_cached_separately() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let repo = repo();
+    in_cache(&cache, async {
+        for _ in 0..2 {
+            repo.list(7, 0, Sort::Name).await.expect("list");
+            repo.list(7, 1, Sort::Name).await.expect("list");
+            let newest = repo.list(7, 0, Sort::Newest).await.expect("list");
+            assert_eq!(newest.first().map(|p| p.id), Some(2));
+        }
+    })
+    .await;
+    assert_eq!(repo.db.queries(), 3);
+    assert_eq!(
+        server.scan("test:v1:product_list:*"),
+        vec![
+            "test:v1:product_list:7:%variants",
+            "test:v1:product_list:7:p0:name",
+            "test:v1:product_list:7:p0:newest",
+            "test:v1:product_list:7:p1:name",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refreshing_overwrites_and_uncached_bypasses() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let repo = repo();
+    in_cache(&cache, async {
+        repo.product(1).await.expect("cached");
+        repo.db.rows().insert(1, product(1, 9)); // changed behind the cache's back
+        assert_eq!(
+            repo.product(1).await,
+            Ok(product(1, 7)),
+            "still the cached value"
+        );
+
+        assert_eq!(uncached(repo.product(1)).await, Ok(product(1, 9)));
+        assert_eq!(
+            repo.product(1).await,
+            Ok(product(1, 7)),
+            "bypass wrote nothing"
+        );
+
+        assert_eq!(refreshing(repo.product(1)).await, Ok(product(1, 9)));
+        assert_eq!(
+            repo.product(1).await,
+            Ok(product(1, 9)),
+            "refresh overwrote it"
+        );
+    })
+    .await;
+    assert_eq!(repo.db.queries(), 3);
+}
+
+#[tokio::test]
+async fn redis_down_runs_the_body() {
+    let mut server = RedisServer::start();
+    let cache = cache(&server);
+    server.stop();
+    let repo = repo();
+    in_cache(&cache, async {
+        for _ in 0..3 {
+            assert_eq!(repo.product(1).await, Ok(product(1, 7)));
+        }
+    })
+    .await;
+    assert_eq!(repo.db.queries(), 3);
+}
