@@ -53,10 +53,14 @@ impl Args {
                 for arg in list {
                     let name = arg.name.to_string();
                     if !valid.contains(&name.as_str()) {
+                        let hint = suggestion(&name)
+                            .filter(|s| valid.contains(s))
+                            .map(|s| format!(" (did you mean `{s}`?)"))
+                            .unwrap_or_default();
                         errors.at(
                             arg.name.span(),
                             format!(
-                                "unknown argument `{name}` of #[{macro_name}]; valid arguments: {}",
+                                "unknown argument `{name}` of #[{macro_name}]{hint}; valid arguments: {}",
                                 valid.join(", ")
                             ),
                         );
@@ -74,6 +78,11 @@ impl Args {
             macro_name,
             valid,
         }
+    }
+
+    /// Whether `name` was written (with a value of any type).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.args.iter().any(|a| a.name == name)
     }
 
     fn take(&mut self, name: &str) -> Option<RawArg> {
@@ -200,6 +209,7 @@ impl Args {
 
     /// `entity = "name"`, required and checked against the key schema.
     pub(crate) fn entity(&mut self, errors: &mut Errors) -> LitStr {
+        let written = self.has("entity");
         match self.string("entity", errors) {
             Some(lit) => {
                 let name = lit.value();
@@ -214,10 +224,12 @@ impl Args {
                 lit
             }
             None => {
-                errors.at(
-                    Span::call_site(),
-                    format!("#[{}] needs `entity = \"...\"`: the kind of value, e.g. `entity = \"product\"`", self.macro_name),
-                );
+                if !written {
+                    errors.at(
+                        Span::call_site(),
+                        format!("#[{}] needs `entity = \"...\"`: the kind of value, e.g. `entity = \"product\"`", self.macro_name),
+                    );
+                }
                 LitStr::new("invalid", Span::call_site())
             }
         }
@@ -245,6 +257,20 @@ impl Args {
         let lit = self.string(name, errors)?;
         Some(Template::parse(&lit, params, errors))
     }
+}
+
+/// The argument a common misspelling or another library's name most likely meant.
+fn suggestion(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "expire" | "expiry" | "expires" | "expiration" | "time" | "duration" | "ttl_secs" => "ttl",
+        "name" | "namespace" | "prefix" | "kind" => "entity",
+        "id" | "keys" | "key_template" | "convert" => "key",
+        "cache_null" | "negative" | "cache_miss" => "cache_none",
+        "when" | "if" | "unless" => "condition",
+        "pre" | "before_call" => "before",
+        "entire" | "everything" | "wildcard" => "all",
+        _ => return None,
+    })
 }
 
 fn private_of(krate: &Path) -> TokenStream {

@@ -40,8 +40,9 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
     let mut args = Args::parse(args, "cached", VALID, &mut errors);
     let entity = args.entity(&mut errors);
     let ttl = args.ttl("ttl", &mut errors).unwrap_or(Ttl::Medium);
+    let key_written = args.has("key");
     let key = args.template("key", &function.params, &mut errors);
-    if key.is_none() {
+    if key.is_none() && !key_written {
         errors.at(
             proc_macro2::Span::call_site(),
             "#[cached] needs `key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",

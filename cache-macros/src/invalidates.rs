@@ -34,6 +34,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
     let function = Function::analyze(item, "invalidates", &mut errors);
     let mut args = Args::parse(args, "invalidates", VALID, &mut errors);
     let entity = args.entity(&mut errors);
+    let key_written = args.has("key");
     let key = args.template("key", &function.params, &mut errors);
     let all = args.flag("all", &mut errors);
     let target = match (key, all) {
@@ -46,6 +47,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
             );
             None
         }
+        (None, None) if key_written => None,
         (None, None) => {
             errors.at(
                 Span::call_site(),

@@ -42,7 +42,7 @@ impl Template {
             if let Some(bad) = literal.chars().find(|c| forbidden_in_literal(*c)) {
                 errors.at(
                     span,
-                    format!("`{bad:?}` is not allowed in the literal text of a key template; use letters, digits and `_ - . : = /`"),
+                    format!("`{bad}` is not allowed in the literal text of a key template; use letters, digits and `_ - . : = /`"),
                 );
             } else if !literal.is_empty() {
                 segments.push(Segment::Literal(literal.to_owned()));

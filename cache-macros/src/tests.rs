@@ -63,3 +63,13 @@ fn cache_put_expansion() {
     );
     check_snapshot("cache_put", &pretty(out));
 }
+
+#[test]
+fn the_docs_show_the_current_expansions() {
+    let docs = include_str!("../../docs/macros.md");
+    for name in ["cached_method", "invalidates"] {
+        let path = format!("{}/snapshots/{name}.rs", env!("CARGO_MANIFEST_DIR"));
+        let snapshot = std::fs::read_to_string(&path).expect("snapshot");
+        assert!(docs.contains(&snapshot), "docs/macros.md no longer shows {name}.rs");
+    }
+}

@@ -270,3 +270,46 @@ pub async fn invalidate(site: &Site, target: Option<Target>) {
         tracing::warn!(entity = entity.name(), ?target, %error, "invalidation failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    static SITE: Site = Site::new("product", None, Ttl::Short, None);
+
+    fn key() -> Option<KeyParts> {
+        Some(KeyParts {
+            id: KeyWriter::new().value(&42u64).finish(),
+            variant: None,
+        })
+    }
+
+    // No unit test in this crate installs a global cache, so none is in effect here.
+    #[tokio::test]
+    async fn without_an_installed_cache_the_body_runs_uncached_with_one_warning() {
+        let runs = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let value = cached_value(&SITE, key(), async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                7
+            })
+            .await;
+            assert_eq!(value, 7);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        assert!(WARNED_NOT_INSTALLED.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn key_writer_keeps_literals_and_escapes_values() {
+        let id = KeyWriter::new()
+            .value("a:b")
+            .literal(":")
+            .value(&7u8)
+            .literal("p")
+            .finish();
+        assert_eq!(id, "a%3Ab:7p");
+    }
+}

@@ -1,0 +1,18 @@
+use cache_runtime::invalidates;
+
+#[invalidates(entity = "product", key = "{id}", all)]
+async fn both(id: u64) {
+    let _ = id;
+}
+
+#[invalidates(entity = "product")]
+async fn neither(id: u64) {
+    let _ = id;
+}
+
+#[invalidates(entity = "product", all = true)]
+async fn flag_with_value(id: u64) {
+    let _ = id;
+}
+
+fn main() {}
