@@ -70,6 +70,9 @@ fn the_docs_show_the_current_expansions() {
     for name in ["cached_method", "invalidates"] {
         let path = format!("{}/snapshots/{name}.rs", env!("CARGO_MANIFEST_DIR"));
         let snapshot = std::fs::read_to_string(&path).expect("snapshot");
-        assert!(docs.contains(&snapshot), "docs/macros.md no longer shows {name}.rs");
+        assert!(
+            docs.contains(&snapshot),
+            "docs/macros.md no longer shows {name}.rs"
+        );
     }
 }
