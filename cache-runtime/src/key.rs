@@ -109,6 +109,17 @@ impl KeyPart for char {
     }
 }
 
+#[cfg(feature = "uuid")]
+impl KeyPart for uuid::Uuid {
+    fn append_to(&self, key: &mut String) {
+        // Hex digits and hyphens only: nothing to escape.
+        key.push_str(
+            self.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
+    }
+}
+
 impl<T: KeyPart + ?Sized> KeyPart for &T {
     fn append_to(&self, key: &mut String) {
         (**self).append_to(key);

@@ -69,6 +69,12 @@ async fn label(id: u32, prefix: impl AsRef<str> + Send, calls: &Calls) -> String
     format!("{}-{id}", prefix.as_ref())
 }
 
+#[cached(entity = "session", key = "{id}")]
+async fn session(id: uuid::Uuid, calls: &Calls) -> String {
+    calls.hit();
+    id.to_string()
+}
+
 pub trait Catalog {
     async fn name(&self, id: u64) -> Result<String, DbError>;
 }
@@ -129,9 +135,10 @@ async fn options_cache_some_and_none_only_with_cache_none() {
 }
 
 #[tokio::test]
-async fn plain_values_odd_names_conditions_generics_and_impl_trait() {
+async fn plain_values_odd_names_conditions_generics_impl_trait_and_uuids() {
     let server = RedisServer::start();
-    let calls: [Calls; 5] = Default::default();
+    let calls: [Calls; 6] = Default::default();
+    let id = uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     with_cache(cache(&server), async {
         for _ in 0..2 {
             assert_eq!(square(12, &calls[0]).await, 144);
@@ -141,13 +148,14 @@ async fn plain_values_odd_names_conditions_generics_and_impl_trait() {
             let value: Result<u64, DbError> = generic(5, &calls[3]).await;
             assert_eq!(value, Ok(5));
             assert_eq!(label(3, "sku", &calls[4]).await, "sku-3");
+            assert_eq!(session(id, &calls[5]).await, id.to_string());
         }
     })
     .await;
     let counts: Vec<usize> = calls.iter().map(Calls::count).collect();
     assert_eq!(
         counts,
-        vec![1, 1, 3, 1, 1],
+        vec![1, 1, 3, 1, 1, 1],
         "the short query ran every time"
     );
     let keys = server.scan("*");
@@ -157,6 +165,7 @@ async fn plain_values_odd_names_conditions_generics_and_impl_trait() {
         "test:v1:search:lamp",
         "test:v1:generic:5",
         "test:v7:label:3",
+        "test:v1:session:01234567-89ab-cdef-0123-456789abcdef",
     ] {
         assert!(
             keys.contains(&key.to_owned()),
