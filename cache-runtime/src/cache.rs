@@ -20,6 +20,7 @@ use crate::connection::Pool;
 use crate::deadline::Deadlines;
 use crate::entity::{CacheKey, Entity};
 use crate::error::CacheError;
+use crate::flight::Flights;
 use crate::key::{EntityPrefix, NameError};
 use crate::metrics::EntityMetrics;
 use crate::report;
@@ -55,6 +56,7 @@ pub(crate) struct Inner {
     breaker: Breaker,
     jitter: Jitter,
     entities: Mutex<HashMap<(String, u32), Entity>>,
+    flights: Flights,
 }
 
 impl Inner {
@@ -96,6 +98,7 @@ impl Cache {
             deadlines: Deadlines::new(config.operation_timeout, &runtime),
             pool,
             entities: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
             config,
         });
         if let Some(interval) = inner.config.metrics_log_interval {

@@ -28,6 +28,7 @@ mod deadline;
 mod entity;
 mod envelope;
 mod error;
+mod flight;
 mod global;
 mod key;
 mod macro_support;

@@ -8,6 +8,7 @@ pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
     pub(crate) loader_errors: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
@@ -30,6 +31,7 @@ impl Counters {
             hits: get(&self.hits),
             misses: get(&self.misses),
             loader_calls: get(&self.loader_calls),
+            coalesced: get(&self.coalesced),
             loader_errors: get(&self.loader_errors),
             redis_errors: get(&self.redis_errors),
             fallbacks: get(&self.fallbacks),
@@ -53,6 +55,8 @@ pub struct EntityMetrics {
     pub misses: u64,
     /// Calls of the source (loader), for any reason.
     pub loader_calls: u64,
+    /// Callers that waited for another caller's loader call on the same key (single flight).
+    pub coalesced: u64,
     /// Loader calls that returned an error.
     pub loader_errors: u64,
     /// Redis operations that failed (including timeouts and an open breaker).
@@ -82,6 +86,7 @@ impl EntityMetrics {
             hits: self.hits.saturating_sub(earlier.hits),
             misses: self.misses.saturating_sub(earlier.misses),
             loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),
+            coalesced: self.coalesced.saturating_sub(earlier.coalesced),
             loader_errors: self.loader_errors.saturating_sub(earlier.loader_errors),
             redis_errors: self.redis_errors.saturating_sub(earlier.redis_errors),
             fallbacks: self.fallbacks.saturating_sub(earlier.fallbacks),

@@ -1,8 +1,9 @@
 //! Cache-aside reads shared by `get_or_set` and the macros.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,6 +12,7 @@ use super::Cache;
 use super::storage::{Lookup, Stored};
 use crate::entity::CacheKey;
 use crate::error::CacheError;
+use crate::flight::{self, Join, Outcome};
 use crate::metrics::bump;
 use crate::ttl::Ttl;
 
@@ -81,7 +83,8 @@ impl<T: Serialize + DeserializeOwned> Loaded for Optional<T> {
 
 impl Cache {
     /// The cached value under `key`, or else `loader`'s, stored per `policy`. Redis trouble
-    /// never fails the call; the loader's error passes through and is not cached.
+    /// never fails the call; the loader's error passes through and is not cached. Concurrent
+    /// misses on one key share one loader call (single flight), also while Redis is down.
     pub(crate) async fn read_through<L, E, Fut>(
         &self,
         key: &CacheKey,
@@ -107,39 +110,80 @@ impl Cache {
                     false
                 }
             };
+        let leader = loop {
+            match self.inner.flights.join(key.as_str()) {
+                Join::Leader(leader) => break Some(leader),
+                Join::Follower(slot) => match flight::wait(slot).await {
+                    Some(outcome) => match self.shared::<L>(outcome) {
+                        Some(loaded) => {
+                            bump(&counters.coalesced);
+                            return Ok(loaded);
+                        }
+                        None => break None,
+                    },
+                    // The leader's caller went away: take over (or follow whoever did).
+                    None => continue,
+                },
+            }
+        };
         bump(&counters.loader_calls);
         let started = Instant::now();
-        let loaded = loader
-            .await
-            .inspect_err(|_| bump(&counters.loader_errors))?;
+        let loaded = match loader.await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                bump(&counters.loader_errors);
+                if let Some(leader) = leader {
+                    leader.finish(Outcome::Failed);
+                }
+                return Err(error);
+            }
+        };
+        let cost = started.elapsed();
+        let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
+            (Some(value), _) => (Some(Stored::Value(value)), policy.ttl),
+            (None, Some(ttl)) => (Some(Stored::Absent), ttl),
+            (None, None) => (None, policy.ttl),
+        };
+        let ttl = self.inner.config.ttl.resolve(ttl);
+        let encoded = stored.map(|stored| self.encode(stored, ttl, cost));
+        if let Some(leader) = leader {
+            leader.finish(match &encoded {
+                Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
+                None => Outcome::Absent,
+                Some(Err(_)) => Outcome::Failed,
+            });
+        }
         // After a failed read, a write would only add a second timeout to this call.
         if redis_healthy {
-            let cost = started.elapsed();
-            match (loaded.value(), policy.negative_ttl) {
-                (Some(value), _) => {
-                    self.store_loaded(key, Stored::Value(value), policy.ttl, cost)
-                        .await
+            match encoded {
+                Some(Ok(bytes)) => {
+                    let result = self.store_encoded(key, &bytes, ttl).await;
+                    self.note_store_failure(key, result);
                 }
-                (None, Some(ttl)) => {
-                    self.store_loaded::<L::Value>(key, Stored::Absent, ttl, cost)
-                        .await
-                }
-                (None, None) => {}
+                Some(Err(error)) => self.note_store_failure(key, Err(error)),
+                None => {}
             }
         }
         Ok(loaded)
     }
 
-    /// Stores a loaded value; failures are counted and logged, never returned.
-    pub(crate) async fn store_loaded<T: Serialize + ?Sized>(
-        &self,
-        key: &CacheKey,
-        value: Stored<'_, T>,
-        ttl: Ttl,
-        cost: Duration,
-    ) {
+    /// What a waiting caller makes of its leader's outcome; `None` means "load yourself".
+    fn shared<L: Loaded>(&self, outcome: Outcome) -> Option<L> {
+        match outcome {
+            Outcome::Value(bytes) => match self.decode::<L::Value>(&bytes) {
+                Ok(Lookup::Hit(value)) => Some(L::from_value(value)),
+                Ok(Lookup::Absent) => L::absent(),
+                Ok(Lookup::Miss) | Err(_) => None,
+            },
+            Outcome::Absent => L::absent(),
+            Outcome::Failed => None,
+        }
+    }
+
+    /// Counts and logs a failed write of a loaded value; it is never returned.
+    fn note_store_failure(&self, key: &CacheKey, result: Result<(), CacheError>) {
         let counters = key.entity().counters();
-        match self.store(key, value, ttl, cost).await {
+        match result {
             Ok(()) => {}
             Err(CacheError::TooLarge { size, limit }) => {
                 bump(&counters.oversize_skips);

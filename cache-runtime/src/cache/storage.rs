@@ -58,7 +58,7 @@ impl Cache {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Lookup<T>, String> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Lookup<T>, String> {
         let (header, payload) = Header::unwrap(bytes)?;
         if header.negative {
             return Ok(Lookup::Absent);
@@ -73,8 +73,8 @@ impl Cache {
         .map_err(|e| e.to_string())
     }
 
-    /// Envelope + codec + optional compression.
-    fn encode<T: Serialize + ?Sized>(
+    /// Envelope + codec + optional compression, for a value fresh for `ttl`.
+    pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         value: Stored<'_, T>,
         ttl: Duration,
@@ -96,18 +96,10 @@ impl Cache {
             payload = compress::compress(&payload);
             header.compressed = true;
         }
-        let bytes = header.wrap(&payload);
-        if bytes.len() > config.max_value_bytes {
-            return Err(CacheError::TooLarge {
-                size: bytes.len(),
-                limit: config.max_value_bytes,
-            });
-        }
-        Ok(bytes)
+        Ok(header.wrap(&payload))
     }
 
-    /// Writes `value` under `key` for `ttl` with jitter. A variant key is also recorded in its
-    /// id's variant index, so invalidating the id finds it without a scan.
+    /// Writes `value` under `key` for `ttl` with jitter.
     pub(crate) async fn store<T: Serialize + ?Sized>(
         &self,
         key: &CacheKey,
@@ -117,6 +109,25 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let ttl = self.inner.config.ttl.resolve(ttl);
         let bytes = self.encode(value, ttl, cost)?;
+        self.store_encoded(key, &bytes, ttl).await
+    }
+
+    /// Writes encoded bytes under `key` for `ttl` with jitter, unless they exceed the size
+    /// limit. A variant key is also recorded in its id's variant index, so invalidating the id
+    /// finds it without a scan.
+    pub(crate) async fn store_encoded(
+        &self,
+        key: &CacheKey,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let limit = self.inner.config.max_value_bytes;
+        if bytes.len() > limit {
+            return Err(CacheError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
         let ttl_ms = u64::try_from(self.inner.jitter.apply(ttl).as_millis()).unwrap_or(u64::MAX);
         let mut set = redis::cmd("SET");
         set.arg(key.as_str()).arg(bytes).arg("PX").arg(ttl_ms);

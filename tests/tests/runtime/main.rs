@@ -6,6 +6,7 @@ mod failures;
 mod global;
 mod macros;
 mod metrics_log;
+mod stampede;
 mod stored_values;
 
 use std::sync::Arc;
