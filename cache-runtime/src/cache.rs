@@ -1,6 +1,7 @@
 //! The `Cache` service: explicit `get`/`set`/`delete`, cache-aside `get_or_set`, invalidation.
 
 mod invalidate;
+mod lease;
 mod read_through;
 mod redis_call;
 mod storage;
@@ -26,6 +27,7 @@ use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
 
+pub use lease::DEFAULT_LEASE_TTL;
 pub(crate) use read_through::{Optional, Plain, Policy};
 
 /// A handle to the cache; clones share one pool, breaker and set of counters.
@@ -161,27 +163,26 @@ impl Cache {
         }
     }
 
-    /// Stores `value` under `key` for `ttl` (with jitter).
+    /// Stores `value` under `key` for `ttl` (with jitter). A loader computing this key
+    /// concurrently will not overwrite it with what it read before (its lease is voided).
     pub async fn set<T: Serialize + ?Sized>(
         &self,
         key: &CacheKey,
         value: &T,
         ttl: Ttl,
     ) -> Result<(), CacheError> {
-        self.store(
-            key,
-            storage::Stored::Value(value),
-            ttl,
-            std::time::Duration::ZERO,
-        )
-        .await
+        self.store(key, storage::Stored::Value(value), ttl).await
     }
 
     /// Deletes `key` alone; `true` when something was deleted. To drop an id together with all
     /// its variants, use [`Self::invalidate_id`].
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
+        // The lease goes too: a loader holding it must not store what it read before this.
         let removed: u64 = self
-            .redis(key.entity(), redis::cmd("UNLINK").arg(key.as_str()))
+            .redis(
+                key.entity(),
+                redis::cmd("UNLINK").arg(key.as_str()).arg(key.lease_key()),
+            )
             .await?;
         tracing::debug!(key = key.as_str(), removed, "cache delete");
         Ok(removed > 0)

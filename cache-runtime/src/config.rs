@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::breaker::{DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
+use crate::cache::DEFAULT_LEASE_TTL;
 use crate::codec::CodecKind;
 use crate::compress::DEFAULT_COMPRESSION_THRESHOLD;
 use crate::key::validate_name;
@@ -68,6 +69,7 @@ pub struct CacheConfig {
     pub(crate) compression_threshold: Option<usize>,
     pub(crate) codec: CodecKind,
     pub(crate) metrics_log_interval: Option<Duration>,
+    pub(crate) lease_ttl: Option<Duration>,
 }
 
 impl CacheConfig {
@@ -153,6 +155,7 @@ impl fmt::Debug for CacheConfig {
             compression_threshold,
             codec,
             metrics_log_interval,
+            lease_ttl,
         } = self;
         f.debug_struct("CacheConfig")
             .field("redis_url", &redact(redis_url))
@@ -168,6 +171,7 @@ impl fmt::Debug for CacheConfig {
             .field("compression_threshold", compression_threshold)
             .field("codec", codec)
             .field("metrics_log_interval", metrics_log_interval)
+            .field("lease_ttl", lease_ttl)
             .finish()
     }
 }
@@ -197,6 +201,7 @@ impl Default for CacheConfigBuilder {
                 compression_threshold: Some(DEFAULT_COMPRESSION_THRESHOLD),
                 codec: CodecKind::default(),
                 metrics_log_interval: Some(DEFAULT_METRICS_LOG_INTERVAL),
+                lease_ttl: Some(DEFAULT_LEASE_TTL),
             },
             app_prefix_set: false,
         }
@@ -303,6 +308,13 @@ impl CacheConfigBuilder {
         self
     }
 
+    /// How long a loader's lease lasts (one loader per key across processes, and no stale
+    /// sets); `None` turns leases off.
+    pub fn lease_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.config.lease_ttl = ttl;
+        self
+    }
+
     /// Validates every field; the error names the first bad one.
     pub fn build(self) -> Result<CacheConfig, ConfigError> {
         let c = self.config;
@@ -365,6 +377,12 @@ impl CacheConfigBuilder {
             return Err(ConfigError::new(
                 "metrics_log_interval",
                 "must be at least 1s (or off)",
+            ));
+        }
+        if c.lease_ttl.is_some_and(|d| d < Duration::from_millis(10)) {
+            return Err(ConfigError::new(
+                "lease_ttl",
+                "must be at least 10ms (or off)",
             ));
         }
         Ok(c)

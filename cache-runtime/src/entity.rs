@@ -125,6 +125,12 @@ impl CacheKey {
         &self.key[start..self.variant_at.unwrap_or(self.key.len())]
     }
 
+    /// The key of the lease a loader holds while it computes this key's value. `%l` cannot
+    /// come out of escaping, so no id or variant collides with it.
+    pub(crate) fn lease_key(&self) -> String {
+        format!("{}:%lease", self.key)
+    }
+
     /// For a key with a variant, the set indexing its id's variants.
     pub(crate) fn variants_index(&self) -> Option<String> {
         self.variant_at

@@ -37,7 +37,7 @@ mod report;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-pub use cache::Cache;
+pub use cache::{Cache, DEFAULT_LEASE_TTL};
 pub use clock::{Clock, MockClock, SystemClock};
 #[cfg(feature = "json")]
 pub use codec::Json;

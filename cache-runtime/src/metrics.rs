@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) stale_sets_prevented: AtomicU64,
     pub(crate) loader_errors: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
@@ -32,6 +33,7 @@ impl Counters {
             misses: get(&self.misses),
             loader_calls: get(&self.loader_calls),
             coalesced: get(&self.coalesced),
+            stale_sets_prevented: get(&self.stale_sets_prevented),
             loader_errors: get(&self.loader_errors),
             redis_errors: get(&self.redis_errors),
             fallbacks: get(&self.fallbacks),
@@ -57,6 +59,8 @@ pub struct EntityMetrics {
     pub loader_calls: u64,
     /// Callers that waited for another caller's loader call on the same key (single flight).
     pub coalesced: u64,
+    /// Loaded values not stored because a write or invalidation voided the loader's lease.
+    pub stale_sets_prevented: u64,
     /// Loader calls that returned an error.
     pub loader_errors: u64,
     /// Redis operations that failed (including timeouts and an open breaker).
@@ -87,6 +91,9 @@ impl EntityMetrics {
             misses: self.misses.saturating_sub(earlier.misses),
             loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),
             coalesced: self.coalesced.saturating_sub(earlier.coalesced),
+            stale_sets_prevented: self
+                .stale_sets_prevented
+                .saturating_sub(earlier.stale_sets_prevented),
             loader_errors: self.loader_errors.saturating_sub(earlier.loader_errors),
             redis_errors: self.redis_errors.saturating_sub(earlier.redis_errors),
             fallbacks: self.fallbacks.saturating_sub(earlier.fallbacks),

@@ -5,14 +5,16 @@ use crate::entity::Entity;
 use crate::error::CacheError;
 use crate::key::KeyPart;
 
-/// Deletes an id's key, every variant listed in its index, and the index, atomically: a variant
-/// written concurrently is either deleted here or written after (never half-indexed).
+/// Deletes an id's key, every variant listed in its index, the index, and the leases of all of
+/// them, atomically: a variant written concurrently is either deleted here or written after,
+/// and a loader that read before this cannot store afterwards (its lease is gone).
 const INVALIDATE_ID: &str = r"
 local members = redis.call('SMEMBERS', KEYS[2])
 local removed = redis.call('UNLINK', KEYS[1])
-redis.call('UNLINK', KEYS[2])
-for i = 1, #members, 500 do
-  removed = removed + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+redis.call('UNLINK', KEYS[2], KEYS[1] .. ':%lease')
+for i = 1, #members do
+  removed = removed + redis.call('UNLINK', members[i])
+  redis.call('UNLINK', members[i] .. ':%lease')
 end
 return removed
 ";

@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::storage::{Lookup, Stored};
+use super::lease::Lease;
+use super::storage::{Lookup, Stored, Write};
 use crate::entity::CacheKey;
 use crate::error::CacheError;
 use crate::flight::{self, Join, Outcome};
@@ -126,6 +127,32 @@ impl Cache {
                 },
             }
         };
+        // Across processes: one loader per key through a lease in Redis.
+        let mut lease = None;
+        if redis_healthy && !policy.refresh && self.inner.config.lease_ttl.is_some() {
+            for _ in 0..2 {
+                match self.acquire_lease(key).await {
+                    Lease::Acquired(token) => {
+                        lease = Some(token);
+                        break;
+                    }
+                    Lease::HeldElsewhere => {
+                        if let Some(bytes) = self.await_leased_value(key).await {
+                            let outcome = Outcome::Value(Arc::from(bytes));
+                            if let Some(loaded) = self.shared::<L>(outcome.clone()) {
+                                bump(&counters.coalesced);
+                                if let Some(leader) = leader {
+                                    leader.finish(outcome);
+                                }
+                                return Ok(loaded);
+                            }
+                        }
+                        // The holder ended without a value: try to take the lease ourselves.
+                    }
+                    Lease::Unavailable => break,
+                }
+            }
+        }
         bump(&counters.loader_calls);
         let started = Instant::now();
         let loaded = match loader.await {
@@ -134,6 +161,9 @@ impl Cache {
                 bump(&counters.loader_errors);
                 if let Some(leader) = leader {
                     leader.finish(Outcome::Failed);
+                }
+                if let Some(token) = lease {
+                    self.release_lease(key, &token).await;
                 }
                 return Err(error);
             }
@@ -144,7 +174,7 @@ impl Cache {
             (None, Some(ttl)) => (Some(Stored::Absent), ttl),
             (None, None) => (None, policy.ttl),
         };
-        let ttl = self.inner.config.ttl.resolve(ttl);
+        let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
         let encoded = stored.map(|stored| self.encode(stored, ttl, cost));
         if let Some(leader) = leader {
             leader.finish(match &encoded {
@@ -155,14 +185,26 @@ impl Cache {
         }
         // After a failed read, a write would only add a second timeout to this call.
         if redis_healthy {
-            match encoded {
-                Some(Ok(bytes)) => {
-                    let result = self.store_encoded(key, &bytes, ttl).await;
-                    self.note_store_failure(key, result);
+            let write = if policy.refresh {
+                Write::Overwrite
+            } else {
+                Write::Populate(lease.as_deref())
+            };
+            let result = match encoded {
+                Some(Ok(bytes)) => self.store_encoded(key, &bytes, ttl, write).await,
+                Some(Err(error)) => Err(error),
+                None => {
+                    if let Some(token) = &lease {
+                        self.release_lease(key, token).await;
+                    }
+                    Ok(true)
                 }
-                Some(Err(error)) => self.note_store_failure(key, Err(error)),
-                None => {}
+            };
+            if let (Err(_), Some(token)) = (&result, &lease) {
+                // Nothing was stored (too large, not encodable): let waiting processes go.
+                self.release_lease(key, token).await;
             }
+            self.note_store_result(key, result);
         }
         Ok(loaded)
     }
@@ -180,11 +222,19 @@ impl Cache {
         }
     }
 
-    /// Counts and logs a failed write of a loaded value; it is never returned.
-    fn note_store_failure(&self, key: &CacheKey, result: Result<(), CacheError>) {
+    /// Counts and logs a write of a loaded value that did not happen; it is never an error to
+    /// the caller.
+    fn note_store_result(&self, key: &CacheKey, result: Result<bool, CacheError>) {
         let counters = key.entity().counters();
         match result {
-            Ok(()) => {}
+            Ok(true) => {}
+            Ok(false) => {
+                bump(&counters.stale_sets_prevented);
+                tracing::debug!(
+                    key = key.as_str(),
+                    "a write or invalidation happened during the load: its result is not stored"
+                );
+            }
             Err(CacheError::TooLarge { size, limit }) => {
                 bump(&counters.oversize_skips);
                 if !counters.oversize_logged.swap(true, Ordering::Relaxed) {

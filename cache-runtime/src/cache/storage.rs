@@ -99,28 +99,32 @@ impl Cache {
         Ok(header.wrap(&payload))
     }
 
-    /// Writes `value` under `key` for `ttl` with jitter.
+    /// Writes `value` under `key` for `ttl` with jitter, overwriting whatever is there and
+    /// voiding any loader's lease (its value would be older than this one).
     pub(crate) async fn store<T: Serialize + ?Sized>(
         &self,
         key: &CacheKey,
         value: Stored<'_, T>,
         ttl: Ttl,
-        cost: Duration,
     ) -> Result<(), CacheError> {
-        let ttl = self.inner.config.ttl.resolve(ttl);
-        let bytes = self.encode(value, ttl, cost)?;
-        self.store_encoded(key, &bytes, ttl).await
+        let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
+        let bytes = self.encode(value, ttl, Duration::ZERO)?;
+        self.store_encoded(key, &bytes, ttl, Write::Overwrite)
+            .await
+            .map(drop)
     }
 
-    /// Writes encoded bytes under `key` for `ttl` with jitter, unless they exceed the size
-    /// limit. A variant key is also recorded in its id's variant index, so invalidating the id
-    /// finds it without a scan.
+    /// Writes encoded bytes under `key` for `ttl` (already jittered), unless they exceed the
+    /// size limit. A variant key is also recorded in its id's variant index, so invalidating
+    /// the id finds it without a scan. Returns whether the value was stored: a populate under a
+    /// voided lease is not.
     pub(crate) async fn store_encoded(
         &self,
         key: &CacheKey,
         bytes: &[u8],
         ttl: Duration,
-    ) -> Result<(), CacheError> {
+        write: Write<'_>,
+    ) -> Result<bool, CacheError> {
         let limit = self.inner.config.max_value_bytes;
         if bytes.len() > limit {
             return Err(CacheError::TooLarge {
@@ -128,38 +132,58 @@ impl Cache {
                 limit,
             });
         }
-        let ttl_ms = u64::try_from(self.inner.jitter.apply(ttl).as_millis()).unwrap_or(u64::MAX);
-        let mut set = redis::cmd("SET");
-        set.arg(key.as_str()).arg(bytes).arg("PX").arg(ttl_ms);
-        match key.variants_index() {
-            None => {
-                let () = self.redis(key.entity(), &set).await?;
-            }
-            Some(index) => {
-                // The index lives as long as its longest-lived variant: NX gives a new set its
-                // first expiry, GT only ever extends it.
-                let mut pipeline = redis::pipe();
-                pipeline
-                    .add_command(set)
-                    .ignore()
-                    .cmd("SADD")
-                    .arg(&index)
-                    .arg(key.as_str())
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&index)
-                    .arg(ttl_ms)
-                    .arg("NX")
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&index)
-                    .arg(ttl_ms)
-                    .arg("GT")
-                    .ignore();
-                let () = self.redis(key.entity(), &pipeline).await?;
-            }
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        if let Write::Populate(Some(token)) = write {
+            let stored = self.populate(key, bytes, ttl_ms, token).await?;
+            tracing::debug!(
+                key = key.as_str(),
+                ttl_ms,
+                stored,
+                "cache populate under lease"
+            );
+            return Ok(stored);
         }
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("SET")
+            .arg(key.as_str())
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        if let Write::Overwrite = write {
+            pipeline.cmd("DEL").arg(key.lease_key()).ignore();
+        }
+        if let Some(index) = key.variants_index() {
+            // The index lives as long as its longest-lived variant: NX gives a new set its
+            // first expiry, GT only ever extends it.
+            pipeline
+                .cmd("SADD")
+                .arg(&index)
+                .arg(key.as_str())
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&index)
+                .arg(ttl_ms)
+                .arg("NX")
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&index)
+                .arg(ttl_ms)
+                .arg("GT")
+                .ignore();
+        }
+        let () = self.redis(key.entity(), &pipeline).await?;
         tracing::debug!(key = key.as_str(), ttl_ms, "cache set");
-        Ok(())
+        Ok(true)
     }
+}
+
+/// How a write treats concurrent loaders' leases.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Write<'a> {
+    /// An explicit write (`set`, write-through, forced refresh): voids any lease.
+    Overwrite,
+    /// A loaded value: stored under the given lease, or unconditionally without one.
+    Populate(Option<&'a str>),
 }

@@ -98,6 +98,7 @@ pub(super) fn apply(
             "CACHE_METRICS_LOG_INTERVAL" => {
                 b.metrics_log_interval(optional(&value, |v| duration(var, v))?)
             }
+            "CACHE_LEASE_TTL" => b.lease_ttl(optional(&value, |v| duration(var, v))?),
             _ => b,
         };
     }

@@ -4,6 +4,7 @@
 mod cache_aside;
 mod failures;
 mod global;
+mod leases;
 mod macros;
 mod metrics_log;
 mod stampede;

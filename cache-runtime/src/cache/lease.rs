@@ -1,0 +1,150 @@
+//! Distributed leases (after memcache's): one loader per key across processes, and no stale
+//! sets.
+//!
+//! The first process to miss takes a short lease in Redis (`{key}:%lease`, `SET NX PX`); the
+//! others poll for the value until the lease ends. A write or an invalidation deletes the
+//! lease, and a populate only stores while its lease is intact: a reader that loaded data
+//! older than a concurrent write cannot put it back.
+
+use std::time::{Duration, Instant};
+
+use super::Cache;
+use crate::entity::CacheKey;
+use crate::error::CacheError;
+
+/// Stores the value only while the caller's lease is intact, then ends the lease.
+/// KEYS: key, lease, [variant index]. ARGV: value, ttl ms, token.
+const POPULATE: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+if KEYS[3] then
+  redis.call('SADD', KEYS[3], KEYS[1])
+  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'NX')
+  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
+end
+return 1
+";
+
+/// Default time a lease lasts: how long other processes wait for a loader before loading
+/// themselves, so a loader that dies costs its peers at most this.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// How a lease attempt went.
+pub(crate) enum Lease {
+    /// This caller holds the lease; the token proves it at populate time.
+    Acquired(String),
+    /// Another process holds it.
+    HeldElsewhere,
+    /// Redis could not be asked; load without a lease.
+    Unavailable,
+}
+
+impl Cache {
+    pub(crate) async fn acquire_lease(&self, key: &CacheKey) -> Lease {
+        let Some(lease_ttl) = self.inner.config.lease_ttl else {
+            return Lease::Unavailable;
+        };
+        let token = format!("{:016x}", rand::random::<u64>());
+        let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let lease_key = key.lease_key();
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("SET")
+            .arg(&lease_key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        // A variant's lease is indexed from the start, so invalidating its id voids it even
+        // before the first value of the variant is stored.
+        if let Some(index) = key.variants_index() {
+            pipeline
+                .cmd("SADD")
+                .arg(&index)
+                .arg(key.as_str())
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&index)
+                .arg(ttl_ms)
+                .arg("NX")
+                .ignore();
+        }
+        let acquired: Result<(Option<String>,), CacheError> =
+            self.redis(key.entity(), &pipeline).await;
+        match acquired {
+            Ok((Some(_),)) => Lease::Acquired(token),
+            Ok((None,)) => Lease::HeldElsewhere,
+            Err(_) => Lease::Unavailable,
+        }
+    }
+
+    /// Waits for the lease holder's value: the stored bytes, or `None` once the lease ended
+    /// without a value (the holder failed, died, or its populate was voided) or Redis failed.
+    pub(crate) async fn await_leased_value(&self, key: &CacheKey) -> Option<Vec<u8>> {
+        let lease_ttl = self.inner.config.lease_ttl?;
+        let deadline = Instant::now() + lease_ttl;
+        let poll = (lease_ttl / 40).clamp(Duration::from_millis(2), Duration::from_millis(50));
+        let lease_key = key.lease_key();
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("GET")
+            .arg(key.as_str())
+            .cmd("PTTL")
+            .arg(&lease_key);
+        loop {
+            tokio::time::sleep(poll).await;
+            let (value, lease_left): (Option<Vec<u8>>, i64) =
+                self.redis(key.entity(), &pipeline).await.ok()?;
+            if value.is_some() {
+                return value;
+            }
+            if lease_left < 0 || Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// Ends the caller's lease without storing anything (the loader failed or found nothing),
+    /// so waiting processes stop waiting at once.
+    pub(crate) async fn release_lease(&self, key: &CacheKey, token: &str) {
+        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+        let released: Result<u8, CacheError> = self
+            .redis(
+                key.entity(),
+                redis::cmd("EVAL")
+                    .arg(RELEASE)
+                    .arg(1)
+                    .arg(key.lease_key())
+                    .arg(token),
+            )
+            .await;
+        if let Err(error) = released {
+            tracing::debug!(key = key.as_str(), %error, "could not release a lease; it expires on its own");
+        }
+    }
+
+    /// Stores a loaded value under the caller's lease; `Ok(false)` when the lease was voided by
+    /// a concurrent write or invalidation (the value is then not stored).
+    pub(crate) async fn populate(
+        &self,
+        key: &CacheKey,
+        bytes: &[u8],
+        ttl_ms: u64,
+        token: &str,
+    ) -> Result<bool, CacheError> {
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(POPULATE);
+        match key.variants_index() {
+            Some(index) => eval
+                .arg(3)
+                .arg(key.as_str())
+                .arg(key.lease_key())
+                .arg(index),
+            None => eval.arg(2).arg(key.as_str()).arg(key.lease_key()),
+        };
+        eval.arg(bytes).arg(ttl_ms).arg(token);
+        let stored: u8 = self.redis(key.entity(), &eval).await?;
+        Ok(stored == 1)
+    }
+}
