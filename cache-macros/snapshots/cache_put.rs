@@ -2,7 +2,9 @@ async fn save(&self, p: Product) -> Result<Product, DbError> {
     static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
         "product",
         ::core::option::Option::None,
-        ::cache_runtime::__private::Ttl::Medium,
+        ::cache_runtime::__private::ReadOptions::new(
+            ::cache_runtime::__private::Ttl::Medium,
+        ),
         ::core::option::Option::None,
     );
     let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {

@@ -3,7 +3,9 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
     static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
         "product_list",
         ::core::option::Option::None,
-        ::cache_runtime::__private::Ttl::Short,
+        ::cache_runtime::__private::ReadOptions::new(
+            ::cache_runtime::__private::Ttl::Short,
+        ),
         ::core::option::Option::None,
     );
     let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {

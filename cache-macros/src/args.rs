@@ -247,6 +247,40 @@ impl Args {
         }
     }
 
+    /// A literal duration argument (`stale = "5m"`).
+    pub(crate) fn duration(&mut self, name: &str, errors: &mut Errors) -> Option<Ttl> {
+        let lit = self.string(name, errors)?;
+        match Ttl::parse_literal(&lit.value()) {
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                errors.at(lit.span(), message);
+                None
+            }
+        }
+    }
+
+    /// `early_refresh` (β = 1) or `early_refresh = 2.0`.
+    pub(crate) fn beta(&mut self, name: &str, errors: &mut Errors) -> Option<f64> {
+        let arg = self.take(name)?;
+        let beta = match &arg.value {
+            None => return Some(1.0),
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Float(f), ..
+            })) => f.base10_parse::<f64>().ok(),
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            })) => i.base10_parse::<f64>().ok(),
+            Some(_) => None,
+        };
+        match beta {
+            Some(beta) if beta.is_finite() && beta > 0.0 => Some(beta),
+            _ => {
+                errors.at(arg.name.span(), format!("`{name}` takes a positive number (β, e.g. `{name} = 1.5`) or no value (β = 1)"));
+                None
+            }
+        }
+    }
+
     /// A key template argument.
     pub(crate) fn template(
         &mut self,

@@ -7,11 +7,13 @@ use syn::{ItemFn, LitStr};
 use crate::args::Args;
 use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{body_future, key_parts, local, site, with_body};
+use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
-const VALID: &[&str] = &["entity", "ttl", "key", "variant", "version", "crate"];
+const VALID: &[&str] = &[
+    "entity", "ttl", "key", "variant", "version", "stale", "crate",
+];
 
 struct CachePut {
     private: TokenStream,
@@ -20,6 +22,7 @@ struct CachePut {
     key: Template,
     variant: Option<Template>,
     version: Option<u32>,
+    timing: Timing,
     returns: Returns,
 }
 
@@ -39,9 +42,14 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
     }
     let variant = args.template("variant", &function.params, &mut errors);
     let version = args.version(&mut errors);
+    let timing = Timing {
+        stale: args.duration("stale", &mut errors),
+        ..Timing::default()
+    };
     let private = args.private_path(&mut errors);
     let key = errors.finish(key)?;
     Ok(CachePut {
+        timing,
         private,
         entity,
         ttl,
@@ -70,7 +78,14 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
     let ret = local("__cache_ret");
-    let site = site(private, &put.entity, put.version, put.ttl, None);
+    let site = site(
+        private,
+        &put.entity,
+        put.version,
+        put.ttl,
+        &put.timing,
+        None,
+    );
     let parts = key_parts(private, &put.key, put.variant.as_ref());
     let wrapper = match put.returns {
         Returns::Result => quote!(PutResult),

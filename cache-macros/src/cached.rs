@@ -7,7 +7,7 @@ use syn::{Expr, ItemFn, LitStr};
 use crate::args::Args;
 use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{body_future, key_parts, local, site, with_body};
+use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
@@ -19,6 +19,9 @@ const VALID: &[&str] = &[
     "version",
     "condition",
     "cache_none",
+    "stale",
+    "early_refresh",
+    "refresh_timeout",
     "crate",
 ];
 
@@ -31,6 +34,7 @@ struct Cached {
     variant: Option<Template>,
     version: Option<u32>,
     condition: Option<Expr>,
+    timing: Timing,
     returns: Returns,
 }
 
@@ -66,9 +70,15 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             }
         },
     };
+    let timing = Timing {
+        stale: args.duration("stale", &mut errors),
+        early_refresh: args.beta("early_refresh", &mut errors),
+        refresh_timeout: args.duration("refresh_timeout", &mut errors),
+    };
     let private = args.private_path(&mut errors);
     let key = errors.finish(key)?;
     Ok(Cached {
+        timing,
         private,
         entity,
         ttl,
@@ -101,6 +111,7 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         &cached.entity,
         cached.version,
         cached.ttl,
+        &cached.timing,
         cached.negative_ttl,
     );
     let parts = key_parts(private, &cached.key, cached.variant.as_ref());

@@ -46,6 +46,26 @@ impl Ttl {
         }
     }
 
+    /// A literal duration only (`stale`, `refresh_timeout`): classes are TTLs, not windows.
+    pub(crate) fn parse_literal(text: &str) -> Result<Self, String> {
+        match Self::parse(text) {
+            Ok(Self::Millis(ms)) => Ok(Self::Millis(ms)),
+            _ => Err(format!(
+                "invalid duration `{text}`: write a number with a unit: `250ms`, `90s`, `15m`, `2h`, `1d`"
+            )),
+        }
+    }
+
+    /// A `Duration` expression, for literal durations.
+    pub(crate) fn duration_tokens(self, private: &TokenStream) -> TokenStream {
+        let ms = match self {
+            Self::Millis(ms) => ms,
+            // parse_literal admits only Millis; classes have no fixed duration at compile time.
+            Self::Short | Self::Medium | Self::Long => 0,
+        };
+        quote!(#private::Duration::from_millis(#ms))
+    }
+
     /// The `Ttl` value in the runtime crate.
     pub(crate) fn tokens(self, private: &TokenStream) -> TokenStream {
         match self {

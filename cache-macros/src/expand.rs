@@ -44,12 +44,39 @@ pub(crate) fn key_parts(
     quote!(#private::KeyParts { id: #id, variant: #variant })
 }
 
+/// How a site treats time, as written in its attribute.
+#[derive(Default)]
+pub(crate) struct Timing {
+    pub(crate) stale: Option<Ttl>,
+    pub(crate) early_refresh: Option<f64>,
+    pub(crate) refresh_timeout: Option<Ttl>,
+}
+
+/// `ReadOptions::new(ttl).stale(…)…`, a const expression.
+fn read_options(private: &TokenStream, ttl: Ttl, timing: &Timing) -> TokenStream {
+    let ttl = ttl.tokens(private);
+    let mut options = quote!(#private::ReadOptions::new(#ttl));
+    if let Some(stale) = timing.stale {
+        let stale = stale.duration_tokens(private);
+        options = quote!(#options.stale(#stale));
+    }
+    if let Some(beta) = timing.early_refresh {
+        options = quote!(#options.early_refresh(#beta));
+    }
+    if let Some(timeout) = timing.refresh_timeout {
+        let timeout = timeout.duration_tokens(private);
+        options = quote!(#options.refresh_timeout(#timeout));
+    }
+    options
+}
+
 /// The per-function `Site` static.
 pub(crate) fn site(
     private: &TokenStream,
     entity: &LitStr,
     version: Option<u32>,
     ttl: Ttl,
+    timing: &Timing,
     negative_ttl: Option<Ttl>,
 ) -> TokenStream {
     let site = local("__CACHE_SITE");
@@ -57,7 +84,7 @@ pub(crate) fn site(
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
-    let ttl = ttl.tokens(private);
+    let options = read_options(private, ttl, timing);
     let negative_ttl = match negative_ttl {
         Some(t) => {
             let t = t.tokens(private);
@@ -66,7 +93,7 @@ pub(crate) fn site(
         None => quote!(::core::option::Option::None),
     };
     quote! {
-        static #site: #private::Site = #private::Site::new(#entity, #version, #ttl, #negative_ttl);
+        static #site: #private::Site = #private::Site::new(#entity, #version, #options, #negative_ttl);
     }
 }
 

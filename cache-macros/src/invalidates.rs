@@ -7,7 +7,7 @@ use syn::{ItemFn, LitStr};
 use crate::args::Args;
 use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{body_future, local, render, site, with_body};
+use crate::expand::{Timing, body_future, local, render, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
@@ -86,7 +86,14 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     let site_ident = local("__CACHE_SITE");
     let target_ident = local("__cache_target");
     let ret = local("__cache_ret");
-    let site = site(private, &inv.entity, inv.version, Ttl::Medium, None);
+    let site = site(
+        private,
+        &inv.entity,
+        inv.version,
+        Ttl::Medium,
+        &Timing::default(),
+        None,
+    );
     let target = match &inv.target {
         Target::Id(template) => {
             let id = render(private, template);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -22,6 +23,7 @@ use crate::deadline::Deadlines;
 use crate::entity::{CacheKey, Entity};
 use crate::error::CacheError;
 use crate::flight::Flights;
+use crate::freshness::ReadOptions;
 use crate::key::{EntityPrefix, NameError};
 use crate::metrics::EntityMetrics;
 use crate::report;
@@ -29,6 +31,7 @@ use crate::ttl::{Jitter, Ttl};
 
 pub use lease::DEFAULT_LEASE_TTL;
 pub(crate) use read_through::{Optional, Plain, Policy};
+pub(crate) use storage::Stored;
 
 /// A handle to the cache; clones share one pool, breaker and set of counters.
 ///
@@ -158,8 +161,8 @@ impl Cache {
     /// (an older struct shape, foreign bytes) is a miss, and so is a cached absence.
     pub async fn get<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Option<T>, CacheError> {
         match self.read(key).await? {
-            storage::Lookup::Hit(value) => Ok(Some(value)),
-            storage::Lookup::Absent | storage::Lookup::Miss => Ok(None),
+            storage::Lookup::Hit(value, _) => Ok(Some(value)),
+            storage::Lookup::Absent(_) | storage::Lookup::Miss => Ok(None),
         }
     }
 
@@ -171,7 +174,8 @@ impl Cache {
         value: &T,
         ttl: Ttl,
     ) -> Result<(), CacheError> {
-        self.store(key, storage::Stored::Value(value), ttl).await
+        self.store(key, storage::Stored::Value(value), ttl, Duration::ZERO)
+            .await
     }
 
     /// Deletes `key` alone; `true` when something was deleted. To drop an id together with all
@@ -203,7 +207,39 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let policy = Policy::new(ttl);
+        self.get_or_set_with(key, ReadOptions::new(ttl), loader)
+            .await
+    }
+
+    /// [`Self::get_or_set`] with stale serving, fail-safe and early refresh per `options`.
+    ///
+    /// ```no_run
+    /// # async fn demo(cache: cache_runtime::Cache) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use cache_runtime::{ReadOptions, Ttl};
+    ///
+    /// const PRICES: ReadOptions = ReadOptions::new(Ttl::Short)
+    ///     .stale(Duration::from_secs(300))
+    ///     .early_refresh(1.0)
+    ///     .refresh_timeout(Duration::from_millis(200));
+    /// let key = cache.entity("price")?.key(&42u64);
+    /// let price = cache
+    ///     .get_or_set_with(&key, PRICES, || async { Ok::<_, std::io::Error>(1999u32) })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_set_with<T, E, F, Fut>(
+        &self,
+        key: &CacheKey,
+        options: ReadOptions,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let policy = Policy::new(options);
         let Plain(value) = self
             .read_through(key, &policy, async { loader().await.map(Plain) })
             .await?;

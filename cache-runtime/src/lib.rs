@@ -29,6 +29,7 @@ mod entity;
 mod envelope;
 mod error;
 mod flight;
+mod freshness;
 mod global;
 mod key;
 mod macro_support;
@@ -50,6 +51,7 @@ pub use config::{
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;
+pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
 pub use global::{AlreadyInstalled, current, install, refreshing, uncached, with_cache};
 pub use key::{KeyPart, NameError, escape_into};
 pub use metrics::EntityMetrics;
@@ -63,6 +65,7 @@ pub use cache_macros::{cache_put, cached, invalidates};
 /// What macro expansions call. Not public API: no semver guarantees.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::freshness::ReadOptions;
     pub use crate::macro_support::*;
     pub use crate::ttl::Ttl;
     pub use core::time::Duration;

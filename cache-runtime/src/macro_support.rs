@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, Optional, Plain, Policy};
+use crate::cache::{Cache, Optional, Plain, Policy, Stored};
 use crate::entity::{CacheKey, Entity};
+use crate::freshness::ReadOptions;
 use crate::global::{self, Mode};
 use crate::key::KeyPart;
 use crate::ttl::Ttl;
@@ -56,7 +57,7 @@ pub struct KeyParts {
 pub struct Site {
     entity: &'static str,
     version: Option<u32>,
-    ttl: Ttl,
+    options: ReadOptions,
     negative_ttl: Option<Ttl>,
     resolved: RwLock<Option<(u64, Entity)>>,
 }
@@ -65,13 +66,13 @@ impl Site {
     pub const fn new(
         entity: &'static str,
         version: Option<u32>,
-        ttl: Ttl,
+        options: ReadOptions,
         negative_ttl: Option<Ttl>,
     ) -> Self {
         Self {
             entity,
             version,
-            ttl,
+            options,
             negative_ttl,
             resolved: RwLock::new(None),
         }
@@ -105,7 +106,7 @@ impl Site {
 
     fn policy(&self, refresh: bool) -> Policy {
         Policy {
-            ttl: self.ttl,
+            options: self.options,
             negative_ttl: self.negative_ttl,
             refresh,
         }
@@ -238,7 +239,10 @@ pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
     let Some((cache, key, _)) = prepare(site, key) else {
         return;
     };
-    let result = cache.set(&key, value, site.ttl).await;
+    let grace = site.options.stale.unwrap_or_default();
+    let result = cache
+        .store(&key, Stored::Value(value), site.options.ttl, grace)
+        .await;
     if let Err(error) = result {
         tracing::warn!(key = key.as_str(), %error, "write-through failed");
     }
@@ -277,7 +281,7 @@ mod tests {
 
     use super::*;
 
-    static SITE: Site = Site::new("product", None, Ttl::Short, None);
+    static SITE: Site = Site::new("product", None, ReadOptions::new(Ttl::Short), None);
 
     fn key() -> Option<KeyParts> {
         Some(KeyParts {

@@ -10,6 +10,9 @@ pub(crate) struct Counters {
     pub(crate) loader_calls: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) stale_sets_prevented: AtomicU64,
+    pub(crate) stale_served: AtomicU64,
+    pub(crate) fail_safe: AtomicU64,
+    pub(crate) early_refreshes: AtomicU64,
     pub(crate) loader_errors: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
@@ -34,6 +37,9 @@ impl Counters {
             loader_calls: get(&self.loader_calls),
             coalesced: get(&self.coalesced),
             stale_sets_prevented: get(&self.stale_sets_prevented),
+            stale_served: get(&self.stale_served),
+            fail_safe: get(&self.fail_safe),
+            early_refreshes: get(&self.early_refreshes),
             loader_errors: get(&self.loader_errors),
             redis_errors: get(&self.redis_errors),
             fallbacks: get(&self.fallbacks),
@@ -61,6 +67,12 @@ pub struct EntityMetrics {
     pub coalesced: u64,
     /// Loaded values not stored because a write or invalidation voided the loader's lease.
     pub stale_sets_prevented: u64,
+    /// Old values served past their TTL while another caller refreshed them.
+    pub stale_served: u64,
+    /// Old values served because the source failed or exceeded the refresh timeout.
+    pub fail_safe: u64,
+    /// Fresh reads that drew an early refresh (XFetch).
+    pub early_refreshes: u64,
     /// Loader calls that returned an error.
     pub loader_errors: u64,
     /// Redis operations that failed (including timeouts and an open breaker).
@@ -94,6 +106,9 @@ impl EntityMetrics {
             stale_sets_prevented: self
                 .stale_sets_prevented
                 .saturating_sub(earlier.stale_sets_prevented),
+            stale_served: self.stale_served.saturating_sub(earlier.stale_served),
+            fail_safe: self.fail_safe.saturating_sub(earlier.fail_safe),
+            early_refreshes: self.early_refreshes.saturating_sub(earlier.early_refreshes),
             loader_errors: self.loader_errors.saturating_sub(earlier.loader_errors),
             redis_errors: self.redis_errors.saturating_sub(earlier.redis_errors),
             fallbacks: self.fallbacks.saturating_sub(earlier.fallbacks),

@@ -12,15 +12,17 @@ use super::Cache;
 use super::lease::Lease;
 use super::storage::{Lookup, Stored, Write};
 use crate::entity::CacheKey;
+use crate::envelope::Header;
 use crate::error::CacheError;
-use crate::flight::{self, Join, Outcome};
-use crate::metrics::bump;
+use crate::flight::{self, Join, Leader, Outcome};
+use crate::freshness::{ReadOptions, now_ms, refresh_early};
+use crate::metrics::{Counters, bump};
 use crate::ttl::Ttl;
 
 /// How a read-through call caches.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
-    pub(crate) ttl: Ttl,
+    pub(crate) options: ReadOptions,
     /// Cache absences for this long (negative caching); `None` leaves them uncached.
     pub(crate) negative_ttl: Option<Ttl>,
     /// Skip the read and overwrite with a fresh value.
@@ -28,13 +30,29 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    pub(crate) fn new(ttl: Ttl) -> Self {
+    pub(crate) fn new(options: ReadOptions) -> Self {
         Self {
-            ttl,
+            options,
             negative_ttl: None,
             refresh: false,
         }
     }
+}
+
+/// What a read makes of a value's age.
+enum Age {
+    /// Fresh: serve it.
+    Fresh,
+    /// Fresh, but this read drew an early refresh.
+    RefreshEarly,
+    /// Past its TTL, inside the stale grace: serve it while one caller refreshes.
+    Stale,
+}
+
+/// A value to serve instead of waiting for or failing on the loader.
+struct Fallback<L> {
+    value: L,
+    stale: bool,
 }
 
 /// What a loader produced, as far as caching is concerned.
@@ -55,6 +73,28 @@ pub(crate) struct Plain<T>(pub(crate) T);
 /// A loader result that may be absent.
 #[derive(Debug)]
 pub(crate) struct Optional<T>(pub(crate) Option<T>);
+
+impl<L> Fallback<L> {
+    fn new(value: L, age: Age, counters: &Counters) -> Self {
+        if matches!(age, Age::RefreshEarly) {
+            bump(&counters.early_refreshes);
+        }
+        Self {
+            value,
+            stale: matches!(age, Age::Stale),
+        }
+    }
+
+    /// The old value, counted as a fail-safe answer or a stale one.
+    fn serve(self, counters: &Counters, fail_safe: bool) -> L {
+        if fail_safe {
+            bump(&counters.fail_safe);
+        } else if self.stale {
+            bump(&counters.stale_served);
+        }
+        self.value
+    }
+}
 
 impl<T: Serialize + DeserializeOwned> Loaded for Plain<T> {
     type Value = T;
@@ -84,8 +124,9 @@ impl<T: Serialize + DeserializeOwned> Loaded for Optional<T> {
 
 impl Cache {
     /// The cached value under `key`, or else `loader`'s, stored per `policy`. Redis trouble
-    /// never fails the call; the loader's error passes through and is not cached. Concurrent
-    /// misses on one key share one loader call (single flight), also while Redis is down.
+    /// never fails the call; the loader's error passes through and is not cached unless an old
+    /// value may be served instead (fail-safe). Concurrent misses on one key share one loader
+    /// call: in this process through a flight, across processes through a lease.
     pub(crate) async fn read_through<L, E, Fut>(
         &self,
         key: &CacheKey,
@@ -97,13 +138,26 @@ impl Cache {
         Fut: Future<Output = Result<L, E>>,
     {
         let counters = key.entity().counters();
+        let options = &policy.options;
+        let mut fallback: Option<Fallback<L>> = None;
         let redis_healthy = policy.refresh
             || match self.read::<L::Value>(key).await {
-                Ok(Lookup::Hit(value)) => return Ok(L::from_value(value)),
-                Ok(Lookup::Absent) => match L::absent().filter(|_| policy.negative_ttl.is_some()) {
-                    Some(absent) => return Ok(absent),
-                    None => true,
-                },
+                Ok(Lookup::Hit(value, header)) => {
+                    match self.age(&header, options) {
+                        Age::Fresh => return Ok(L::from_value(value)),
+                        age => fallback = Some(Fallback::new(L::from_value(value), age, counters)),
+                    }
+                    true
+                }
+                Ok(Lookup::Absent(header)) => {
+                    if let Some(absent) = L::absent().filter(|_| policy.negative_ttl.is_some()) {
+                        match self.age(&header, options) {
+                            Age::Fresh => return Ok(absent),
+                            age => fallback = Some(Fallback::new(absent, age, counters)),
+                        }
+                    }
+                    true
+                }
                 Ok(Lookup::Miss) => true,
                 Err(error) => {
                     bump(&counters.fallbacks);
@@ -114,17 +168,23 @@ impl Cache {
         let leader = loop {
             match self.inner.flights.join(key.as_str()) {
                 Join::Leader(leader) => break Some(leader),
-                Join::Follower(slot) => match flight::wait(slot).await {
-                    Some(outcome) => match self.shared::<L>(outcome) {
-                        Some(loaded) => {
-                            bump(&counters.coalesced);
-                            return Ok(loaded);
-                        }
-                        None => break None,
-                    },
-                    // The leader's caller went away: take over (or follow whoever did).
-                    None => continue,
-                },
+                Join::Follower(slot) => {
+                    // Someone here is refreshing: serve the old value rather than wait.
+                    if let Some(fallback) = fallback.take() {
+                        return Ok(fallback.serve(counters, false));
+                    }
+                    match flight::wait(slot).await {
+                        Some(outcome) => match self.shared::<L>(outcome) {
+                            Some(loaded) => {
+                                bump(&counters.coalesced);
+                                return Ok(loaded);
+                            }
+                            None => break None,
+                        },
+                        // The leader's caller went away: take over (or follow whoever did).
+                        None => continue,
+                    }
+                }
             }
         };
         // Across processes: one loader per key through a lease in Redis.
@@ -137,6 +197,11 @@ impl Cache {
                         break;
                     }
                     Lease::HeldElsewhere => {
+                        // Another process is refreshing: serve the old value rather than wait.
+                        if let Some(fallback) = fallback.take() {
+                            self.abandon(key, leader, None).await;
+                            return Ok(fallback.serve(counters, false));
+                        }
                         if let Some(bytes) = self.await_leased_value(key).await {
                             let outcome = Outcome::Value(Arc::from(bytes));
                             if let Some(loaded) = self.shared::<L>(outcome.clone()) {
@@ -155,24 +220,35 @@ impl Cache {
         }
         bump(&counters.loader_calls);
         let started = Instant::now();
-        let loaded = match loader.await {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                bump(&counters.loader_errors);
-                if let Some(leader) = leader {
-                    leader.finish(Outcome::Failed);
+        let loaded = match (fallback, options.refresh_timeout) {
+            (Some(fallback), Some(limit)) => match tokio::time::timeout(limit, loader).await {
+                Ok(Ok(loaded)) => loaded,
+                failed => {
+                    if let Ok(Err(_)) = failed {
+                        bump(&counters.loader_errors);
+                    }
+                    // Fail-safe: the source failed or was too slow, an old value is at hand.
+                    self.abandon(key, leader, lease).await;
+                    return Ok(fallback.serve(counters, true));
                 }
-                if let Some(token) = lease {
-                    self.release_lease(key, &token).await;
+            },
+            (fallback, _) => match loader.await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    bump(&counters.loader_errors);
+                    self.abandon(key, leader, lease).await;
+                    return match fallback {
+                        Some(fallback) => Ok(fallback.serve(counters, true)),
+                        None => Err(error),
+                    };
                 }
-                return Err(error);
-            }
+            },
         };
         let cost = started.elapsed();
         let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
-            (Some(value), _) => (Some(Stored::Value(value)), policy.ttl),
+            (Some(value), _) => (Some(Stored::Value(value)), options.ttl),
             (None, Some(ttl)) => (Some(Stored::Absent), ttl),
-            (None, None) => (None, policy.ttl),
+            (None, None) => (None, options.ttl),
         };
         let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
         let encoded = stored.map(|stored| self.encode(stored, ttl, cost));
@@ -190,8 +266,9 @@ impl Cache {
             } else {
                 Write::Populate(lease.as_deref())
             };
+            let physical_ttl = ttl + options.stale.unwrap_or_default();
             let result = match encoded {
-                Some(Ok(bytes)) => self.store_encoded(key, &bytes, ttl, write).await,
+                Some(Ok(bytes)) => self.store_encoded(key, &bytes, physical_ttl, write).await,
                 Some(Err(error)) => Err(error),
                 None => {
                     if let Some(token) = &lease {
@@ -209,12 +286,41 @@ impl Cache {
         Ok(loaded)
     }
 
+    fn age(&self, header: &Header, options: &ReadOptions) -> Age {
+        let now = now_ms();
+        if now < header.fresh_until_ms {
+            match options.early_refresh {
+                Some(beta) if refresh_early(header, now, beta, rand::random::<f64>()) => {
+                    Age::RefreshEarly
+                }
+                _ => Age::Fresh,
+            }
+        } else if options.stale.is_some() {
+            Age::Stale
+        } else {
+            // Without a grace period the physical TTL is the logical one: a value Redis still
+            // holds is fresh, whatever the clocks of the writer and this reader say.
+            Age::Fresh
+        }
+    }
+
+    /// Ends a load that produced nothing to store: waiters here and in other processes stop
+    /// waiting and load for themselves.
+    async fn abandon(&self, key: &CacheKey, leader: Option<Leader<'_>>, lease: Option<String>) {
+        if let Some(leader) = leader {
+            leader.finish(Outcome::Failed);
+        }
+        if let Some(token) = lease {
+            self.release_lease(key, &token).await;
+        }
+    }
+
     /// What a waiting caller makes of its leader's outcome; `None` means "load yourself".
     fn shared<L: Loaded>(&self, outcome: Outcome) -> Option<L> {
         match outcome {
             Outcome::Value(bytes) => match self.decode::<L::Value>(&bytes) {
-                Ok(Lookup::Hit(value)) => Some(L::from_value(value)),
-                Ok(Lookup::Absent) => L::absent(),
+                Ok(Lookup::Hit(value, _)) => Some(L::from_value(value)),
+                Ok(Lookup::Absent(_)) => L::absent(),
                 Ok(Lookup::Miss) | Err(_) => None,
             },
             Outcome::Absent => L::absent(),

@@ -16,9 +16,9 @@ use crate::ttl::Ttl;
 
 /// What a read found.
 pub(crate) enum Lookup<T> {
-    Hit(T),
+    Hit(T, Header),
     /// A cached absence (negative caching).
-    Absent,
+    Absent(Header),
     Miss,
 }
 
@@ -61,7 +61,7 @@ impl Cache {
     pub(crate) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Lookup<T>, String> {
         let (header, payload) = Header::unwrap(bytes)?;
         if header.negative {
-            return Ok(Lookup::Absent);
+            return Ok(Lookup::Absent(header));
         }
         if header.compressed {
             let plain = compress::decompress(payload, self.inner.config.max_value_bytes)?;
@@ -69,7 +69,7 @@ impl Cache {
         } else {
             CodecKind::decode_with_id(header.codec, payload)
         }
-        .map(Lookup::Hit)
+        .map(|value| Lookup::Hit(value, header))
         .map_err(|e| e.to_string())
     }
 
@@ -106,16 +106,17 @@ impl Cache {
         key: &CacheKey,
         value: Stored<'_, T>,
         ttl: Ttl,
+        grace: Duration,
     ) -> Result<(), CacheError> {
         let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
         let bytes = self.encode(value, ttl, Duration::ZERO)?;
-        self.store_encoded(key, &bytes, ttl, Write::Overwrite)
+        self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite)
             .await
             .map(drop)
     }
 
-    /// Writes encoded bytes under `key` for `ttl` (already jittered), unless they exceed the
-    /// size limit. A variant key is also recorded in its id's variant index, so invalidating
+    /// Writes encoded bytes under `key` to expire from Redis after `ttl` (the jittered
+    /// freshness plus any stale grace), unless they exceed the size limit. A variant key is also recorded in its id's variant index, so invalidating
     /// the id finds it without a scan. Returns whether the value was stored: a populate under a
     /// voided lease is not.
     pub(crate) async fn store_encoded(

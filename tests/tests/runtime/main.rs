@@ -3,6 +3,7 @@
 
 mod cache_aside;
 mod failures;
+mod freshness;
 mod global;
 mod leases;
 mod macros;

@@ -22,7 +22,7 @@ pub async fn rate(from: &str, to: &str, precision: u8) -> Result<f64, DbError> {
     Ok(1.0)
 }
 
-#[cached(entity = "total", key = "all", version = 3)]
+#[cached(entity = "total", key = "all", version = 3, stale = "5m", early_refresh, refresh_timeout = "200ms")]
 pub async fn total() -> u64 {
     42
 }
@@ -39,7 +39,7 @@ pub async fn reload(code: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-#[cache_put(entity = "country", ttl = "long", key = "{c.code}")]
+#[cache_put(entity = "country", ttl = "long", key = "{c.code}", stale = "1h")]
 pub async fn save(c: Country) -> Option<Country> {
     Some(c)
 }
