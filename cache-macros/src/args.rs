@@ -307,6 +307,49 @@ fn suggestion(name: &str) -> Option<&'static str> {
     })
 }
 
+/// Where `#[cached]` and `#[cache_put]` keep a value: the arguments they share.
+pub(crate) struct Placement {
+    pub(crate) entity: LitStr,
+    pub(crate) ttl: Ttl,
+    pub(crate) key: Template,
+    pub(crate) variant: Option<Template>,
+    pub(crate) version: Option<u32>,
+}
+
+impl Args {
+    /// `entity`, `ttl` (default `medium`), `key` (required; `key_help` says what to write),
+    /// `variant` and `version`.
+    pub(crate) fn placement(
+        &mut self,
+        params: &[String],
+        key_help: &str,
+        errors: &mut Errors,
+    ) -> Placement {
+        let entity = self.entity(errors);
+        let ttl = self.ttl("ttl", errors).unwrap_or(Ttl::Medium);
+        let key_written = self.has("key");
+        let key = self.template("key", params, errors).unwrap_or_else(|| {
+            if !key_written {
+                errors.at(
+                    Span::call_site(),
+                    format!("#[{}] needs {key_help}", self.macro_name),
+                );
+            }
+            // Never expanded: an error was reported.
+            Template {
+                segments: Vec::new(),
+            }
+        });
+        Placement {
+            entity,
+            ttl,
+            key,
+            variant: self.template("variant", params, errors),
+            version: self.version(errors),
+        }
+    }
+}
+
 fn private_of(krate: &Path) -> TokenStream {
     quote!(#krate::__private)
 }

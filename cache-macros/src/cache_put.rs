@@ -2,14 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{ItemFn, LitStr};
+use syn::ItemFn;
 
-use crate::args::Args;
-use crate::duration::Ttl;
+use crate::args::{Args, Placement};
 use crate::errors::Errors;
 use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
-use crate::template::Template;
 
 const VALID: &[&str] = &[
     "entity", "ttl", "key", "variant", "version", "stale", "crate",
@@ -17,11 +15,7 @@ const VALID: &[&str] = &[
 
 struct CachePut {
     private: TokenStream,
-    entity: LitStr,
-    ttl: Ttl,
-    key: Template,
-    variant: Option<Template>,
-    version: Option<u32>,
+    placement: Placement,
     timing: Timing,
     returns: Returns,
 }
@@ -30,34 +24,20 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
     let mut errors = Errors::default();
     let function = Function::analyze(item, "cache_put", &mut errors);
     let mut args = Args::parse(args, "cache_put", VALID, &mut errors);
-    let entity = args.entity(&mut errors);
-    let ttl = args.ttl("ttl", &mut errors).unwrap_or(Ttl::Medium);
-    let key_written = args.has("key");
-    let key = args.template("key", &function.params, &mut errors);
-    if key.is_none() && !key_written {
-        errors.at(
-            proc_macro2::Span::call_site(),
-            "#[cache_put] needs `key = \"...\"`: the key the result is stored under, e.g. `key = \"{p.id}\"`",
-        );
-    }
-    let variant = args.template("variant", &function.params, &mut errors);
-    let version = args.version(&mut errors);
+    let placement = args.placement(
+        &function.params,
+        "`key = \"...\"`: the key the result is stored under, e.g. `key = \"{p.id}\"`",
+        &mut errors,
+    );
     let timing = Timing {
         stale: args.duration("stale", &mut errors),
         ..Timing::default()
     };
     let private = args.private_path(&mut errors);
-    let key = errors.finish(key)?;
-    Ok(CachePut {
-        timing,
+    errors.finish(CachePut {
         private,
-        entity,
-        ttl,
-        key: key.unwrap_or(Template {
-            segments: Vec::new(),
-        }),
-        variant,
-        version,
+        placement,
+        timing,
         returns: function.returns,
     })
 }
@@ -74,19 +54,21 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
 //         __cache_ret
 //     }
 fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
-    let CachePut { private, .. } = put;
+    let CachePut {
+        private, placement, ..
+    } = put;
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
     let ret = local("__cache_ret");
     let site = site(
         private,
-        &put.entity,
-        put.version,
-        put.ttl,
+        &placement.entity,
+        placement.version,
+        placement.ttl,
         &put.timing,
         None,
     );
-    let parts = key_parts(private, &put.key, put.variant.as_ref());
+    let parts = key_parts(private, &placement.key, placement.variant.as_ref());
     let wrapper = match put.returns {
         Returns::Result => quote!(PutResult),
         Returns::Option => quote!(PutOption),

@@ -2,14 +2,13 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::{Expr, ItemFn, LitStr};
+use syn::{Expr, ItemFn};
 
-use crate::args::Args;
+use crate::args::{Args, Placement};
 use crate::duration::Ttl;
 use crate::errors::Errors;
 use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
-use crate::template::Template;
 
 const VALID: &[&str] = &[
     "entity",
@@ -27,12 +26,8 @@ const VALID: &[&str] = &[
 
 struct Cached {
     private: TokenStream,
-    entity: LitStr,
-    ttl: Ttl,
+    placement: Placement,
     negative_ttl: Option<Ttl>,
-    key: Template,
-    variant: Option<Template>,
-    version: Option<u32>,
     condition: Option<Expr>,
     timing: Timing,
     returns: Returns,
@@ -42,18 +37,11 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
     let mut errors = Errors::default();
     let function = Function::analyze(item, "cached", &mut errors);
     let mut args = Args::parse(args, "cached", VALID, &mut errors);
-    let entity = args.entity(&mut errors);
-    let ttl = args.ttl("ttl", &mut errors).unwrap_or(Ttl::Medium);
-    let key_written = args.has("key");
-    let key = args.template("key", &function.params, &mut errors);
-    if key.is_none() && !key_written {
-        errors.at(
-            proc_macro2::Span::call_site(),
-            "#[cached] needs `key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",
-        );
-    }
-    let variant = args.template("variant", &function.params, &mut errors);
-    let version = args.version(&mut errors);
+    let placement = args.placement(
+        &function.params,
+        "`key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",
+        &mut errors,
+    );
     let condition = args.expr("condition", &mut errors);
     let negative_ttl = match args.flag_or_string("cache_none", &mut errors) {
         None => None,
@@ -76,19 +64,12 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         refresh_timeout: args.duration("refresh_timeout", &mut errors),
     };
     let private = args.private_path(&mut errors);
-    let key = errors.finish(key)?;
-    Ok(Cached {
-        timing,
+    errors.finish(Cached {
         private,
-        entity,
-        ttl,
+        placement,
         negative_ttl,
-        key: key.unwrap_or(Template {
-            segments: Vec::new(),
-        }),
-        variant,
-        version,
         condition,
+        timing,
         returns: function.returns,
     })
 }
@@ -103,18 +84,20 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
 //         cached_result(&__CACHE_SITE, __cache_key, async move { body }).await
 //     }
 fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
-    let Cached { private, .. } = cached;
+    let Cached {
+        private, placement, ..
+    } = cached;
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
     let site = site(
         private,
-        &cached.entity,
-        cached.version,
-        cached.ttl,
+        &placement.entity,
+        placement.version,
+        placement.ttl,
         &cached.timing,
         cached.negative_ttl,
     );
-    let parts = key_parts(private, &cached.key, cached.variant.as_ref());
+    let parts = key_parts(private, &placement.key, placement.variant.as_ref());
     let key = match &cached.condition {
         Some(condition) => quote! {
             if #condition { ::core::option::Option::Some(#parts) } else { ::core::option::Option::None }

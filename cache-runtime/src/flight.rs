@@ -72,6 +72,11 @@ impl Flights {
 }
 
 impl Leader<'_> {
+    /// Whether anyone is waiting for this flight's outcome (the map holds one receiver).
+    pub(crate) fn has_followers(&self) -> bool {
+        self.sender.receiver_count() > 1
+    }
+
     /// Hands `outcome` to every waiter and ends the flight.
     pub(crate) fn finish(self, outcome: Outcome) {
         self.sender.send_replace(Some(outcome));

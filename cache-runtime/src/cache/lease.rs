@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::Cache;
+use super::storage::index_variant;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
 
@@ -59,16 +60,7 @@ impl Cache {
         // A variant's lease is indexed from the start, so invalidating its id voids it even
         // before the first value of the variant is stored.
         if let Some(index) = key.variants_index() {
-            pipeline
-                .cmd("SADD")
-                .arg(&index)
-                .arg(key.as_str())
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&index)
-                .arg(ttl_ms)
-                .arg("NX")
-                .ignore();
+            index_variant(&mut pipeline, &index, key, ttl_ms);
         }
         let acquired: Result<(Option<String>,), CacheError> =
             self.redis(key.entity(), &pipeline).await;

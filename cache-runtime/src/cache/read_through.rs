@@ -251,10 +251,17 @@ impl Cache {
             (None, None) => (None, options.ttl),
         };
         let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
-        let encoded = stored.map(|stored| self.encode(stored, ttl, cost));
+        // Encoded for Redis, and for callers waiting on this flight; with neither, not at all
+        // (the open-breaker path stays cheap).
+        let wanted = redis_healthy || leader.as_ref().is_some_and(Leader::has_followers);
+        let encoded = stored
+            .filter(|_| wanted)
+            .map(|stored| self.encode(stored, ttl, cost));
         if let Some(leader) = leader {
             leader.finish(match &encoded {
                 Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
+                // A caller that joined after the check above loads for itself.
+                None if !wanted => Outcome::Failed,
                 None => Outcome::Absent,
                 Some(Err(_)) => Outcome::Failed,
             });
@@ -287,6 +294,11 @@ impl Cache {
     }
 
     fn age(&self, header: &Header, options: &ReadOptions) -> Age {
+        if options.stale.is_none() && options.early_refresh.is_none() {
+            // Redis' TTL is the expiry: whatever it still holds is fresh. No clock read on
+            // the plain hit path.
+            return Age::Fresh;
+        }
         let now = now_ms();
         if now < header.fresh_until_ms {
             match options.early_refresh {

@@ -156,28 +156,37 @@ impl Cache {
             pipeline.cmd("DEL").arg(key.lease_key()).ignore();
         }
         if let Some(index) = key.variants_index() {
-            // The index lives as long as its longest-lived variant: NX gives a new set its
-            // first expiry, GT only ever extends it.
-            pipeline
-                .cmd("SADD")
-                .arg(&index)
-                .arg(key.as_str())
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&index)
-                .arg(ttl_ms)
-                .arg("NX")
-                .ignore()
-                .cmd("PEXPIRE")
-                .arg(&index)
-                .arg(ttl_ms)
-                .arg("GT")
-                .ignore();
+            index_variant(&mut pipeline, &index, key, ttl_ms);
         }
         let () = self.redis(key.entity(), &pipeline).await?;
         tracing::debug!(key = key.as_str(), ttl_ms, "cache set");
         Ok(true)
     }
+}
+
+/// Adds `key` to its id's variant index. The index lives as long as its longest-lived entry:
+/// `NX` gives a new set its first expiry, `GT` only ever extends it.
+pub(crate) fn index_variant(
+    pipeline: &mut redis::Pipeline,
+    index: &str,
+    key: &CacheKey,
+    ttl_ms: u64,
+) {
+    pipeline
+        .cmd("SADD")
+        .arg(index)
+        .arg(key.as_str())
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(index)
+        .arg(ttl_ms)
+        .arg("NX")
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(index)
+        .arg(ttl_ms)
+        .arg("GT")
+        .ignore();
 }
 
 /// How a write treats concurrent loaders' leases.
