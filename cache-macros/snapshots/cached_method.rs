@@ -17,15 +17,21 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
                 .finish(),
         ),
     });
+    let __cache_body = async move {
+        let __cache_ret: Result<Vec<Product>, DbError> = {
+            self.db.list(category, page).await
+        };
+        __cache_ret
+    };
+    let __cache_errors = {
+        use ::cache_runtime::__private::{KeepErrors as _, ShareClonedErrors as _};
+        (&::cache_runtime::__private::Probe::of(&__cache_body)).error_sharing()
+    };
     ::cache_runtime::__private::cached_result(
             &__CACHE_SITE,
             __cache_key,
-            async move {
-                let __cache_ret: Result<Vec<Product>, DbError> = {
-                    self.db.list(category, page).await
-                };
-                __cache_ret
-            },
+            __cache_errors,
+            __cache_body,
         )
         .await
 }

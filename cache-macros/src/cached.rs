@@ -81,7 +81,9 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
 //     async fn product(&self, id: u64) -> Result<Product, DbError> {
 //         static __CACHE_SITE: Site = Site::new("product", None, Ttl::Medium, None);
 //         let __cache_key = Some(KeyParts { id: KeyWriter::new().value(&(id)).finish(), variant: None });
-//         cached_result(&__CACHE_SITE, __cache_key, async move { body }).await
+//         let __cache_body = async move { body };
+//         let __cache_errors = (&Probe::of(&__cache_body)).error_sharing();
+//         cached_result(&__CACHE_SITE, __cache_key, __cache_errors, __cache_body).await
 //     }
 fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
     let Cached {
@@ -104,18 +106,30 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         },
         None => quote!(::core::option::Option::Some(#parts)),
     };
-    let call = match cached.returns {
-        Returns::Result => quote!(cached_result),
-        Returns::Option => quote!(cached_option),
-        Returns::Plain => quote!(cached_value),
-    };
     let body = body_future(item);
+    let call = match cached.returns {
+        Returns::Result => {
+            let body_ident = local("__cache_body");
+            let errors_ident = local("__cache_errors");
+            quote! {
+                let #body_ident = #body;
+                // Callers waiting on this call get a copy of its error if the type allows.
+                let #errors_ident = {
+                    use #private::{KeepErrors as _, ShareClonedErrors as _};
+                    (&#private::Probe::of(&#body_ident)).error_sharing()
+                };
+                #private::cached_result(&#site_ident, #key_ident, #errors_ident, #body_ident).await
+            }
+        }
+        Returns::Option => quote!(#private::cached_option(&#site_ident, #key_ident, #body).await),
+        Returns::Plain => quote!(#private::cached_value(&#site_ident, #key_ident, #body).await),
+    };
     with_body(
         item,
         quote! {
             #site
             let #key_ident = #key;
-            #private::#call(&#site_ident, #key_ident, #body).await
+            #call
         },
     )
 }

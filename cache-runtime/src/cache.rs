@@ -213,6 +213,10 @@ impl Cache {
 
     /// [`Self::get_or_set`] with stale serving, fail-safe and early refresh per `options`.
     ///
+    /// Concurrent callers of one key share one loader call. If it fails, each of them calls
+    /// its own loader (the error type need not be `Clone` here); `#[cached]` hands them a
+    /// copy of the error instead when its type is `Clone + Send + Sync + 'static`.
+    ///
     /// ```no_run
     /// # async fn demo(cache: cache_runtime::Cache) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
@@ -241,7 +245,7 @@ impl Cache {
     {
         let policy = Policy::new(options);
         let Plain(value) = self
-            .read_through(key, &policy, async { loader().await.map(Plain) })
+            .read_through(key, &policy, None, async { loader().await.map(Plain) })
             .await?;
         Ok(value)
     }

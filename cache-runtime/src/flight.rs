@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::share::SharedError;
+
 /// What a leader hands to the callers waiting on it.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -15,6 +17,8 @@ pub(crate) enum Outcome {
     Value(Arc<[u8]>),
     /// The loader found nothing (`None`).
     Absent,
+    /// The loader failed with this error, for waiters that can take a copy of it.
+    Error(SharedError),
     /// The loader failed, or its value could not be encoded; each waiter loads for itself.
     Failed,
 }

@@ -35,6 +35,7 @@ mod key;
 mod macro_support;
 mod metrics;
 mod report;
+mod share;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};

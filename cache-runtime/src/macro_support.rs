@@ -14,6 +14,7 @@ use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
 use crate::global::{self, Mode};
 use crate::key::KeyPart;
+pub use crate::share::{ErrorSharing, KeepErrors, Probe, ShareClonedErrors};
 use crate::ttl::Ttl;
 
 /// Builds an escaped id or variant from a key template: literal text as written, interpolated
@@ -143,8 +144,14 @@ fn never<T>(result: Result<T, Infallible>) -> T {
     }
 }
 
-/// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only.
-pub async fn cached_result<T, E, F>(site: &Site, key: Option<KeyParts>, body: F) -> Result<T, E>
+/// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only; concurrent callers
+/// share an error if `errors` says how.
+pub async fn cached_result<T, E, F>(
+    site: &Site,
+    key: Option<KeyParts>,
+    errors: Option<ErrorSharing<E>>,
+    body: F,
+) -> Result<T, E>
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
@@ -153,7 +160,9 @@ where
         return body.await;
     };
     let loaded = cache
-        .read_through(&key, &site.policy(refresh), async { body.await.map(Plain) })
+        .read_through(&key, &site.policy(refresh), errors, async {
+            body.await.map(Plain)
+        })
         .await?;
     Ok(loaded.0)
 }
@@ -170,7 +179,7 @@ where
     let loader = async { Ok::<_, Infallible>(Optional(body.await)) };
     never(
         cache
-            .read_through(&key, &site.policy(refresh), loader)
+            .read_through(&key, &site.policy(refresh), None, loader)
             .await,
     )
     .0
@@ -188,7 +197,7 @@ where
     let loader = async { Ok::<_, Infallible>(Plain(body.await)) };
     never(
         cache
-            .read_through(&key, &site.policy(refresh), loader)
+            .read_through(&key, &site.policy(refresh), None, loader)
             .await,
     )
     .0

@@ -17,6 +17,7 @@ use crate::error::CacheError;
 use crate::flight::{self, Join, Leader, Outcome};
 use crate::freshness::{ReadOptions, now_ms, refresh_early};
 use crate::metrics::{Counters, bump};
+use crate::share::ErrorSharing;
 use crate::ttl::Ttl;
 
 /// How a read-through call caches.
@@ -131,6 +132,7 @@ impl Cache {
         &self,
         key: &CacheKey,
         policy: &Policy,
+        errors: Option<ErrorSharing<E>>,
         loader: Fut,
     ) -> Result<L, E>
     where
@@ -174,6 +176,15 @@ impl Cache {
                         return Ok(fallback.serve(counters, false));
                     }
                     match flight::wait(slot).await {
+                        Some(Outcome::Error(error)) => {
+                            match errors.and_then(|sharing| sharing.unpack(&error)) {
+                                Some(error) => {
+                                    bump(&counters.coalesced);
+                                    return Err(error);
+                                }
+                                None => break None,
+                            }
+                        }
                         Some(outcome) => match self.shared::<L>(outcome) {
                             Some(loaded) => {
                                 bump(&counters.coalesced);
@@ -199,7 +210,7 @@ impl Cache {
                     Lease::HeldElsewhere => {
                         // Another process is refreshing: serve the old value rather than wait.
                         if let Some(fallback) = fallback.take() {
-                            self.abandon(key, leader, None).await;
+                            self.abandon(key, leader, None, Outcome::Failed).await;
                             return Ok(fallback.serve(counters, false));
                         }
                         if let Some(bytes) = self.await_leased_value(key).await {
@@ -228,7 +239,7 @@ impl Cache {
                         bump(&counters.loader_errors);
                     }
                     // Fail-safe: the source failed or was too slow, an old value is at hand.
-                    self.abandon(key, leader, lease).await;
+                    self.abandon(key, leader, lease, Outcome::Failed).await;
                     return Ok(fallback.serve(counters, true));
                 }
             },
@@ -236,7 +247,11 @@ impl Cache {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     bump(&counters.loader_errors);
-                    self.abandon(key, leader, lease).await;
+                    let outcome = match errors {
+                        Some(sharing) if fallback.is_none() => Outcome::Error(sharing.pack(&error)),
+                        _ => Outcome::Failed,
+                    };
+                    self.abandon(key, leader, lease, outcome).await;
                     return match fallback {
                         Some(fallback) => Ok(fallback.serve(counters, true)),
                         None => Err(error),
@@ -318,9 +333,15 @@ impl Cache {
 
     /// Ends a load that produced nothing to store: waiters here and in other processes stop
     /// waiting and load for themselves.
-    async fn abandon(&self, key: &CacheKey, leader: Option<Leader<'_>>, lease: Option<String>) {
+    async fn abandon(
+        &self,
+        key: &CacheKey,
+        leader: Option<Leader<'_>>,
+        lease: Option<String>,
+        outcome: Outcome,
+    ) {
         if let Some(leader) = leader {
-            leader.finish(Outcome::Failed);
+            leader.finish(outcome);
         }
         if let Some(token) = lease {
             self.release_lease(key, &token).await;
@@ -336,7 +357,7 @@ impl Cache {
                 Ok(Lookup::Miss) | Err(_) => None,
             },
             Outcome::Absent => L::absent(),
-            Outcome::Failed => None,
+            Outcome::Error(_) | Outcome::Failed => None,
         }
     }
 

@@ -113,3 +113,57 @@ async fn a_cancelled_leader_hands_over_and_nobody_hangs() {
         .expect("task");
     assert_eq!(answer.as_deref(), Ok("taken over"));
 }
+
+#[derive(Debug, Clone, PartialEq)]
+struct SourceDown;
+
+static FAILING_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[cache_runtime::cached(entity = "failing", key = "{id}")]
+async fn failing(id: u32) -> Result<String, SourceDown> {
+    FAILING_CALLS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = id;
+    Err(SourceDown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_macros_share_a_cloneable_error_with_the_callers_that_waited() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let results = cache_runtime::with_cache(cache.clone(), async {
+        let calls: Vec<_> = (0..100).map(|_| failing(1)).collect();
+        futures_join_all(calls).await
+    })
+    .await;
+    assert!(results.iter().all(|r| *r == Err(SourceDown)));
+    assert_eq!(FAILING_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        cache.entity("failing").expect("entity").metrics().coalesced,
+        99
+    );
+}
+
+/// Polls every future to completion inside the current task (so the scoped cache applies).
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
