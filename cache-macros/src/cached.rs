@@ -21,6 +21,7 @@ const VALID: &[&str] = &[
     "stale",
     "early_refresh",
     "refresh_timeout",
+    "local",
     "crate",
 ];
 
@@ -62,6 +63,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         stale: args.duration("stale", &mut errors),
         early_refresh: args.beta("early_refresh", &mut errors),
         refresh_timeout: args.duration("refresh_timeout", &mut errors),
+        local: args.flag("local", &mut errors).is_some(),
     };
     let private = args.private_path(&mut errors);
     errors.finish(Cached {

@@ -50,6 +50,8 @@ pub(crate) struct Timing {
     pub(crate) stale: Option<Ttl>,
     pub(crate) early_refresh: Option<f64>,
     pub(crate) refresh_timeout: Option<Ttl>,
+    /// Also keep values in the in-process tier.
+    pub(crate) local: bool,
 }
 
 /// `ReadOptions::new(ttl).stale(…)…`, a const expression.
@@ -66,6 +68,9 @@ fn read_options(private: &TokenStream, ttl: Ttl, timing: &Timing) -> TokenStream
     if let Some(timeout) = timing.refresh_timeout {
         let timeout = timeout.duration_tokens(private);
         options = quote!(#options.refresh_timeout(#timeout));
+    }
+    if timing.local {
+        options = quote!(#options.local());
     }
     options
 }

@@ -1,5 +1,6 @@
 //! The `Cache` service: explicit `get`/`set`/`delete`, cache-aside `get_or_set`, invalidation.
 
+mod bus_publish;
 mod invalidate;
 mod lease;
 mod read_through;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::breaker::{Breaker, BreakerState};
+use crate::bus::{self, Event};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CacheConfig;
 use crate::connection::Pool;
@@ -25,6 +27,7 @@ use crate::error::CacheError;
 use crate::flight::Flights;
 use crate::freshness::ReadOptions;
 use crate::key::{EntityPrefix, NameError};
+use crate::local::LocalTier;
 use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
@@ -62,9 +65,52 @@ pub(crate) struct Inner {
     jitter: Jitter,
     entities: Mutex<HashMap<(String, u32), Entity>>,
     flights: Flights,
+    /// This instance's id in invalidation events, so it can ignore its own.
+    origin: u64,
+    /// The invalidation channel.
+    channel: String,
+    local: Option<LocalTier>,
 }
 
 impl Inner {
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.config.operation_timeout
+    }
+
+    /// The subscriber connected or lost its connection.
+    pub(crate) fn bus_connected(&self, connected: bool) {
+        if let Some(local) = &self.local {
+            local.set_live(connected);
+        }
+        if connected {
+            tracing::debug!(channel = %self.channel, "invalidation subscriber connected");
+        } else {
+            tracing::warn!(
+                channel = %self.channel,
+                "invalidation subscriber disconnected: local tier flushed and off until it reconnects"
+            );
+        }
+    }
+
+    /// Applies an event received from the bus (events of this instance are ignored: they were
+    /// applied when sent).
+    pub(crate) fn apply_event(&self, payload: &str) {
+        match Event::decode(payload) {
+            Some((origin, _)) if origin == self.origin => {}
+            Some((_, event)) => self.apply_locally(&event),
+            None => tracing::debug!(payload, "ignoring an unreadable invalidation event"),
+        }
+    }
+
+    pub(crate) fn apply_locally(&self, event: &Event) {
+        let Some(local) = &self.local else { return };
+        match event {
+            Event::Key(key) => local.remove(key),
+            Event::Id(key) => local.remove_id(key),
+            Event::Prefix(prefix) => local.remove_prefix(prefix),
+        }
+    }
+
     pub(crate) fn metrics(&self) -> Vec<EntityMetrics> {
         let mut all: Vec<EntityMetrics> = self
             .entities
@@ -96,8 +142,13 @@ impl Cache {
             config.operation_timeout,
         )
         .map_err(CacheError::from_redis)?;
+        let local = config.local_tier_bytes.map(LocalTier::new);
+        let channel = bus::channel(&config.app_prefix);
         let inner = Arc::new(Inner {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            origin: rand::random(),
+            channel: channel.clone(),
+            local,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
             deadlines: Deadlines::new(config.operation_timeout, &runtime),
@@ -108,6 +159,11 @@ impl Cache {
         });
         if let Some(interval) = inner.config.metrics_log_interval {
             runtime.spawn(report::run(Arc::downgrade(&inner), interval));
+        }
+        if inner.local.is_some() {
+            let client = redis::Client::open(inner.config.redis_url.as_str())
+                .map_err(CacheError::from_redis)?;
+            runtime.spawn(bus::subscribe(Arc::downgrade(&inner), client, channel));
         }
         Ok(Self { inner })
     }
@@ -152,6 +208,17 @@ impl Cache {
         self.inner.breaker.state()
     }
 
+    /// Whether this instance receives invalidation events now; while it does not, its local
+    /// tier is empty and unused.
+    pub fn invalidation_bus_connected(&self) -> bool {
+        self.inner.local.as_ref().is_some_and(LocalTier::is_live)
+    }
+
+    /// How many entries the in-process tier holds.
+    pub fn local_tier_len(&self) -> usize {
+        self.inner.local.as_ref().map_or(0, LocalTier::len)
+    }
+
     /// How many times the circuit breaker changed state since the cache was created.
     pub fn breaker_transitions(&self) -> u64 {
         self.inner.breaker.transitions()
@@ -188,6 +255,8 @@ impl Cache {
                 redis::cmd("UNLINK").arg(key.as_str()).arg(key.lease_key()),
             )
             .await?;
+        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
+            .await;
         tracing::debug!(key = key.as_str(), removed, "cache delete");
         Ok(removed > 0)
     }

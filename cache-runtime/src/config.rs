@@ -10,9 +10,10 @@ use crate::cache::DEFAULT_LEASE_TTL;
 use crate::codec::CodecKind;
 use crate::compress::DEFAULT_COMPRESSION_THRESHOLD;
 use crate::key::validate_name;
+use crate::local::DEFAULT_LOCAL_TIER_BYTES;
 use crate::ttl::{DEFAULT_JITTER_PERCENT, MAX_JITTER_PERCENT, TtlClasses};
 
-pub use env::ENV_VARS;
+pub use env::{ENV_VARS, EnvVar};
 
 /// Default Redis URL: the local server.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -70,6 +71,8 @@ pub struct CacheConfig {
     pub(crate) codec: CodecKind,
     pub(crate) metrics_log_interval: Option<Duration>,
     pub(crate) lease_ttl: Option<Duration>,
+    pub(crate) local_tier_bytes: Option<usize>,
+    pub(crate) local_tier_for_all: bool,
 }
 
 impl CacheConfig {
@@ -156,6 +159,8 @@ impl fmt::Debug for CacheConfig {
             codec,
             metrics_log_interval,
             lease_ttl,
+            local_tier_bytes,
+            local_tier_for_all,
         } = self;
         f.debug_struct("CacheConfig")
             .field("redis_url", &redact(redis_url))
@@ -172,6 +177,8 @@ impl fmt::Debug for CacheConfig {
             .field("codec", codec)
             .field("metrics_log_interval", metrics_log_interval)
             .field("lease_ttl", lease_ttl)
+            .field("local_tier_bytes", local_tier_bytes)
+            .field("local_tier_for_all", local_tier_for_all)
             .finish()
     }
 }
@@ -202,6 +209,8 @@ impl Default for CacheConfigBuilder {
                 codec: CodecKind::default(),
                 metrics_log_interval: Some(DEFAULT_METRICS_LOG_INTERVAL),
                 lease_ttl: Some(DEFAULT_LEASE_TTL),
+                local_tier_bytes: Some(DEFAULT_LOCAL_TIER_BYTES),
+                local_tier_for_all: false,
             },
             app_prefix_set: false,
         }
@@ -315,6 +324,19 @@ impl CacheConfigBuilder {
         self
     }
 
+    /// Bound of the in-process tier in bytes; `None` turns the tier (and the invalidation
+    /// subscriber that keeps it correct) off.
+    pub fn local_tier_bytes(mut self, bytes: Option<usize>) -> Self {
+        self.config.local_tier_bytes = bytes;
+        self
+    }
+
+    /// Use the in-process tier for every entity, not only those that ask for it (`local`).
+    pub fn local_tier_for_all(mut self, all: bool) -> Self {
+        self.config.local_tier_for_all = all;
+        self
+    }
+
     /// Validates every field; the error names the first bad one.
     pub fn build(self) -> Result<CacheConfig, ConfigError> {
         let c = self.config;
@@ -377,6 +399,12 @@ impl CacheConfigBuilder {
             return Err(ConfigError::new(
                 "metrics_log_interval",
                 "must be at least 1s (or off)",
+            ));
+        }
+        if c.local_tier_bytes.is_some_and(|b| b < 4096) {
+            return Err(ConfigError::new(
+                "local_tier_bytes",
+                "must be at least 4096 (or off)",
             ));
         }
         if c.lease_ttl.is_some_and(|d| d < Duration::from_millis(10)) {

@@ -18,6 +18,7 @@ pub const DEFAULT_EARLY_REFRESH_BETA: f64 = 1.0;
 /// | `stale(grace)` | off | after `ttl`, serve the old value for up to `grace` while one caller refreshes it, and whenever the source fails (fail-safe) |
 /// | `early_refresh(β)` | off | a fresh read may refresh ahead of expiry, more likely as expiry nears and the slower the source (XFetch) |
 /// | `refresh_timeout(t)` | off | a refresh that has an old value to fall back on gives up after `t` and serves it |
+/// | `local()` | off | also keep values in the in-process tier |
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]
 pub struct ReadOptions {
@@ -25,6 +26,7 @@ pub struct ReadOptions {
     pub(crate) stale: Option<Duration>,
     pub(crate) early_refresh: Option<f64>,
     pub(crate) refresh_timeout: Option<Duration>,
+    pub(crate) local: bool,
 }
 
 impl ReadOptions {
@@ -35,7 +37,15 @@ impl ReadOptions {
             stale: None,
             early_refresh: None,
             refresh_timeout: None,
+            local: false,
         }
+    }
+
+    /// Also keep values in the in-process tier: a hit there costs no Redis round trip. Other
+    /// instances' writes reach it through the invalidation bus.
+    pub const fn local(mut self) -> Self {
+        self.local = true;
+        self
     }
 
     /// Keeps values in Redis `grace` beyond their TTL, to be served while they are refreshed

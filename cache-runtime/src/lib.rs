@@ -18,6 +18,7 @@
 //! ```
 
 mod breaker;
+mod bus;
 mod cache;
 mod clock;
 mod codec;
@@ -32,6 +33,7 @@ mod flight;
 mod freshness;
 mod global;
 mod key;
+mod local;
 mod macro_support;
 mod metrics;
 mod report;
@@ -48,13 +50,14 @@ pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub use config::{
     CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_METRICS_LOG_INTERVAL, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_REDIS_URL,
-    DEFAULT_VERSION, ENV_VARS, MAX_POOL_SIZE,
+    DEFAULT_VERSION, ENV_VARS, EnvVar, MAX_POOL_SIZE,
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;
 pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
 pub use global::{AlreadyInstalled, current, install, refreshing, uncached, with_cache};
 pub use key::{KeyPart, NameError, escape_into};
+pub use local::DEFAULT_LOCAL_TIER_BYTES;
 pub use metrics::EntityMetrics;
 pub use ttl::{
     DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,

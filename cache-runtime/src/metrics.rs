@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
+    pub(crate) local_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
     pub(crate) coalesced: AtomicU64,
@@ -33,6 +34,7 @@ impl Counters {
             entity: entity.to_owned(),
             version,
             hits: get(&self.hits),
+            local_hits: get(&self.local_hits),
             misses: get(&self.misses),
             loader_calls: get(&self.loader_calls),
             coalesced: get(&self.coalesced),
@@ -57,8 +59,10 @@ pub struct EntityMetrics {
     pub entity: String,
     /// The schema version of the entity's keys.
     pub version: u32,
-    /// Reads answered from Redis.
+    /// Reads answered from the cache (Redis or the in-process tier).
     pub hits: u64,
+    /// Of those, reads answered by the in-process tier.
+    pub local_hits: u64,
     /// Reads that found nothing usable in Redis.
     pub misses: u64,
     /// Calls of the source (loader), for any reason.
@@ -100,6 +104,7 @@ impl EntityMetrics {
             entity: self.entity.clone(),
             version: self.version,
             hits: self.hits.saturating_sub(earlier.hits),
+            local_hits: self.local_hits.saturating_sub(earlier.local_hits),
             misses: self.misses.saturating_sub(earlier.misses),
             loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),
             coalesced: self.coalesced.saturating_sub(earlier.coalesced),

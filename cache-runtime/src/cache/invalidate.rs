@@ -1,6 +1,7 @@
 //! Invalidation: an id with all its variants, or a whole entity.
 
 use super::Cache;
+use crate::bus::Event;
 use crate::entity::Entity;
 use crate::error::CacheError;
 use crate::key::KeyPart;
@@ -52,6 +53,8 @@ impl Cache {
             )
             .await?;
         tracing::debug!(key = key.as_str(), removed, "cache invalidate id");
+        self.publish(entity, Event::Id(key.as_str().to_owned()))
+            .await;
         Ok(removed)
     }
 
@@ -83,6 +86,8 @@ impl Cache {
             cursor = next;
         }
         tracing::debug!(entity = entity.name(), removed, "cache invalidate entity");
+        let prefix = entity.pattern().trim_end_matches('*').to_owned();
+        self.publish(entity, Event::Prefix(prefix)).await;
         Ok(removed)
     }
 }

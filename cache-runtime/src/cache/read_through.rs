@@ -16,6 +16,7 @@ use crate::envelope::Header;
 use crate::error::CacheError;
 use crate::flight::{self, Join, Leader, Outcome};
 use crate::freshness::{ReadOptions, now_ms, refresh_early};
+use crate::local::LocalTier;
 use crate::metrics::{Counters, bump};
 use crate::share::ErrorSharing;
 use crate::ttl::Ttl;
@@ -142,25 +143,43 @@ impl Cache {
         let counters = key.entity().counters();
         let options = &policy.options;
         let mut fallback: Option<Fallback<L>> = None;
+        let local = self.local_tier(policy);
+        if let Some(hit) = local.and_then(|local| self.local_hit::<L>(local, key, policy)) {
+            return Ok(hit);
+        }
         let redis_healthy = policy.refresh
-            || match self.read::<L::Value>(key).await {
-                Ok(Lookup::Hit(value, header)) => {
-                    match self.age(&header, options) {
-                        Age::Fresh => return Ok(L::from_value(value)),
-                        age => fallback = Some(Fallback::new(L::from_value(value), age, counters)),
-                    }
-                    true
-                }
-                Ok(Lookup::Absent(header)) => {
-                    if let Some(absent) = L::absent().filter(|_| policy.negative_ttl.is_some()) {
-                        match self.age(&header, options) {
-                            Age::Fresh => return Ok(absent),
-                            age => fallback = Some(Fallback::new(absent, age, counters)),
+            || match self.read_raw(key).await {
+                Ok(bytes) => {
+                    match self.lookup::<L::Value>(key, bytes.as_deref()) {
+                        Lookup::Hit(value, header) => match self.age(&header, options) {
+                            Age::Fresh => {
+                                if let (Some(local), Some(bytes)) = (local, bytes) {
+                                    local.insert(
+                                        key.as_str(),
+                                        Arc::from(bytes),
+                                        header.fresh_until_ms,
+                                    );
+                                }
+                                return Ok(L::from_value(value));
+                            }
+                            age => {
+                                fallback = Some(Fallback::new(L::from_value(value), age, counters))
+                            }
+                        },
+                        Lookup::Absent(header) => {
+                            if let Some(absent) =
+                                L::absent().filter(|_| policy.negative_ttl.is_some())
+                            {
+                                match self.age(&header, options) {
+                                    Age::Fresh => return Ok(absent),
+                                    age => fallback = Some(Fallback::new(absent, age, counters)),
+                                }
+                            }
                         }
+                        Lookup::Miss => {}
                     }
                     true
                 }
-                Ok(Lookup::Miss) => true,
                 Err(error) => {
                     bump(&counters.fallbacks);
                     tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
@@ -290,7 +309,15 @@ impl Cache {
             };
             let physical_ttl = ttl + options.stale.unwrap_or_default();
             let result = match encoded {
-                Some(Ok(bytes)) => self.store_encoded(key, &bytes, physical_ttl, write).await,
+                Some(Ok(bytes)) => {
+                    let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
+                    if let (Ok(true), Some(local)) = (&stored, local) {
+                        let fresh_until = now_ms()
+                            .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                        local.insert(key.as_str(), Arc::from(bytes), fresh_until);
+                    }
+                    stored
+                }
                 Some(Err(error)) => Err(error),
                 None => {
                     if let Some(token) = &lease {
@@ -306,6 +333,34 @@ impl Cache {
             self.note_store_result(key, result);
         }
         Ok(loaded)
+    }
+
+    /// The in-process tier, if this read uses it.
+    fn local_tier(&self, policy: &Policy) -> Option<&LocalTier> {
+        let wanted = policy.options.local || self.inner.config.local_tier_for_all;
+        self.inner.local.as_ref().filter(|_| wanted)
+    }
+
+    /// A fresh value from the in-process tier (never during a forced refresh).
+    fn local_hit<L: Loaded>(
+        &self,
+        local: &LocalTier,
+        key: &CacheKey,
+        policy: &Policy,
+    ) -> Option<L> {
+        if policy.refresh {
+            return None;
+        }
+        let bytes = local.get(key.as_str(), now_ms())?;
+        let loaded = match self.decode::<L::Value>(&bytes) {
+            Ok(Lookup::Hit(value, _)) => L::from_value(value),
+            Ok(Lookup::Absent(_)) => L::absent().filter(|_| policy.negative_ttl.is_some())?,
+            Ok(Lookup::Miss) | Err(_) => return None,
+        };
+        let counters = key.entity().counters();
+        bump(&counters.hits);
+        bump(&counters.local_hits);
+        Some(loaded)
     }
 
     fn age(&self, header: &Header, options: &ReadOptions) -> Age {

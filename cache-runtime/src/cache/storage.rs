@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
+use crate::bus::Event;
 use crate::codec::CodecKind;
 use crate::compress;
 use crate::entity::CacheKey;
@@ -34,26 +35,39 @@ impl Cache {
         &self,
         key: &CacheKey,
     ) -> Result<Lookup<T>, CacheError> {
+        let bytes = self.read_raw(key).await?;
+        Ok(self.lookup(key, bytes.as_deref()))
+    }
+
+    /// The stored bytes under `key`.
+    pub(crate) async fn read_raw(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        self.redis(key.entity(), redis::cmd("GET").arg(key.as_str()))
+            .await
+    }
+
+    /// What stored bytes hold, counted as a hit or a miss.
+    pub(crate) fn lookup<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+        bytes: Option<&[u8]>,
+    ) -> Lookup<T> {
         let counters = key.entity().counters();
-        let bytes: Option<Vec<u8>> = self
-            .redis(key.entity(), redis::cmd("GET").arg(key.as_str()))
-            .await?;
         let Some(bytes) = bytes else {
             bump(&counters.misses);
             tracing::debug!(key = key.as_str(), "cache miss");
-            return Ok(Lookup::Miss);
+            return Lookup::Miss;
         };
-        match self.decode(&bytes) {
+        match self.decode(bytes) {
             Ok(lookup) => {
                 bump(&counters.hits);
                 tracing::debug!(key = key.as_str(), "cache hit");
-                Ok(lookup)
+                lookup
             }
             Err(reason) => {
                 bump(&counters.decode_failures);
                 bump(&counters.misses);
                 tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
-                Ok(Lookup::Miss)
+                Lookup::Miss
             }
         }
     }
@@ -111,8 +125,11 @@ impl Cache {
         let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
         let bytes = self.encode(value, ttl, Duration::ZERO)?;
         self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite)
-            .await
-            .map(drop)
+            .await?;
+        // Other instances drop their local copy of the old value.
+        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
+            .await;
+        Ok(())
     }
 
     /// Writes encoded bytes under `key` to expire from Redis after `ttl` (the jittered

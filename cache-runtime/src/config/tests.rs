@@ -114,6 +114,9 @@ fn environment_variables_override_defaults() {
         ("CACHE_COMPRESSION_THRESHOLD", "off"),
         ("CACHE_CODEC", "postcard"),
         ("CACHE_METRICS_LOG_INTERVAL", "off"),
+        ("CACHE_LEASE_TTL", "500ms"),
+        ("CACHE_LOCAL_TIER_BYTES", "1048576"),
+        ("CACHE_LOCAL_TIER_ALL", "true"),
     ]))
     .and_then(CacheConfigBuilder::build)
     .expect("valid");
@@ -130,6 +133,9 @@ fn environment_variables_override_defaults() {
     assert_eq!(config.max_value_bytes, 4096);
     assert_eq!(config.compression_threshold, None);
     assert_eq!(config.metrics_log_interval, None);
+    assert_eq!(config.lease_ttl, Some(Duration::from_millis(500)));
+    assert_eq!(config.local_tier_bytes, Some(1 << 20));
+    assert!(config.local_tier_for_all);
 }
 
 #[test]
@@ -148,10 +154,11 @@ fn a_bad_environment_value_names_the_variable() {
 #[test]
 fn the_readme_documents_every_environment_variable() {
     let readme = include_str!("../../../README.md");
-    for (var, _) in ENV_VARS {
+    for var in ENV_VARS {
+        let name = var.name;
         assert!(
-            readme.contains(&format!("| `{var}` |")),
-            "{var} missing from README.md"
+            readme.contains(&format!("| `{name}` |")),
+            "{name} missing from README.md"
         );
     }
 }

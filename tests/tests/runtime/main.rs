@@ -10,6 +10,7 @@ mod macros;
 mod metrics_log;
 mod stampede;
 mod stored_values;
+mod two_tiers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

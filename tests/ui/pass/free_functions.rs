@@ -16,7 +16,7 @@ pub async fn country(code: &str) -> Option<Country> {
     Some(Country { code: code.to_owned() })
 }
 
-#[cached(entity = "rate", ttl = "90s", key = "{from}:{to}", variant = "v{precision}")]
+#[cached(entity = "rate", ttl = "90s", key = "{from}:{to}", variant = "v{precision}", local)]
 pub async fn rate(from: &str, to: &str, precision: u8) -> Result<f64, DbError> {
     let _ = (from, to, precision);
     Ok(1.0)

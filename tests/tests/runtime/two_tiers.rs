@@ -1,0 +1,156 @@
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, ReadOptions, Ttl};
+
+use crate::config;
+use cache_tests::RedisServer;
+
+const LOCAL: ReadOptions = ReadOptions::new(Ttl::Medium).local();
+
+fn instance(server: &RedisServer) -> Cache {
+    Cache::new(config(server).build().expect("config")).expect("cache")
+}
+
+/// Waits until `condition` holds, for at most two seconds.
+async fn eventually(what: &str, condition: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    started.elapsed()
+}
+
+async fn read(cache: &Cache, id: u32, value: &str) -> String {
+    let key = cache.entity("product").expect("entity").key(&id);
+    let value = value.to_owned();
+    cache
+        .get_or_set_with(&key, LOCAL, || async { Ok::<_, String>(value) })
+        .await
+        .expect("value")
+}
+
+fn redis_gets(server: &RedisServer) -> u64 {
+    let info: String = server.query(redis::cmd("INFO").arg("commandstats"));
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_local_hit_needs_no_redis_round_trip() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    eventually("subscribed", || cache.invalidation_bus_connected()).await;
+    assert_eq!(read(&cache, 1, "v1").await, "v1");
+    let gets = redis_gets(&server);
+    for _ in 0..10 {
+        assert_eq!(read(&cache, 1, "ignored").await, "v1");
+    }
+    assert_eq!(redis_gets(&server), gets, "no GET reached Redis");
+    let metrics = cache.entity("product").expect("entity").metrics();
+    assert_eq!((metrics.local_hits, metrics.loader_calls), (10, 1));
+}
+
+#[tokio::test]
+async fn a_write_in_one_instance_evicts_the_local_copy_in_another() {
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server), instance(&server));
+    eventually("both subscribed", || {
+        a.invalidation_bus_connected() && b.invalidation_bus_connected()
+    })
+    .await;
+    assert_eq!(read(&a, 1, "v1").await, "v1");
+    assert_eq!(read(&a, 2, "other").await, "other");
+    assert_eq!(a.local_tier_len(), 2);
+
+    let key = b.entity("product").expect("entity").key(&1u32);
+    b.set(&key, "v2", Ttl::Medium).await.expect("write");
+    let delay = eventually("evicted in a", || a.local_tier_len() == 1).await;
+    assert_eq!(read(&a, 1, "unused").await, "v2", "after {delay:?}");
+
+    b.invalidate_id(&b.entity("product").expect("entity"), &2u32)
+        .await
+        .expect("invalidate");
+    eventually("id evicted in a", || a.local_tier_len() == 1).await;
+    assert_eq!(read(&a, 2, "reloaded").await, "reloaded");
+}
+
+#[tokio::test]
+async fn entity_wide_invalidation_reaches_other_instances_and_spares_other_entities() {
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server), instance(&server));
+    eventually("both subscribed", || {
+        a.invalidation_bus_connected() && b.invalidation_bus_connected()
+    })
+    .await;
+    read(&a, 1, "v1").await;
+    let other = a.entity("category").expect("entity").key(&1u32);
+    a.get_or_set_with(&other, LOCAL, || async { Ok::<_, String>("c".to_owned()) })
+        .await
+        .expect("value");
+    assert_eq!(a.local_tier_len(), 2);
+    b.invalidate_entity(&b.entity("product").expect("entity"))
+        .await
+        .expect("invalidate");
+    eventually("product evicted in a", || a.local_tier_len() == 1).await;
+    let metrics_before = a.entity("category").expect("entity").metrics().local_hits;
+    a.get_or_set_with(&other, LOCAL, || async { Ok::<_, String>("x".to_owned()) })
+        .await
+        .expect("value");
+    assert_eq!(
+        a.entity("category").expect("entity").metrics().local_hits,
+        metrics_before + 1
+    );
+}
+
+#[tokio::test]
+async fn a_killed_subscriber_flushes_the_local_tier_and_resubscribes() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    eventually("subscribed", || cache.invalidation_bus_connected()).await;
+    read(&cache, 1, "v1").await;
+    assert_eq!(cache.local_tier_len(), 1);
+
+    let killed: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
+    assert_eq!(killed, 1);
+    eventually("flushed", || cache.local_tier_len() == 0).await;
+    eventually("resubscribed", || cache.invalidation_bus_connected()).await;
+    let subscribers: Vec<(String, i64)> = server.query(
+        redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("test:%invalidations"),
+    );
+    assert_eq!(subscribers[0].1, 1);
+    read(&cache, 1, "unused").await; // a Redis hit, stored locally again
+    assert_eq!(cache.local_tier_len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_tier_off_nothing_is_kept_locally() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .local_tier_bytes(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    read(&cache, 1, "v1").await;
+    read(&cache, 1, "v1").await;
+    assert_eq!(cache.local_tier_len(), 0);
+    assert!(!cache.invalidation_bus_connected());
+    assert_eq!(
+        cache
+            .entity("product")
+            .expect("entity")
+            .metrics()
+            .local_hits,
+        0
+    );
+}
