@@ -5,6 +5,7 @@ mod invalidate;
 mod lease;
 mod read_through;
 mod redis_call;
+mod replay;
 mod storage;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ use crate::ttl::{Jitter, Ttl};
 
 pub use lease::DEFAULT_LEASE_TTL;
 pub(crate) use read_through::{Optional, Plain, Policy};
+pub use replay::DEFAULT_REPLAY_CAPACITY;
+use replay::{Intent, ReplayQueue};
 pub(crate) use storage::Stored;
 
 /// A handle to the cache; clones share one pool, breaker and set of counters.
@@ -70,6 +73,7 @@ pub(crate) struct Inner {
     /// The invalidation channel.
     channel: String,
     local: Option<LocalTier>,
+    replay: ReplayQueue,
 }
 
 impl Inner {
@@ -149,6 +153,7 @@ impl Cache {
             origin: rand::random(),
             channel: channel.clone(),
             local,
+            replay: ReplayQueue::new(config.replay_capacity),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
             deadlines: Deadlines::new(config.operation_timeout, &runtime),
@@ -160,6 +165,7 @@ impl Cache {
         if let Some(interval) = inner.config.metrics_log_interval {
             runtime.spawn(report::run(Arc::downgrade(&inner), interval));
         }
+        runtime.spawn(replay::run(Arc::downgrade(&inner)));
         if inner.local.is_some() {
             let client = redis::Client::open(inner.config.redis_url.as_str())
                 .map_err(CacheError::from_redis)?;
@@ -246,17 +252,10 @@ impl Cache {
     }
 
     /// Deletes `key` alone; `true` when something was deleted. To drop an id together with all
-    /// its variants, use [`Self::invalidate_id`].
+    /// its variants, use [`Self::invalidate_id`]. If Redis cannot be reached, the error is
+    /// returned and the delete is also replayed when Redis answers again.
     pub async fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
-        // The lease goes too: a loader holding it must not store what it read before this.
-        let removed: u64 = self
-            .redis(
-                key.entity(),
-                redis::cmd("UNLINK").arg(key.as_str()).arg(key.lease_key()),
-            )
-            .await?;
-        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
-            .await;
+        let removed = self.invalidate(Intent::Key(key.clone())).await?;
         tracing::debug!(key = key.as_str(), removed, "cache delete");
         Ok(removed > 0)
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::breaker::{DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-use crate::cache::DEFAULT_LEASE_TTL;
+use crate::cache::{DEFAULT_LEASE_TTL, DEFAULT_REPLAY_CAPACITY};
 use crate::codec::CodecKind;
 use crate::compress::DEFAULT_COMPRESSION_THRESHOLD;
 use crate::key::validate_name;
@@ -73,6 +73,7 @@ pub struct CacheConfig {
     pub(crate) lease_ttl: Option<Duration>,
     pub(crate) local_tier_bytes: Option<usize>,
     pub(crate) local_tier_for_all: bool,
+    pub(crate) replay_capacity: usize,
 }
 
 impl CacheConfig {
@@ -161,6 +162,7 @@ impl fmt::Debug for CacheConfig {
             lease_ttl,
             local_tier_bytes,
             local_tier_for_all,
+            replay_capacity,
         } = self;
         f.debug_struct("CacheConfig")
             .field("redis_url", &redact(redis_url))
@@ -179,6 +181,7 @@ impl fmt::Debug for CacheConfig {
             .field("lease_ttl", lease_ttl)
             .field("local_tier_bytes", local_tier_bytes)
             .field("local_tier_for_all", local_tier_for_all)
+            .field("replay_capacity", replay_capacity)
             .finish()
     }
 }
@@ -211,6 +214,7 @@ impl Default for CacheConfigBuilder {
                 lease_ttl: Some(DEFAULT_LEASE_TTL),
                 local_tier_bytes: Some(DEFAULT_LOCAL_TIER_BYTES),
                 local_tier_for_all: false,
+                replay_capacity: DEFAULT_REPLAY_CAPACITY,
             },
             app_prefix_set: false,
         }
@@ -334,6 +338,13 @@ impl CacheConfigBuilder {
     /// Use the in-process tier for every entity, not only those that ask for it (`local`).
     pub fn local_tier_for_all(mut self, all: bool) -> Self {
         self.config.local_tier_for_all = all;
+        self
+    }
+
+    /// How many invalidations that could not reach Redis are kept for replay one by one;
+    /// beyond that, the affected entities are invalidated wholesale when Redis is back.
+    pub fn replay_capacity(mut self, invalidations: usize) -> Self {
+        self.config.replay_capacity = invalidations;
         self
     }
 

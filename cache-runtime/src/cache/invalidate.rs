@@ -1,7 +1,7 @@
 //! Invalidation: an id with all its variants, or a whole entity.
 
 use super::Cache;
-use crate::bus::Event;
+use super::replay::{Intent, Pending};
 use crate::entity::Entity;
 use crate::error::CacheError;
 use crate::key::KeyPart;
@@ -25,6 +25,10 @@ const SCAN_BATCH: usize = 1000;
 
 impl Cache {
     /// Deletes `id` of `entity` together with all its variants; returns how many keys went.
+    ///
+    /// Like every invalidation, it drops this instance's local copies at once and tells the
+    /// other instances. If Redis cannot be reached the error is returned and the invalidation
+    /// is also kept and replayed when Redis answers again.
     pub async fn invalidate_id(
         &self,
         entity: &Entity,
@@ -40,28 +44,66 @@ impl Cache {
         entity: &Entity,
         escaped_id: &str,
     ) -> Result<u64, CacheError> {
-        let key = entity.key_from_escaped(escaped_id, None);
-        let index = entity.prefix().variants_index(escaped_id);
-        let removed: u64 = self
-            .redis(
-                entity,
-                redis::cmd("EVAL")
-                    .arg(INVALIDATE_ID)
-                    .arg(2)
-                    .arg(key.as_str())
-                    .arg(&index),
-            )
-            .await?;
-        tracing::debug!(key = key.as_str(), removed, "cache invalidate id");
-        self.publish(entity, Event::Id(key.as_str().to_owned()))
-            .await;
-        Ok(removed)
+        self.invalidate(Intent::Id {
+            entity: entity.clone(),
+            escaped_id: escaped_id.to_owned(),
+        })
+        .await
     }
 
     /// Deletes every key of `entity` (at its version) with `SCAN` + `UNLINK` in batches, never
-    /// `KEYS`; returns how many keys went.
+    /// `KEYS`; returns how many keys went. Replayed like [`Self::invalidate_id`] on failure.
     pub async fn invalidate_entity(&self, entity: &Entity) -> Result<u64, CacheError> {
-        let pattern = entity.pattern();
+        self.invalidate(Intent::Entity(entity.clone())).await
+    }
+
+    /// Drops local copies at once, then removes from Redis and tells the other instances; what
+    /// fails is queued for replay.
+    pub(crate) async fn invalidate(&self, intent: Intent) -> Result<u64, CacheError> {
+        let event = intent.event();
+        self.inner.apply_locally(&event);
+        match self.remove(&intent).await {
+            Ok(removed) => {
+                self.publish_remote(intent.entity(), event).await;
+                Ok(removed)
+            }
+            Err(error) => {
+                self.inner.replay.push(Pending::Invalidate(intent));
+                Err(error)
+            }
+        }
+    }
+
+    /// The Redis part of an invalidation, leases included.
+    pub(crate) async fn remove(&self, intent: &Intent) -> Result<u64, CacheError> {
+        match intent {
+            Intent::Key(key) => {
+                // The lease goes too: a loader holding it must not store what it read before.
+                self.redis(
+                    key.entity(),
+                    redis::cmd("UNLINK").arg(key.as_str()).arg(key.lease_key()),
+                )
+                .await
+            }
+            Intent::Id { entity, escaped_id } => {
+                let key = entity.key_from_escaped(escaped_id, None);
+                let index = entity.prefix().variants_index(escaped_id);
+                self.redis(
+                    entity,
+                    redis::cmd("EVAL")
+                        .arg(INVALIDATE_ID)
+                        .arg(2)
+                        .arg(key.as_str())
+                        .arg(&index),
+                )
+                .await
+            }
+            Intent::Entity(entity) => self.remove_matching(entity, &entity.pattern()).await,
+        }
+    }
+
+    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches.
+    async fn remove_matching(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
         loop {
@@ -71,7 +113,7 @@ impl Cache {
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
-                        .arg(&pattern)
+                        .arg(pattern)
                         .arg("COUNT")
                         .arg(SCAN_BATCH),
                 )
@@ -81,13 +123,9 @@ impl Cache {
                 removed += unlinked;
             }
             if next == 0 {
-                break;
+                return Ok(removed);
             }
             cursor = next;
         }
-        tracing::debug!(entity = entity.name(), removed, "cache invalidate entity");
-        let prefix = entity.pattern().trim_end_matches('*').to_owned();
-        self.publish(entity, Event::Prefix(prefix)).await;
-        Ok(removed)
     }
 }

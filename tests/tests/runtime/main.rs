@@ -8,6 +8,7 @@ mod global;
 mod leases;
 mod macros;
 mod metrics_log;
+mod replay;
 mod stampede;
 mod stored_values;
 mod two_tiers;

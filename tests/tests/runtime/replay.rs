@@ -1,0 +1,155 @@
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, Ttl, invalidates, with_cache};
+
+use crate::config;
+use cache_tests::RedisServer;
+
+fn resilient(server: &RedisServer, capacity: usize) -> Cache {
+    Cache::new(
+        config(server)
+            .operation_timeout(Duration::from_millis(100))
+            .breaker_threshold(2)
+            .breaker_cooldown(Duration::from_millis(1000))
+            .replay_capacity(capacity)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache")
+}
+
+/// Pauses Redis for `pause` and opens `cache`'s breaker with two timed-out reads, so that what
+/// follows is never sent (a timed-out command would still run when the pause ends).
+async fn cut_off(server: &RedisServer, cache: &Cache, pause: Duration) -> Instant {
+    let paused_at = Instant::now();
+    server.pause(pause);
+    let probe = cache.entity("probe").expect("entity").key(&0u8);
+    while cache.breaker_state() != cache_runtime::BreakerState::Open {
+        let _ = cache.get::<u8>(&probe).await;
+    }
+    paused_at
+}
+
+async fn until_replayed(cache: &Cache) -> Duration {
+    let started = Instant::now();
+    while cache.pending_invalidations() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "never replayed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+#[invalidates(entity = "product", key = "{id}")]
+async fn rename(id: u32) -> Result<(), String> {
+    let _ = id;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invalidation_that_cannot_reach_redis_is_replayed_and_the_write_still_succeeds() {
+    let server = RedisServer::start();
+    let cache = resilient(&server, 100);
+    let products = cache.entity("product").expect("entity");
+    cache
+        .set(&products.key(&1u32), "old", Ttl::Medium)
+        .await
+        .expect("warm");
+
+    let paused_at = cut_off(&server, &cache, Duration::from_millis(600)).await;
+    let started = Instant::now();
+    let result = with_cache(cache.clone(), rename(1)).await;
+    assert_eq!(result, Ok(()), "the write's own result is untouched");
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cache.pending_invalidations(), 1);
+    // The pause is over and the breaker still open (1 s cooldown): Redis has not seen it yet.
+    tokio::time::sleep(Duration::from_millis(650).saturating_sub(paused_at.elapsed())).await;
+    let still_there: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
+    assert!(
+        still_there.is_some(),
+        "the delete was sent before the replay"
+    );
+
+    until_replayed(&cache).await;
+    let gone: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
+    assert_eq!(gone, None);
+    let read = cache
+        .get_or_set(&products.key(&1u32), Ttl::Medium, || async {
+            Ok::<_, String>("new".to_owned())
+        })
+        .await;
+    assert_eq!(read.as_deref(), Ok("new"), "nobody reads the old value");
+}
+
+#[tokio::test]
+async fn past_the_bound_the_whole_entity_is_invalidated_on_recovery() {
+    let server = RedisServer::start();
+    let cache = resilient(&server, 2);
+    let products = cache.entity("product").expect("entity");
+    let categories = cache.entity("category").expect("entity");
+    for id in 0..10u32 {
+        cache
+            .set(&products.key(&id), "old", Ttl::Medium)
+            .await
+            .expect("warm");
+    }
+    cache
+        .set(&categories.key(&1u32), "kept", Ttl::Medium)
+        .await
+        .expect("warm");
+
+    cut_off(&server, &cache, Duration::from_millis(600)).await;
+    for id in 0..5u32 {
+        assert!(cache.invalidate_id(&products, &id).await.is_err());
+    }
+    assert_eq!(
+        cache.pending_invalidations(),
+        3,
+        "2 kept one by one + 1 entity"
+    );
+
+    until_replayed(&cache).await;
+    assert_eq!(server.scan("*"), vec!["test:v1:category:1"]);
+}
+
+#[tokio::test]
+async fn an_event_that_could_not_be_published_reaches_other_instances_later() {
+    let server = RedisServer::start();
+    let (a, b) = (resilient(&server, 100), resilient(&server, 100));
+    let started = Instant::now();
+    while !(a.invalidation_bus_connected() && b.invalidation_bus_connected()) {
+        assert!(started.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let options = cache_runtime::ReadOptions::new(Ttl::Medium).local();
+    let key_a = a.entity("product").expect("entity").key(&1u32);
+    let read = a
+        .get_or_set_with(&key_a, options, || async {
+            Ok::<_, String>("old".to_owned())
+        })
+        .await;
+    assert_eq!(read.as_deref(), Ok("old"));
+    assert_eq!(a.local_tier_len(), 1);
+
+    let paused_at = cut_off(&server, &b, Duration::from_millis(600)).await;
+    let key_b = b.entity("product").expect("entity").key(&1u32);
+    assert!(b.delete(&key_b).await.is_err());
+    tokio::time::sleep(Duration::from_millis(650).saturating_sub(paused_at.elapsed())).await;
+    assert_eq!(
+        a.local_tier_len(),
+        1,
+        "no event reached a before the replay"
+    );
+    until_replayed(&b).await;
+    let started = Instant::now();
+    while a.local_tier_len() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a kept its local copy"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
