@@ -3,6 +3,7 @@
 mod bus_publish;
 mod invalidate;
 mod lease;
+mod purge;
 mod read_through;
 mod redis_call;
 mod replay;
@@ -34,6 +35,7 @@ use crate::report;
 use crate::ttl::{Jitter, Ttl};
 
 pub use lease::DEFAULT_LEASE_TTL;
+pub use purge::{PurgeOptions, PurgeReport};
 pub(crate) use read_through::{Optional, Plain, Policy};
 pub use replay::DEFAULT_REPLAY_CAPACITY;
 use replay::{Intent, ReplayQueue};

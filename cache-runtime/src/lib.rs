@@ -41,7 +41,7 @@ mod share;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-pub use cache::{Cache, DEFAULT_LEASE_TTL, DEFAULT_REPLAY_CAPACITY};
+pub use cache::{Cache, DEFAULT_LEASE_TTL, DEFAULT_REPLAY_CAPACITY, PurgeOptions, PurgeReport};
 pub use clock::{Clock, MockClock, SystemClock};
 #[cfg(feature = "json")]
 pub use codec::Json;

@@ -57,6 +57,23 @@ impl Cache {
         self.invalidate(Intent::Entity(entity.clone())).await
     }
 
+    /// For operators: deletes the keys of `entity` whose part after the entity prefix matches
+    /// `glob` (Redis glob syntax, over the escaped id and variant, e.g. `"42:*"` or `"*:p1"`),
+    /// with `SCAN` + `UNLINK` in batches; returns how many keys went. The glob is appended to
+    /// the entity's fixed prefix, so it cannot match another entity's keys. Other instances
+    /// drop their local copies of the whole entity.
+    pub async fn invalidate_matching(
+        &self,
+        entity: &Entity,
+        glob: &str,
+    ) -> Result<u64, CacheError> {
+        if glob.is_empty() {
+            return Ok(0);
+        }
+        self.invalidate(Intent::Matching(entity.clone(), glob.to_owned()))
+            .await
+    }
+
     /// Drops local copies at once, then removes from Redis and tells the other instances; what
     /// fails is queued for replay.
     pub(crate) async fn invalidate(&self, intent: Intent) -> Result<u64, CacheError> {
@@ -99,6 +116,10 @@ impl Cache {
                 .await
             }
             Intent::Entity(entity) => self.remove_matching(entity, &entity.pattern()).await,
+            Intent::Matching(entity, glob) => {
+                let pattern = format!("{}{glob}", entity.pattern().trim_end_matches('*'));
+                self.remove_matching(entity, &pattern).await
+            }
         }
     }
 

@@ -20,15 +20,20 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub(crate) enum Intent {
     Key(CacheKey),
-    Id { entity: Entity, escaped_id: String },
+    Id {
+        entity: Entity,
+        escaped_id: String,
+    },
     Entity(Entity),
+    /// The keys of an entity matching a glob over their id and variant.
+    Matching(Entity, String),
 }
 
 impl Intent {
     pub(crate) fn entity(&self) -> &Entity {
         match self {
             Self::Key(key) => key.entity(),
-            Self::Id { entity, .. } | Self::Entity(entity) => entity,
+            Self::Id { entity, .. } | Self::Entity(entity) | Self::Matching(entity, _) => entity,
         }
     }
 
@@ -42,7 +47,8 @@ impl Intent {
                     .as_str()
                     .to_owned(),
             ),
-            Self::Entity(entity) => {
+            // A glob is not matched locally: the whole entity goes, which is never wrong.
+            Self::Entity(entity) | Self::Matching(entity, _) => {
                 Event::Prefix(entity.pattern().trim_end_matches('*').to_owned())
             }
         }

@@ -8,6 +8,7 @@ mod global;
 mod leases;
 mod macros;
 mod metrics_log;
+mod operations;
 mod replay;
 mod stampede;
 mod stored_values;

@@ -1,0 +1,179 @@
+//! Deploy flush: after a version bump old keys are unreachable at once (new code reads only
+//! `v{N+1}` keys); this removes them in the background, in batches, rate-limited and
+//! resumable. Never `FLUSHALL` or `FLUSHDB`: other apps and versions share the server.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::Cache;
+use crate::error::CacheError;
+
+/// How a purge of old versions runs.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PurgeOptions {
+    batch: usize,
+    max_keys_per_second: u32,
+    max_batches: Option<usize>,
+    keep: HashSet<u32>,
+}
+
+impl Default for PurgeOptions {
+    fn default() -> Self {
+        Self {
+            batch: 500,
+            max_keys_per_second: 5_000,
+            max_batches: None,
+            keep: HashSet::new(),
+        }
+    }
+}
+
+impl PurgeOptions {
+    /// Keys scanned (and at most deleted) per step.
+    pub fn batch(mut self, keys: usize) -> Self {
+        self.batch = keys.max(1);
+        self
+    }
+
+    /// Upper bound on the deletion rate, to spare the server's latency.
+    pub fn max_keys_per_second(mut self, keys: u32) -> Self {
+        self.max_keys_per_second = keys.max(1);
+        self
+    }
+
+    /// Stop after this many steps; a later call resumes where this one stopped.
+    pub fn max_batches(mut self, batches: usize) -> Self {
+        self.max_batches = Some(batches);
+        self
+    }
+
+    /// Also keep this version (besides the configured one, and the version each entity this
+    /// cache pinned with `entity_at_version` uses, for that entity).
+    pub fn keep_version(mut self, version: u32) -> Self {
+        self.keep.insert(version);
+        self
+    }
+}
+
+/// What a purge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PurgeReport {
+    /// Keys deleted by this call.
+    pub removed: u64,
+    /// Keys looked at by this call.
+    pub scanned: u64,
+    /// Whether the whole keyspace has been covered (`false`: stopped by `max_batches`; call
+    /// again to resume).
+    pub done: bool,
+}
+
+impl Cache {
+    /// Deletes every key of this app whose version is neither the configured one nor kept,
+    /// with `SCAN` + `UNLINK`. Progress is saved in Redis after each step, so a purge that was
+    /// interrupted (or stopped by `max_batches`) resumes where it stopped.
+    pub async fn purge_old_versions(
+        &self,
+        options: PurgeOptions,
+    ) -> Result<PurgeReport, CacheError> {
+        let config = &self.inner.config;
+        let app = &config.app_prefix;
+        let mut keep = options.keep.clone();
+        keep.insert(config.version);
+        // Entities pinned to their own version keep it (that entity only).
+        let pinned: HashSet<(String, u32)> = self
+            .metrics()
+            .into_iter()
+            .map(|m| (m.entity, m.version))
+            .collect();
+        let cursor_key = format!("{app}:%purge-cursor");
+        let pattern = format!("{app}:v*");
+        let mut cursor: u64 = self
+            .call::<Option<u64>>(redis::cmd("GET").arg(&cursor_key).into())
+            .await?
+            .unwrap_or(0);
+        let mut report = PurgeReport {
+            removed: 0,
+            scanned: 0,
+            done: false,
+        };
+        let mut steps = 0usize;
+        loop {
+            let step_started = Instant::now();
+            let (next, keys): (u64, Vec<String>) = self
+                .call(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(options.batch)
+                        .into(),
+                )
+                .await?;
+            report.scanned += keys.len() as u64;
+            let old: Vec<&String> = keys
+                .iter()
+                .filter(|key| {
+                    version_of(app, key).is_some_and(|(version, entity)| {
+                        !keep.contains(&version) && !pinned.contains(&(entity.to_owned(), version))
+                    })
+                })
+                .collect();
+            if !old.is_empty() {
+                let removed: u64 = self.call(redis::cmd("UNLINK").arg(&old).into()).await?;
+                report.removed += removed;
+            }
+            cursor = next;
+            steps += 1;
+            if cursor == 0 {
+                let _: u64 = self.call(redis::cmd("DEL").arg(&cursor_key).into()).await?;
+                report.done = true;
+                break;
+            }
+            let () = self
+                .call(redis::cmd("SET").arg(&cursor_key).arg(cursor).into())
+                .await?;
+            if options.max_batches.is_some_and(|max| steps >= max) {
+                break;
+            }
+            // Rate limit: a step of n deletions takes at least n / rate seconds.
+            let budget =
+                Duration::from_secs_f64(old.len() as f64 / f64::from(options.max_keys_per_second));
+            tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
+        }
+        tracing::info!(
+            removed = report.removed,
+            scanned = report.scanned,
+            done = report.done,
+            "purge of old versions"
+        );
+        Ok(report)
+    }
+}
+
+/// The version and entity in `{app}:v{N}:{entity}:…`, if `key` has that shape.
+fn version_of<'k>(app: &str, key: &'k str) -> Option<(u32, &'k str)> {
+    let rest = key.strip_prefix(app)?.strip_prefix(":v")?;
+    let (version, rest) = rest.split_once(':')?;
+    let (entity, _) = rest.split_once(':')?;
+    Some((version.parse().ok()?, entity))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_of;
+
+    #[test]
+    fn versions_are_read_from_the_key_shape_only() {
+        assert_eq!(
+            version_of("shop", "shop:v3:product:1"),
+            Some((3, "product"))
+        );
+        assert_eq!(version_of("shop", "shop:v12:p:x:y"), Some((12, "p")));
+        assert_eq!(version_of("shop", "shop:vx:product:1"), None);
+        assert_eq!(version_of("shop", "shop:%invalidations"), None);
+        assert_eq!(version_of("shop", "shopping:v1:product:1"), None);
+    }
+}
