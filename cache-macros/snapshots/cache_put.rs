@@ -10,6 +10,7 @@ async fn save(&self, p: Product) -> Result<Product, DbError> {
     let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {
         id: ::cache_runtime::__private::KeyWriter::new().value(&(p.id)).finish(),
         variant: ::core::option::Option::None,
+        tags: ::std::vec::Vec::new(),
     });
     let __cache_ret = async move {
         let __cache_ret: Result<Product, DbError> = { self.db.save(p).await };

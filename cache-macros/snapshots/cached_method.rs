@@ -16,6 +16,7 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
                 .value(&(page))
                 .finish(),
         ),
+        tags: ::std::vec::Vec::new(),
     });
     let __cache_body = async move {
         let __cache_ret: Result<Vec<Product>, DbError> = {

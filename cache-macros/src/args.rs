@@ -281,6 +281,33 @@ impl Args {
         }
     }
 
+    /// `name = ["template", …]`: tag templates.
+    pub(crate) fn templates(
+        &mut self,
+        name: &str,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> Option<Vec<Template>> {
+        let arg = self.take(name)?;
+        let help = format!(
+            "`{name}` takes a list of strings, e.g. `{name} = [\"category:{{category}}\"]`"
+        );
+        let Some(Expr::Array(array)) = arg.value else {
+            errors.at(arg.name.span(), help);
+            return None;
+        };
+        let mut templates = Vec::new();
+        for element in array.elems {
+            match element {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(lit), ..
+                }) => templates.push(Template::parse(&lit, params, errors)),
+                other => errors.push(syn::Error::new_spanned(other, help.clone())),
+            }
+        }
+        Some(templates)
+    }
+
     /// A key template argument.
     pub(crate) fn template(
         &mut self,
@@ -314,6 +341,7 @@ pub(crate) struct Placement {
     pub(crate) key: Template,
     pub(crate) variant: Option<Template>,
     pub(crate) version: Option<u32>,
+    pub(crate) tags: Vec<Template>,
 }
 
 impl Args {
@@ -346,6 +374,7 @@ impl Args {
             key,
             variant: self.template("variant", params, errors),
             version: self.version(errors),
+            tags: self.templates("tags", params, errors).unwrap_or_default(),
         }
     }
 }

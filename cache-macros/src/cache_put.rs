@@ -10,7 +10,7 @@ use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
 use crate::signature::{Function, Returns};
 
 const VALID: &[&str] = &[
-    "entity", "ttl", "key", "variant", "version", "stale", "crate",
+    "entity", "ttl", "key", "variant", "version", "stale", "tags", "crate",
 ];
 
 struct CachePut {
@@ -68,7 +68,12 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
         &put.timing,
         None,
     );
-    let parts = key_parts(private, &placement.key, placement.variant.as_ref());
+    let parts = key_parts(
+        private,
+        &placement.key,
+        placement.variant.as_ref(),
+        &placement.tags,
+    );
     let wrapper = match put.returns {
         Returns::Result => quote!(PutResult),
         Returns::Option => quote!(PutOption),

@@ -22,6 +22,7 @@ const VALID: &[&str] = &[
     "early_refresh",
     "refresh_timeout",
     "local",
+    "tags",
     "crate",
 ];
 
@@ -101,7 +102,12 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         &cached.timing,
         cached.negative_ttl,
     );
-    let parts = key_parts(private, &placement.key, placement.variant.as_ref());
+    let parts = key_parts(
+        private,
+        &placement.key,
+        placement.variant.as_ref(),
+        &placement.tags,
+    );
     let key = match &cached.condition {
         Some(condition) => quote! {
             if #condition { ::core::option::Option::Some(#parts) } else { ::core::option::Option::None }

@@ -27,11 +27,12 @@ pub(crate) fn render(private: &TokenStream, template: &Template) -> TokenStream 
     quote!(#chain.finish())
 }
 
-/// `KeyParts { id, variant }` for a call.
+/// `KeyParts { id, variant, tags }` for a call.
 pub(crate) fn key_parts(
     private: &TokenStream,
     id: &Template,
     variant: Option<&Template>,
+    tags: &[Template],
 ) -> TokenStream {
     let id = render(private, id);
     let variant = match variant {
@@ -41,7 +42,8 @@ pub(crate) fn key_parts(
         }
         None => quote!(::core::option::Option::None),
     };
-    quote!(#private::KeyParts { id: #id, variant: #variant })
+    let tags = rendered_list(private, tags);
+    quote!(#private::KeyParts { id: #id, variant: #variant, tags: #tags })
 }
 
 /// How a site treats time, as written in its attribute.
@@ -73,6 +75,15 @@ fn read_options(private: &TokenStream, ttl: Ttl, timing: &Timing) -> TokenStream
         options = quote!(#options.local());
     }
     options
+}
+
+/// `vec![…]` of rendered templates (an empty `Vec::new()` for none).
+pub(crate) fn rendered_list(private: &TokenStream, templates: &[Template]) -> TokenStream {
+    if templates.is_empty() {
+        return quote!(::std::vec::Vec::new());
+    }
+    let rendered = templates.iter().map(|t| render(private, t));
+    quote!(::std::vec![#(#rendered),*])
 }
 
 /// The per-function `Site` static.

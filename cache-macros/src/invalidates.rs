@@ -7,17 +7,19 @@ use syn::{ItemFn, LitStr};
 use crate::args::Args;
 use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{Timing, body_future, local, render, site, with_body};
+use crate::expand::{Timing, body_future, local, render, rendered_list, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
-const VALID: &[&str] = &["entity", "key", "all", "before", "version", "crate"];
+const VALID: &[&str] = &["entity", "key", "all", "tags", "before", "version", "crate"];
 
 enum Target {
     /// One id with all its variants.
     Id(Template),
     /// The whole entity.
     All,
+    /// Every key carrying one of these tags.
+    Tags(Vec<Template>),
 }
 
 struct Invalidates {
@@ -37,21 +39,25 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
     let key_written = args.has("key");
     let key = args.template("key", &function.params, &mut errors);
     let all = args.flag("all", &mut errors);
-    let target = match (key, all) {
-        (Some(key), None) => Some(Target::Id(key)),
-        (None, Some(_)) => Some(Target::All),
-        (Some(_), Some(span)) => {
+    let tags = args.templates("tags", &function.params, &mut errors);
+    let chosen =
+        usize::from(key_written) + usize::from(all.is_some()) + usize::from(tags.is_some());
+    let target = match (key, all, tags) {
+        _ if chosen > 1 => {
             errors.at(
-                span,
-                "`all` and `key` exclude each other: `all` drops every key of the entity",
+                all.unwrap_or_else(Span::call_site),
+                "#[invalidates] takes one of `key` (one id with all its variants), `all` (the whole entity) or `tags`",
             );
             None
         }
-        (None, None) if key_written => None,
-        (None, None) => {
+        (Some(key), None, None) => Some(Target::Id(key)),
+        (None, Some(_), None) => Some(Target::All),
+        (None, None, Some(tags)) => Some(Target::Tags(tags)),
+        _ if key_written => None,
+        _ => {
             errors.at(
                 Span::call_site(),
-                "#[invalidates] needs `key = \"...\"` (one id with all its variants) or `all` (the whole entity)",
+                "#[invalidates] needs `key = \"...\"` (one id with all its variants), `all` (the whole entity) or `tags = [...]`",
             );
             None
         }
@@ -100,6 +106,10 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
             quote!(#private::Target::Id(#id))
         }
         Target::All => quote!(#private::Target::All),
+        Target::Tags(templates) => {
+            let tags = rendered_list(private, templates);
+            quote!(#private::Target::Tags(#tags))
+        }
     };
     let invalidate = quote! {
         #private::invalidate(&#site_ident, ::core::option::Option::Some(#target_ident)).await;

@@ -20,17 +20,19 @@ pub(crate) enum Event {
     Id(String),
     /// Every key under a prefix: an entity, or a whole version.
     Prefix(String),
+    /// Several keys (those of a tag); keys never contain a newline, so it separates them.
+    Keys(Vec<String>),
 }
 
 impl Event {
     /// `{origin:016x} {k|i|p} {subject}`: small, and readable in `redis-cli SUBSCRIBE`.
     pub(crate) fn encode(&self, origin: u64) -> String {
-        let (kind, subject) = match self {
-            Self::Key(key) => ('k', key),
-            Self::Id(key) => ('i', key),
-            Self::Prefix(prefix) => ('p', prefix),
-        };
-        format!("{origin:016x} {kind} {subject}")
+        match self {
+            Self::Key(key) => format!("{origin:016x} k {key}"),
+            Self::Id(key) => format!("{origin:016x} i {key}"),
+            Self::Prefix(prefix) => format!("{origin:016x} p {prefix}"),
+            Self::Keys(keys) => format!("{origin:016x} m {}", keys.join("\n")),
+        }
     }
 
     pub(crate) fn decode(payload: &str) -> Option<(u64, Self)> {
@@ -42,6 +44,7 @@ impl Event {
             "k" => Self::Key(subject),
             "i" => Self::Id(subject),
             "p" => Self::Prefix(subject),
+            "m" => Self::Keys(subject.split('\n').map(str::to_owned).collect()),
             _ => return None,
         };
         Some((origin, event))
@@ -113,6 +116,7 @@ mod tests {
             Event::Key("shop:v1:product:4 2".to_owned()),
             Event::Id("shop:v1:product:42".to_owned()),
             Event::Prefix("shop:v1:product:".to_owned()),
+            Event::Keys(vec!["shop:v1:a:1".to_owned(), "shop:v1:b:2:p1".to_owned()]),
         ] {
             let encoded = event.encode(0xabc);
             assert_eq!(Event::decode(&encoded), Some((0xabc, event)));

@@ -1,6 +1,7 @@
 //! The `Cache` service: explicit `get`/`set`/`delete`, cache-aside `get_or_set`, invalidation.
 
 mod bus_publish;
+mod index;
 mod invalidate;
 mod lease;
 mod purge;
@@ -114,6 +115,14 @@ impl Inner {
             Event::Key(key) => local.remove(key),
             Event::Id(key) => local.remove_id(key),
             Event::Prefix(prefix) => local.remove_prefix(prefix),
+            Event::Keys(keys) => keys.iter().for_each(|key| local.remove(key)),
+        }
+    }
+
+    /// Drops every local copy (when what an invalidation covers cannot be known here).
+    pub(crate) fn clear_local(&self) {
+        if let Some(local) = &self.local {
+            local.remove_prefix("");
         }
     }
 
@@ -249,7 +258,7 @@ impl Cache {
         value: &T,
         ttl: Ttl,
     ) -> Result<(), CacheError> {
-        self.store(key, storage::Stored::Value(value), ttl, Duration::ZERO)
+        self.store(key, storage::Stored::Value(value), ttl, Duration::ZERO, &[])
             .await
     }
 

@@ -219,6 +219,17 @@ impl EntityPrefix {
         format!("{}{escaped_id}:%variants", self.prefix)
     }
 
+    /// The sorted set of this entity's keys (scored by expiry), so invalidating the entity
+    /// needs no keyspace scan. `%k` cannot come out of escaping.
+    pub(crate) fn keys_index(&self) -> String {
+        format!("{}%keys", self.prefix)
+    }
+
+    /// The app and version part, `{app}:v{N}:`.
+    pub(crate) fn version_prefix(&self) -> &str {
+        &self.prefix[..self.entity_start]
+    }
+
     /// The glob matching every key of this entity (and no key of another entity).
     pub fn pattern(&self) -> String {
         format!("{}*", self.prefix)

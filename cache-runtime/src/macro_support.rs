@@ -45,11 +45,12 @@ impl KeyWriter {
     }
 }
 
-/// The escaped id and optional variant of one call's key.
+/// The escaped id, optional variant and tags of one call's key.
 #[derive(Debug)]
 pub struct KeyParts {
     pub id: String,
     pub variant: Option<String>,
+    pub tags: Vec<String>,
 }
 
 /// One annotated function: its entity and caching options, and the entity resolved for the
@@ -105,19 +106,20 @@ impl Site {
         }
     }
 
-    fn policy(&self, refresh: bool) -> Policy {
+    fn policy<'a>(&self, refresh: bool, tags: &'a [String]) -> Policy<'a> {
         Policy {
             options: self.options,
             negative_ttl: self.negative_ttl,
             refresh,
+            tags,
         }
     }
 }
 
 static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// The cache and key for a call, or `None` to run the body uncached.
-fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool)> {
+/// The cache, key, refresh flag and tags for a call, or `None` to run the body uncached.
+fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool, Vec<String>)> {
     let key = key?;
     let refresh = match global::mode() {
         Mode::Normal => false,
@@ -133,8 +135,8 @@ fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool)
         return None;
     };
     let entity = site.entity(&cache)?;
-    let key = entity.key_from_escaped(&key.id, key.variant.as_deref());
-    Some((cache, key, refresh))
+    let cache_key = entity.key_from_escaped(&key.id, key.variant.as_deref());
+    Some((cache, cache_key, refresh, key.tags))
 }
 
 fn never<T>(result: Result<T, Infallible>) -> T {
@@ -156,11 +158,11 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
 {
-    let Some((cache, key, refresh)) = prepare(site, key) else {
+    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
         return body.await;
     };
     let loaded = cache
-        .read_through(&key, &site.policy(refresh), errors, async {
+        .read_through(&key, &site.policy(refresh, &tags), errors, async {
             body.await.map(Plain)
         })
         .await?;
@@ -173,13 +175,13 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Option<T>>,
 {
-    let Some((cache, key, refresh)) = prepare(site, key) else {
+    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Optional(body.await)) };
     never(
         cache
-            .read_through(&key, &site.policy(refresh), None, loader)
+            .read_through(&key, &site.policy(refresh, &tags), None, loader)
             .await,
     )
     .0
@@ -191,13 +193,13 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = T>,
 {
-    let Some((cache, key, refresh)) = prepare(site, key) else {
+    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Plain(body.await)) };
     never(
         cache
-            .read_through(&key, &site.policy(refresh), None, loader)
+            .read_through(&key, &site.policy(refresh, &tags), None, loader)
             .await,
     )
     .0
@@ -245,12 +247,12 @@ pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
     let Some(value) = returned.put_value() else {
         return;
     };
-    let Some((cache, key, _)) = prepare(site, key) else {
+    let Some((cache, key, _, tags)) = prepare(site, key) else {
         return;
     };
     let grace = site.options.stale.unwrap_or_default();
     let result = cache
-        .store(&key, Stored::Value(value), site.options.ttl, grace)
+        .store(&key, Stored::Value(value), site.options.ttl, grace, &tags)
         .await;
     if let Err(error) = result {
         tracing::warn!(key = key.as_str(), %error, "write-through failed");
@@ -264,6 +266,8 @@ pub enum Target {
     Id(String),
     /// Every key of the entity.
     All,
+    /// Every key carrying one of these (rendered) tags, whatever its entity.
+    Tags(Vec<String>),
 }
 
 /// `#[invalidates]`: removes the target; failures are logged, never returned.
@@ -278,9 +282,16 @@ pub async fn invalidate(site: &Site, target: Option<Target>) {
     let result = match &target {
         Target::Id(id) => cache.invalidate_escaped_id(&entity, id).await,
         Target::All => cache.invalidate_entity(&entity).await,
+        Target::Tags(tags) => {
+            let mut result = Ok(0);
+            for tag in tags {
+                result = result.and(cache.invalidate_tag(tag).await);
+            }
+            result
+        }
     };
     if let Err(error) = result {
-        tracing::warn!(entity = entity.name(), ?target, %error, "invalidation failed");
+        tracing::warn!(entity = entity.name(), ?target, %error, "invalidation failed (kept for replay)");
     }
 }
 
@@ -296,6 +307,7 @@ mod tests {
         Some(KeyParts {
             id: KeyWriter::new().value(&42u64).finish(),
             variant: None,
+            tags: Vec::new(),
         })
     }
 

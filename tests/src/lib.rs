@@ -124,6 +124,15 @@ impl RedisServer {
         keys
     }
 
+    /// The keys matching `pattern` that hold cached values, sorted: without the cache's own
+    /// bookkeeping (indexes, leases, cursors), whose names all contain a `%` that escaped ids
+    /// never produce unencoded.
+    pub fn cached_keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys = self.scan(pattern);
+        keys.retain(|key| !is_bookkeeping(key));
+        keys
+    }
+
     /// Kills the server (SIGKILL: what a crash looks like to clients).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -157,6 +166,19 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Index, lease and cursor keys end in a `%` part that escaping cannot produce (`%` is only
+/// ever followed by two uppercase hex digits in an escaped value).
+fn is_bookkeeping(key: &str) -> bool {
+    key.split(':').any(|part| {
+        part.strip_prefix('%').is_some_and(|rest| {
+            !rest
+                .chars()
+                .take(2)
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        })
+    })
 }
 
 fn free_port() -> u16 {

@@ -10,29 +10,29 @@ use crate::error::CacheError;
 impl Cache {
     pub(crate) async fn publish(&self, entity: &Entity, event: Event) {
         self.inner.apply_locally(&event);
-        self.publish_remote(entity, event).await;
+        self.publish_remote(Some(entity), event).await;
     }
 
-    pub(crate) async fn publish_remote(&self, entity: &Entity, event: Event) {
+    pub(crate) async fn publish_remote(&self, entity: Option<&Entity>, event: Event) {
         if self.try_publish(entity, &event).await.is_err() {
             self.inner
                 .replay
-                .push(Pending::Publish(entity.clone(), event));
+                .push(Pending::Publish(entity.cloned(), event));
         }
     }
 
     pub(crate) async fn try_publish(
         &self,
-        entity: &Entity,
+        entity: Option<&Entity>,
         event: &Event,
     ) -> Result<(), CacheError> {
         let payload = event.encode(self.inner.origin);
-        let _receivers: u64 = self
-            .redis(
-                entity,
-                redis::cmd("PUBLISH").arg(&self.inner.channel).arg(&payload),
-            )
-            .await?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(&self.inner.channel).arg(&payload);
+        let _receivers: u64 = match entity {
+            Some(entity) => self.redis(entity, &publish).await?,
+            None => self.call((&publish).into()).await?,
+        };
         Ok(())
     }
 }

@@ -9,21 +9,17 @@
 use std::time::{Duration, Instant};
 
 use super::Cache;
-use super::storage::index_variant;
+use super::index;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
+use crate::freshness::now_ms;
 
 /// Stores the value only while the caller's lease is intact, then ends the lease.
-/// KEYS: key, lease, [variant index]. ARGV: value, ttl ms, token.
+/// KEYS: key, lease. ARGV: value, ttl ms, token.
 const POPULATE: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
-if KEYS[3] then
-  redis.call('SADD', KEYS[3], KEYS[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'NX')
-  redis.call('PEXPIRE', KEYS[3], ARGV[2], 'GT')
-end
 return 1
 ";
 
@@ -42,7 +38,7 @@ pub(crate) enum Lease {
 }
 
 impl Cache {
-    pub(crate) async fn acquire_lease(&self, key: &CacheKey) -> Lease {
+    pub(crate) async fn acquire_lease(&self, key: &CacheKey, tags: &[String]) -> Lease {
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return Lease::Unavailable;
         };
@@ -57,11 +53,9 @@ impl Cache {
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms);
-        // A variant's lease is indexed from the start, so invalidating its id voids it even
-        // before the first value of the variant is stored.
-        if let Some(index) = key.variants_index() {
-            index_variant(&mut pipeline, &index, key, ttl_ms);
-        }
+        // Indexed from the start, so an invalidation voids the lease of a load in progress
+        // even before its first value is stored.
+        index::record(&mut pipeline, key, tags, ttl_ms, now_ms());
         let acquired: Result<(Option<String>,), CacheError> =
             self.redis(key.entity(), &pipeline).await;
         match acquired {
@@ -116,27 +110,23 @@ impl Cache {
         }
     }
 
-    /// Stores a loaded value under the caller's lease; `Ok(false)` when the lease was voided by
-    /// a concurrent write or invalidation (the value is then not stored).
-    pub(crate) async fn populate(
+    /// The command that stores a loaded value only under the caller's lease (answers 1), or
+    /// not at all when a write or invalidation voided it (answers 0).
+    pub(crate) fn populate_command(
         &self,
         key: &CacheKey,
         bytes: &[u8],
         ttl_ms: u64,
         token: &str,
-    ) -> Result<bool, CacheError> {
+    ) -> redis::Cmd {
         let mut eval = redis::cmd("EVAL");
-        eval.arg(POPULATE);
-        match key.variants_index() {
-            Some(index) => eval
-                .arg(3)
-                .arg(key.as_str())
-                .arg(key.lease_key())
-                .arg(index),
-            None => eval.arg(2).arg(key.as_str()).arg(key.lease_key()),
-        };
-        eval.arg(bytes).arg(ttl_ms).arg(token);
-        let stored: u8 = self.redis(key.entity(), &eval).await?;
-        Ok(stored == 1)
+        eval.arg(POPULATE)
+            .arg(2)
+            .arg(key.as_str())
+            .arg(key.lease_key())
+            .arg(bytes)
+            .arg(ttl_ms)
+            .arg(token);
+        eval
     }
 }

@@ -23,20 +23,23 @@ use crate::ttl::Ttl;
 
 /// How a read-through call caches.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy {
+pub(crate) struct Policy<'a> {
     pub(crate) options: ReadOptions,
     /// Cache absences for this long (negative caching); `None` leaves them uncached.
     pub(crate) negative_ttl: Option<Ttl>,
     /// Skip the read and overwrite with a fresh value.
     pub(crate) refresh: bool,
+    /// Tags the stored value carries, rendered.
+    pub(crate) tags: &'a [String],
 }
 
-impl Policy {
+impl Policy<'_> {
     pub(crate) fn new(options: ReadOptions) -> Self {
         Self {
             options,
             negative_ttl: None,
             refresh: false,
+            tags: &[],
         }
     }
 }
@@ -132,7 +135,7 @@ impl Cache {
     pub(crate) async fn read_through<L, E, Fut>(
         &self,
         key: &CacheKey,
-        policy: &Policy,
+        policy: &Policy<'_>,
         errors: Option<ErrorSharing<E>>,
         loader: Fut,
     ) -> Result<L, E>
@@ -221,7 +224,7 @@ impl Cache {
         let mut lease = None;
         if redis_healthy && !policy.refresh && self.inner.config.lease_ttl.is_some() {
             for _ in 0..2 {
-                match self.acquire_lease(key).await {
+                match self.acquire_lease(key, policy.tags).await {
                     Lease::Acquired(token) => {
                         lease = Some(token);
                         break;
@@ -310,7 +313,9 @@ impl Cache {
             let physical_ttl = ttl + options.stale.unwrap_or_default();
             let result = match encoded {
                 Some(Ok(bytes)) => {
-                    let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
+                    let stored = self
+                        .store_encoded(key, &bytes, physical_ttl, write, policy.tags)
+                        .await;
                     if let (Ok(true), Some(local)) = (&stored, local) {
                         let fresh_until = now_ms()
                             .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
@@ -336,7 +341,7 @@ impl Cache {
     }
 
     /// The in-process tier, if this read uses it.
-    fn local_tier(&self, policy: &Policy) -> Option<&LocalTier> {
+    fn local_tier(&self, policy: &Policy<'_>) -> Option<&LocalTier> {
         let wanted = policy.options.local || self.inner.config.local_tier_for_all;
         self.inner.local.as_ref().filter(|_| wanted)
     }
@@ -346,7 +351,7 @@ impl Cache {
         &self,
         local: &LocalTier,
         key: &CacheKey,
-        policy: &Policy,
+        policy: &Policy<'_>,
     ) -> Option<L> {
         if policy.refresh {
             return None;

@@ -27,19 +27,27 @@ pub(crate) enum Intent {
     Entity(Entity),
     /// The keys of an entity matching a glob over their id and variant.
     Matching(Entity, String),
+    /// The keys carrying a tag, by the tag's index.
+    Tag(String),
+    /// Only an event to publish again (its removal is done).
+    Republish(Event),
 }
 
 impl Intent {
-    pub(crate) fn entity(&self) -> &Entity {
+    pub(crate) fn entity(&self) -> Option<&Entity> {
         match self {
-            Self::Key(key) => key.entity(),
-            Self::Id { entity, .. } | Self::Entity(entity) | Self::Matching(entity, _) => entity,
+            Self::Key(key) => Some(key.entity()),
+            Self::Id { entity, .. } | Self::Entity(entity) | Self::Matching(entity, _) => {
+                Some(entity)
+            }
+            Self::Tag(_) | Self::Republish(_) => None,
         }
     }
 
-    /// The event that tells other instances about it.
-    pub(crate) fn event(&self) -> Event {
-        match self {
+    /// The event that tells other instances about it, when it is known before the removal (a
+    /// tag's keys are only known once Redis answers).
+    pub(crate) fn event(&self) -> Option<Event> {
+        Some(match self {
             Self::Key(key) => Event::Key(key.as_str().to_owned()),
             Self::Id { entity, escaped_id } => Event::Id(
                 entity
@@ -51,6 +59,19 @@ impl Intent {
             Self::Entity(entity) | Self::Matching(entity, _) => {
                 Event::Prefix(entity.pattern().trim_end_matches('*').to_owned())
             }
+            Self::Tag(_) => return None,
+            Self::Republish(event) => event.clone(),
+        })
+    }
+
+    /// What stands in for it when the queue is full: its whole entity, or the tag itself.
+    fn wholesale(&self) -> (String, Intent) {
+        match (self, self.entity()) {
+            (_, Some(entity)) => (
+                format!("entity {}", entity.pattern()),
+                Intent::Entity(entity.clone()),
+            ),
+            (intent, None) => (format!("{intent:?}"), intent.clone()),
         }
     }
 }
@@ -58,17 +79,19 @@ impl Intent {
 /// Something that still has to reach Redis.
 #[derive(Debug)]
 pub(crate) enum Pending {
-    /// The delete itself failed: delete, then publish.
+    /// The removal itself failed: remove, then publish.
     Invalidate(Intent),
-    /// The delete went through, the event did not.
-    Publish(Entity, Event),
+    /// The removal went through, the event did not.
+    Publish(Option<Entity>, Event),
 }
 
 impl Pending {
-    fn entity(&self) -> &Entity {
+    fn wholesale(&self) -> (String, Intent) {
         match self {
-            Self::Invalidate(intent) => intent.entity(),
-            Self::Publish(entity, _) => entity,
+            Self::Invalidate(intent) => intent.wholesale(),
+            Self::Publish(Some(entity), _) => Intent::Entity(entity.clone()).wholesale(),
+            // An event without an entity lists tagged keys: republish it as is.
+            Self::Publish(None, event) => (format!("{event:?}"), Intent::Republish(event.clone())),
         }
     }
 }
@@ -76,8 +99,8 @@ impl Pending {
 #[derive(Debug, Default)]
 struct State {
     items: VecDeque<Pending>,
-    /// Entities whose pending items did not fit: invalidated wholesale on recovery.
-    overflowed: HashMap<(String, u32), Entity>,
+    /// What did not fit, by what it stands for: replayed wholesale on recovery.
+    overflowed: HashMap<String, Intent>,
 }
 
 #[derive(Debug)]
@@ -109,14 +132,13 @@ impl ReplayQueue {
             tracing::warn!(?pending, "invalidation kept for replay when Redis is back");
             state.items.push_back(pending);
         } else {
-            let entity = pending.entity().clone();
-            let id = (entity.name().to_owned(), entity.metrics().version);
+            let (id, wholesale) = pending.wholesale();
             if let std::collections::hash_map::Entry::Vacant(slot) = state.overflowed.entry(id) {
                 tracing::warn!(
-                    entity = entity.name(),
-                    "replay queue full: the whole entity will be invalidated when Redis is back"
+                    ?wholesale,
+                    "replay queue full: replayed wholesale when Redis is back"
                 );
-                slot.insert(entity);
+                slot.insert(wholesale);
             }
         }
         drop(state);
@@ -131,16 +153,12 @@ impl ReplayQueue {
         self.lock().items.push_front(pending);
     }
 
-    fn take_overflowed(&self) -> Vec<Entity> {
-        self.lock().overflowed.drain().map(|(_, e)| e).collect()
+    fn take_overflowed(&self) -> Vec<(String, Intent)> {
+        self.lock().overflowed.drain().collect()
     }
 
-    fn restore_overflowed(&self, entities: Vec<Entity>) {
-        let mut state = self.lock();
-        for entity in entities {
-            let id = (entity.name().to_owned(), entity.metrics().version);
-            state.overflowed.insert(id, entity);
-        }
+    fn restore_overflowed(&self, intents: Vec<(String, Intent)>) {
+        self.lock().overflowed.extend(intents);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -168,42 +186,44 @@ impl Cache {
         let queue = &self.inner.replay;
         let mut sent = 0usize;
         while let Some(pending) = queue.pop() {
-            let outcome = match &pending {
-                Pending::Invalidate(intent) => match self.remove(intent).await {
-                    Ok(_) => self
-                        .try_publish(intent.entity(), &intent.event())
-                        .await
-                        .map_err(|_| Pending::Publish(intent.entity().clone(), intent.event())),
-                    Err(_) => Err(pending),
-                },
-                Pending::Publish(entity, event) => match self.try_publish(entity, event).await {
-                    Ok(()) => Ok(()),
-                    Err(_) => Err(pending),
-                },
-            };
-            match outcome {
-                Ok(()) => sent += 1,
-                Err(still_pending) => {
-                    queue.push_front(still_pending);
-                    return;
+            let done = match &pending {
+                Pending::Invalidate(intent) => self.replay_intent(intent).await,
+                Pending::Publish(entity, event) => {
+                    self.try_publish(entity.as_ref(), event).await.is_ok()
                 }
+            };
+            if !done {
+                queue.push_front(pending);
+                return;
             }
+            sent += 1;
         }
-        let overflowed = queue.take_overflowed();
         let mut failed = Vec::new();
-        for entity in overflowed {
-            let intent = Intent::Entity(entity.clone());
-            if self.remove(&intent).await.is_err()
-                || self.try_publish(&entity, &intent.event()).await.is_err()
-            {
-                failed.push(entity);
-            } else {
+        for (id, intent) in queue.take_overflowed() {
+            if self.replay_intent(&intent).await {
                 sent += 1;
+            } else {
+                failed.push((id, intent));
             }
         }
         queue.restore_overflowed(failed);
         if sent > 0 {
             tracing::info!(sent, "replayed invalidations after Redis recovered");
+        }
+    }
+
+    /// Removes and announces; `false` if Redis still does not answer. (A failed announcement
+    /// queues itself again.)
+    async fn replay_intent(&self, intent: &Intent) -> bool {
+        if let Intent::Republish(event) = intent {
+            return self.try_publish(None, event).await.is_ok();
+        }
+        match self.remove(intent).await {
+            Ok(removed) => {
+                self.announce(intent, removed.keys).await;
+                true
+            }
+            Err(_) => false,
         }
     }
 

@@ -6,12 +6,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
+use super::index;
 use crate::bus::Event;
 use crate::codec::CodecKind;
 use crate::compress;
 use crate::entity::CacheKey;
 use crate::envelope::Header;
 use crate::error::CacheError;
+use crate::freshness::now_ms;
 use crate::metrics::bump;
 use crate::ttl::Ttl;
 
@@ -121,10 +123,11 @@ impl Cache {
         value: Stored<'_, T>,
         ttl: Ttl,
         grace: Duration,
+        tags: &[String],
     ) -> Result<(), CacheError> {
         let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
         let bytes = self.encode(value, ttl, Duration::ZERO)?;
-        self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite)
+        self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite, tags)
             .await?;
         // Other instances drop their local copy of the old value.
         self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
@@ -142,6 +145,7 @@ impl Cache {
         bytes: &[u8],
         ttl: Duration,
         write: Write<'_>,
+        tags: &[String],
     ) -> Result<bool, CacheError> {
         let limit = self.inner.config.max_value_bytes;
         if bytes.len() > limit {
@@ -151,59 +155,37 @@ impl Cache {
             });
         }
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        if let Write::Populate(Some(token)) = write {
-            let stored = self.populate(key, bytes, ttl_ms, token).await?;
-            tracing::debug!(
-                key = key.as_str(),
-                ttl_ms,
-                stored,
-                "cache populate under lease"
-            );
-            return Ok(stored);
-        }
+        // One transaction: an invalidation never sees the value without its index entries.
         let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("SET")
-            .arg(key.as_str())
-            .arg(bytes)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore();
+        pipeline.atomic();
+        match write {
+            Write::Populate(Some(token)) => {
+                pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
+            }
+            Write::Populate(None) | Write::Overwrite => {
+                pipeline
+                    .cmd("SET")
+                    .arg(key.as_str())
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .ignore();
+            }
+        }
         if let Write::Overwrite = write {
             pipeline.cmd("DEL").arg(key.lease_key()).ignore();
         }
-        if let Some(index) = key.variants_index() {
-            index_variant(&mut pipeline, &index, key, ttl_ms);
-        }
-        let () = self.redis(key.entity(), &pipeline).await?;
-        tracing::debug!(key = key.as_str(), ttl_ms, "cache set");
-        Ok(true)
+        index::record(&mut pipeline, key, tags, ttl_ms, now_ms());
+        let stored = if let Write::Populate(Some(_)) = write {
+            let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
+            stored == 1
+        } else {
+            let () = self.redis(key.entity(), &pipeline).await?;
+            true
+        };
+        tracing::debug!(key = key.as_str(), ttl_ms, stored, "cache set");
+        Ok(stored)
     }
-}
-
-/// Adds `key` to its id's variant index. The index lives as long as its longest-lived entry:
-/// `NX` gives a new set its first expiry, `GT` only ever extends it.
-pub(crate) fn index_variant(
-    pipeline: &mut redis::Pipeline,
-    index: &str,
-    key: &CacheKey,
-    ttl_ms: u64,
-) {
-    pipeline
-        .cmd("SADD")
-        .arg(index)
-        .arg(key.as_str())
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(index)
-        .arg(ttl_ms)
-        .arg("NX")
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(index)
-        .arg(ttl_ms)
-        .arg("GT")
-        .ignore();
 }
 
 /// How a write treats concurrent loaders' leases.

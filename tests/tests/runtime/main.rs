@@ -12,6 +12,7 @@ mod operations;
 mod replay;
 mod stampede;
 mod stored_values;
+mod tags;
 mod two_tiers;
 
 use std::sync::Arc;

@@ -112,7 +112,7 @@ async fn past_the_bound_the_whole_entity_is_invalidated_on_recovery() {
     );
 
     until_replayed(&cache).await;
-    assert_eq!(server.scan("*"), vec!["test:v1:category:1"]);
+    assert_eq!(server.cached_keys("*"), vec!["test:v1:category:1"]);
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ async fn when_the_leader_fails_each_waiting_caller_gets_its_own_loaders_answer()
             .all(|r| r.as_ref().is_err_and(|e| e == "source down"))
     );
     assert!(calls > 1, "errors are not shared: {calls}");
-    assert!(server.scan("*").is_empty(), "errors are not cached");
+    assert!(server.cached_keys("*").is_empty(), "errors are not cached");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,7 @@ async fn plain_values_odd_names_conditions_generics_impl_trait_and_uuids() {
         vec![1, 1, 3, 1, 1, 1],
         "the short query ran every time"
     );
-    let keys = server.scan("*");
+    let keys = server.cached_keys("*");
     for key in [
         "test:v1:square:12",
         "test:v1:named:k%3A1:2:true",
