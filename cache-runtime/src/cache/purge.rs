@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::Cache;
+use crate::bus::Event;
 use crate::error::CacheError;
 
 /// How a purge of old versions runs.
@@ -99,6 +100,7 @@ impl Cache {
             done: false,
         };
         let mut steps = 0usize;
+        let mut purged_versions = HashSet::new();
         loop {
             let step_started = Instant::now();
             let (next, keys): (u64, Vec<String>) = self
@@ -124,6 +126,11 @@ impl Cache {
             if !old.is_empty() {
                 let removed: u64 = self.call(redis::cmd("UNLINK").arg(&old).into()).await?;
                 report.removed += removed;
+                for key in &old {
+                    if let Some((version, _)) = version_of(app, key) {
+                        purged_versions.insert(version);
+                    }
+                }
             }
             cursor = next;
             steps += 1;
@@ -142,6 +149,12 @@ impl Cache {
             let budget =
                 Duration::from_secs_f64(old.len() as f64 / f64::from(options.max_keys_per_second));
             tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
+        }
+        // Instances still on an old version drop their local copies of it.
+        for version in purged_versions {
+            let event = Event::Prefix(format!("{app}:v{version}:"));
+            self.inner.apply_locally(&event);
+            self.publish_remote(None, event).await;
         }
         tracing::info!(
             removed = report.removed,

@@ -45,7 +45,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("ready");
     let mut held = cache.local_tier_len();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while held > 0 {
+        if Instant::now() > deadline {
+            return Err(format!("{held} entries were never evicted").into());
+        }
         tokio::task::yield_now().await;
         let now = cache.local_tier_len();
         for _ in now..held {

@@ -154,3 +154,43 @@ async fn with_the_tier_off_nothing_is_kept_locally() {
         0
     );
 }
+
+#[tokio::test]
+async fn invalidations_reach_the_local_tier_of_another_process() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = RedisServer::start();
+    let mut listener = Command::new(env!("CARGO_BIN_EXE_bus_listener"))
+        .args([server.url(), "20".to_owned()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn bus_listener");
+    let mut lines = BufReader::new(listener.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+
+    // The other process holds 20 products locally; it exits once all are evicted.
+    let cache = Cache::new(
+        crate::config(&server)
+            .app_prefix("bus")
+            .local_tier_bytes(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let products = cache.entity("product").expect("entity");
+    for id in 0..10u32 {
+        cache.delete(&products.key(&id)).await.expect("delete");
+    }
+    cache
+        .invalidate_matching(&products, "1*")
+        .await
+        .expect("pattern"); // 10..19 (and 1): the listener drops the whole entity
+    let evictions = lines.map_while(Result::ok).count();
+    let status = listener.wait().expect("wait");
+    assert!(status.success());
+    assert_eq!(
+        evictions, 20,
+        "every local entry of the other process was evicted"
+    );
+}
