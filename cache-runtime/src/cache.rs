@@ -329,3 +329,52 @@ impl Cache {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A cache that never reaches Redis (nothing listens on port 1): enough to drive the local
+    /// tier and the bus handler directly.
+    fn offline() -> Cache {
+        let config = CacheConfig::builder()
+            .redis_url("redis://127.0.0.1:1")
+            .app_prefix("unit")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config");
+        Cache::new(config).expect("cache")
+    }
+
+    #[tokio::test]
+    async fn an_instance_ignores_its_own_events_and_applies_everyone_elses() {
+        let cache = offline();
+        let inner = &cache.inner;
+        let local = inner.local.as_ref().expect("local tier on by default");
+        local.set_live(true);
+        local.insert("unit:v1:product:1", Arc::from(&b"v"[..]), u64::MAX);
+
+        let key = "unit:v1:product:1".to_owned();
+        inner.apply_event(&Event::Key(key.clone()).encode(inner.origin));
+        assert_eq!(
+            local.len(),
+            1,
+            "its own event was applied when sent, not again"
+        );
+        inner.apply_event(&Event::Key(key).encode(inner.origin.wrapping_add(1)));
+        assert_eq!(local.len(), 0, "another instance's event evicts");
+    }
+
+    #[tokio::test]
+    async fn unreadable_events_change_nothing() {
+        let cache = offline();
+        let local = cache.inner.local.as_ref().expect("local tier");
+        local.set_live(true);
+        local.insert("unit:v1:product:1", Arc::from(&b"v"[..]), u64::MAX);
+        cache.inner.apply_event("garbage");
+        cache.inner.apply_event("");
+        assert_eq!(local.len(), 1);
+    }
+}
