@@ -52,7 +52,8 @@ fn needs_escape(b: u8) -> bool {
     ) || b < 0x20
 }
 
-/// Appends `value` to `out`, percent-encoding every byte that [`needs_escape`].
+/// Appends `value` to `out`, percent-encoding `%`, `:`, the glob metacharacters `* ? [ ] \`,
+/// braces, space and control bytes (as `%XX`), so no value can forge a key part or a pattern.
 pub fn escape_into(out: &mut String, value: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut clean_from = 0;
