@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::Cache;
 use super::lease::Lease;
 use super::storage::{Lookup, Stored, Write};
+use crate::bus::Event;
 use crate::entity::CacheKey;
 use crate::envelope::Header;
 use crate::error::CacheError;
@@ -316,6 +317,11 @@ impl Cache {
                     let stored = self
                         .store_encoded(key, &bytes, physical_ttl, write, policy.tags)
                         .await;
+                    if let (Ok(true), Write::Overwrite) = (&stored, write) {
+                        // A forced refresh replaced a value other instances may hold locally.
+                        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
+                            .await;
+                    }
                     if let (Ok(true), Some(local)) = (&stored, local) {
                         let fresh_until = now_ms()
                             .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));

@@ -194,3 +194,29 @@ async fn invalidations_reach_the_local_tier_of_another_process() {
         "every local entry of the other process was evicted"
     );
 }
+
+#[cache_runtime::cached(entity = "price", key = "{id}", local)]
+async fn price(id: u32, value: &str) -> String {
+    let _ = id;
+    value.to_owned()
+}
+
+#[tokio::test]
+async fn a_forced_refresh_evicts_other_instances_local_copies() {
+    use cache_runtime::{refreshing, with_cache};
+
+    let server = RedisServer::start();
+    let (a, b) = (instance(&server), instance(&server));
+    eventually("both subscribed", || {
+        a.invalidation_bus_connected() && b.invalidation_bus_connected()
+    })
+    .await;
+    assert_eq!(with_cache(a.clone(), price(1, "v1")).await, "v1");
+    assert_eq!(a.local_tier_len(), 1);
+    assert_eq!(
+        with_cache(b.clone(), refreshing(price(1, "v2"))).await,
+        "v2"
+    );
+    eventually("evicted in a", || a.local_tier_len() == 0).await;
+    assert_eq!(with_cache(a.clone(), price(1, "unused")).await, "v2");
+}
