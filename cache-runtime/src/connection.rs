@@ -4,10 +4,11 @@
 //! blocks or fails because Redis is down. The manager's own retry series is cut to one attempt:
 //! callers are bounded by the operation timeout and the breaker decides when to try again.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 struct Slot {
@@ -27,7 +28,9 @@ pub(crate) struct Ticket {
 pub(crate) struct Pool {
     client: redis::Client,
     manager_config: ConnectionManagerConfig,
-    slots: Box<[RwLock<Slot>]>,
+    /// Read on every call without a lock (arc-swap); replaced rarely, under `replacing`.
+    slots: Box<[ArcSwap<Slot>]>,
+    replacing: Mutex<()>,
     next: AtomicUsize,
 }
 
@@ -54,7 +57,7 @@ impl Pool {
             .map(|_| {
                 ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()).map(
                     |manager| {
-                        RwLock::new(Slot {
+                        ArcSwap::from_pointee(Slot {
                             generation: 0,
                             manager,
                         })
@@ -66,6 +69,7 @@ impl Pool {
             client,
             manager_config,
             slots,
+            replacing: Mutex::new(()),
             next: AtomicUsize::new(0),
         })
     }
@@ -73,9 +77,7 @@ impl Pool {
     /// The next connection in turn, with a ticket for [`Self::replace`].
     pub(crate) fn connection(&self) -> (Ticket, ConnectionManager) {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = self.slots[index]
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = self.slots[index].load();
         let ticket = Ticket {
             index,
             generation: slot.generation,
@@ -90,10 +92,12 @@ impl Pool {
     /// no I/O error ever coming), and rejected credentials (a manager whose connection attempt
     /// failed that way repeats the error forever; a fresh one heals once the server is fixed).
     pub(crate) fn replace(&self, ticket: Ticket) {
-        let mut slot = self.slots[ticket.index]
-            .write()
+        let _replacing = self
+            .replacing
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slot.generation != ticket.generation {
+        let current = self.slots[ticket.index].load();
+        if current.generation != ticket.generation {
             return;
         }
         match ConnectionManager::new_lazy_with_config(
@@ -101,8 +105,10 @@ impl Pool {
             self.manager_config.clone(),
         ) {
             Ok(manager) => {
-                slot.manager = manager;
-                slot.generation += 1;
+                self.slots[ticket.index].store(Arc::new(Slot {
+                    generation: current.generation + 1,
+                    manager,
+                }));
             }
             Err(error) => tracing::warn!(%error, "could not recreate a Redis connection"),
         }
