@@ -3,31 +3,36 @@
 //! A Tokio timer per operation costs about 7 % of hit-path throughput (BENCHMARKS.md): every
 //! pending timer makes each turn of the runtime's time driver do work. Here a call that is still
 //! pending after its first poll registers its waker in a shared table; a sweeper ticking every
-//! tenth of the timeout wakes the overdue ones. A call therefore gives up between `timeout` and
-//! `timeout + tick` after it started.
+//! tenth of the timeout wakes the overdue ones. Deadlines are counted in sweeper ticks, not read
+//! from the clock per call: a call gives up between `timeout` and `timeout + tick` after it
+//! started, and if the sweeper runs late, later, never earlier.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The table of pending calls, shared with the sweeper.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
     table: Arc<Mutex<Table>>,
-    timeout: Duration,
+    /// Whole ticks in one timeout.
+    ticks_per_timeout: u64,
 }
 
 #[derive(Debug, Default)]
 struct Table {
+    /// Sweeps so far.
+    tick: u64,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
 }
 
 #[derive(Debug)]
 struct Entry {
-    deadline: Instant,
+    /// The sweep at which the call is overdue.
+    expires_at_tick: u64,
     waker: Waker,
     expired: bool,
 }
@@ -42,8 +47,13 @@ impl Deadlines {
     pub(crate) fn new(timeout: Duration, runtime: &tokio::runtime::Handle) -> Self {
         let table = Arc::new(Mutex::new(Table::default()));
         let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        let ticks_per_timeout =
+            u64::try_from(timeout.as_nanos().div_ceil(tick.as_nanos().max(1))).unwrap_or(u64::MAX);
         runtime.spawn(sweep(Arc::downgrade(&table), tick));
-        Self { table, timeout }
+        Self {
+            table,
+            ticks_per_timeout,
+        }
     }
 
     /// `future`, failing with [`Elapsed`] once the timeout has passed.
@@ -51,7 +61,6 @@ impl Deadlines {
         Bounded {
             future,
             deadlines: self,
-            started: Instant::now(),
             slot: None,
         }
     }
@@ -74,10 +83,11 @@ async fn sweep(table: Weak<Mutex<Table>>, tick: Duration) {
     loop {
         interval.tick().await;
         let Some(table) = table.upgrade() else { return };
-        let now = Instant::now();
         let mut table = lock(&table);
+        table.tick += 1;
+        let now = table.tick;
         for entry in table.entries.iter_mut().flatten() {
-            if !entry.expired && entry.deadline <= now {
+            if !entry.expired && entry.expires_at_tick <= now {
                 entry.expired = true;
                 entry.waker.wake_by_ref();
             }
@@ -91,7 +101,6 @@ pin_project_lite::pin_project! {
         #[pin]
         future: F,
         deadlines: &'a Deadlines,
-        started: Instant,
         slot: Option<usize>,
     }
 
@@ -129,8 +138,9 @@ impl<F: Future> Future for Bounded<'_, F> {
                 }
             }
             None => {
+                // The current tick is already partly over: one more makes the full timeout.
                 let entry = Entry {
-                    deadline: *this.started + this.deadlines.timeout,
+                    expires_at_tick: table.tick + this.deadlines.ticks_per_timeout + 1,
                     waker: cx.waker().clone(),
                     expired: false,
                 };
@@ -176,6 +186,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_future_fails_between_the_timeout_and_one_tick_later() {
+        use std::time::Instant;
+
         let timeout = Duration::from_millis(100);
         let deadlines = Deadlines::new(timeout, &tokio::runtime::Handle::current());
         let started = Instant::now();
