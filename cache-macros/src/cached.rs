@@ -22,6 +22,7 @@ const VALID: &[&str] = &[
     "early_refresh",
     "refresh_timeout",
     "local",
+    "load_timeout",
     "tags",
     "crate",
 ];
@@ -65,7 +66,14 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         early_refresh: args.beta("early_refresh", &mut errors),
         refresh_timeout: args.duration("refresh_timeout", &mut errors),
         local: args.flag("local", &mut errors).is_some(),
+        load_timeout: args.duration("load_timeout", &mut errors),
     };
+    if timing.load_timeout.is_some() && function.returns != Returns::Result {
+        errors.at(
+            proc_macro2::Span::call_site(),
+            "`load_timeout` needs a function returning `Result<T, E>` with `E: From<cache_runtime::LoadTimedOut>`",
+        );
+    }
     let private = args.private_path(&mut errors);
     errors.finish(Cached {
         private,
@@ -119,6 +127,13 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         Returns::Result => {
             let body_ident = local("__cache_body");
             let errors_ident = local("__cache_errors");
+            let body = match cached.timing.load_timeout {
+                Some(limit) => {
+                    let limit = limit.duration_tokens(private);
+                    quote!(#private::with_load_timeout(#body, #limit))
+                }
+                None => body,
+            };
             quote! {
                 let #body_ident = #body;
                 // Callers waiting on this call get a copy of its error if the type allows.

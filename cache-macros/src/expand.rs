@@ -54,6 +54,8 @@ pub(crate) struct Timing {
     pub(crate) refresh_timeout: Option<Ttl>,
     /// Also keep values in the in-process tier.
     pub(crate) local: bool,
+    /// Bound the body: past it, `E::from(LoadTimedOut)`.
+    pub(crate) load_timeout: Option<Ttl>,
 }
 
 /// `ReadOptions::new(ttl).stale(…)…`, a const expression.

@@ -33,6 +33,7 @@ mod flight;
 mod freshness;
 mod global;
 mod key;
+mod load_timeout;
 mod local;
 mod macro_support;
 mod metrics;
@@ -57,6 +58,7 @@ pub use error::CacheError;
 pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
 pub use global::{AlreadyInstalled, current, install, refreshing, uncached, with_cache};
 pub use key::{KeyPart, NameError, escape_into};
+pub use load_timeout::{LoadTimedOut, with_load_timeout};
 pub use local::DEFAULT_LOCAL_TIER_BYTES;
 pub use metrics::EntityMetrics;
 pub use ttl::{
@@ -70,6 +72,7 @@ pub use cache_macros::{cache_put, cached, invalidates};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::freshness::ReadOptions;
+    pub use crate::load_timeout::with_load_timeout;
     pub use crate::macro_support::*;
     pub use crate::ttl::Ttl;
     pub use core::time::Duration;

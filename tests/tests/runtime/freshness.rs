@@ -228,3 +228,64 @@ async fn a_cached_absence_goes_stale_and_refreshes_like_a_value() {
         1
     );
 }
+
+#[derive(Debug, Clone, PartialEq)]
+enum ReportError {
+    TooSlow,
+}
+
+impl From<cache_runtime::LoadTimedOut> for ReportError {
+    fn from(_: cache_runtime::LoadTimedOut) -> Self {
+        Self::TooSlow
+    }
+}
+
+#[cached(
+    entity = "report",
+    ttl = "300ms",
+    key = "{id}",
+    stale = "30s",
+    load_timeout = "100ms"
+)]
+async fn report(id: u32, delay: Duration, version: u32) -> Result<String, ReportError> {
+    tokio::time::sleep(delay).await;
+    Ok(format!("report {id} v{version}"))
+}
+
+#[tokio::test]
+async fn a_load_timeout_bounds_the_source_and_fail_safe_covers_it() {
+    let server = RedisServer::start();
+    let cache = exact_cache(&server);
+    with_cache(cache.clone(), async {
+        let started = Instant::now();
+        assert_eq!(
+            report(1, Duration::from_secs(5), 1).await,
+            Err(ReportError::TooSlow)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        assert_eq!(
+            report(2, Duration::ZERO, 1).await.as_deref(),
+            Ok("report 2 v1")
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await; // stale now
+        let started = Instant::now();
+        assert_eq!(
+            report(2, Duration::from_secs(5), 2).await.as_deref(),
+            Ok("report 2 v1"),
+            "the slow refresh was cut and the old value served"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+    let metrics = cache.entity("report").expect("entity").metrics();
+    assert_eq!((metrics.loader_errors, metrics.fail_safe), (2, 1));
+}
