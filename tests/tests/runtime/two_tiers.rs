@@ -220,3 +220,21 @@ async fn a_forced_refresh_evicts_other_instances_local_copies() {
     eventually("evicted in a", || a.local_tier_len() == 0).await;
     assert_eq!(with_cache(a.clone(), price(1, "unused")).await, "v2");
 }
+
+#[tokio::test]
+async fn the_subscriber_survives_a_redis_restart() {
+    let mut server = RedisServer::start();
+    let cache = instance(&server);
+    eventually("subscribed", || cache.invalidation_bus_connected()).await;
+    read(&cache, 1, "v1").await;
+    server.stop();
+    eventually("disconnected, tier off", || {
+        !cache.invalidation_bus_connected() && cache.local_tier_len() == 0
+    })
+    .await;
+    server.restart();
+    eventually("resubscribed after the restart", || {
+        cache.invalidation_bus_connected()
+    })
+    .await;
+}
