@@ -34,6 +34,7 @@ struct Cached {
     condition: Option<Expr>,
     timing: Timing,
     returns: Returns,
+    owns_its_inputs: bool,
 }
 
 fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
@@ -82,6 +83,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         condition,
         timing,
         returns: function.returns,
+        owns_its_inputs: function.owns_its_inputs,
     })
 }
 
@@ -134,14 +136,38 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
                 }
                 None => body,
             };
-            quote! {
+            let sharing = quote! {
                 let #body_ident = #body;
-                // Callers waiting on this call get a copy of its error if the type allows.
                 let #errors_ident = {
                     use #private::{KeepErrors as _, ShareClonedErrors as _};
                     (&#private::Probe::of(&#body_ident)).error_sharing()
                 };
-                #private::cached_result(&#site_ident, #key_ident, #errors_ident, #body_ident).await
+            };
+            if cached.timing.stale.is_some() || cached.timing.early_refresh.is_some() {
+                // Refreshes run in a background task when the body can outlive the call (owned
+                // inputs) and be sent to another thread (checked by the probe).
+                let spawner_ident = local("__cache_spawner");
+                let spawner = if cached.owns_its_inputs {
+                    quote! {{
+                        use #private::{RefreshInBackground as _, RefreshInCaller as _};
+                        (&#private::BodyProbe::of(&#body_ident)).refresh_spawner()
+                    }}
+                } else {
+                    quote!(::core::option::Option::None)
+                };
+                quote! {
+                    #sharing
+                    let #spawner_ident = #spawner;
+                    #private::cached_result_refreshing(
+                        &#site_ident, #key_ident, #errors_ident, #spawner_ident, #body_ident,
+                    )
+                    .await
+                }
+            } else {
+                quote! {
+                    #sharing
+                    #private::cached_result(&#site_ident, #key_ident, #errors_ident, #body_ident).await
+                }
             }
         }
         Returns::Option => quote!(#private::cached_option(&#site_ident, #key_ident, #body).await),

@@ -1,6 +1,6 @@
 //! What the macros need to know about the annotated function.
 
-use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, GenericArgument, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 use crate::errors::Errors;
 
@@ -20,6 +20,10 @@ pub(crate) struct Function {
     /// Parameter names a key template may start with (`self` included for methods).
     pub(crate) params: Vec<String>,
     pub(crate) returns: Returns,
+    /// Whether the body owns everything it uses (no receiver, no references, no lifetimes, no
+    /// generics): only then can its future outlive the call, so refreshes may run in the
+    /// background. Lifetimes cannot be told apart by trait selection, hence this syntactic test.
+    pub(crate) owns_its_inputs: bool,
 }
 
 impl Function {
@@ -44,10 +48,45 @@ impl Function {
                 },
             })
             .collect();
+        let owns_its_inputs = item.sig.generics.params.is_empty()
+            && item.sig.inputs.iter().all(|arg| match arg {
+                FnArg::Receiver(_) => false,
+                FnArg::Typed(typed) => is_owned(&typed.ty),
+            });
         Self {
             params,
             returns: returns(&item.sig.output),
+            owns_its_inputs,
         }
+    }
+}
+
+/// A type with no reference, lifetime or `impl`/`dyn` trait in it.
+fn is_owned(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => {
+            path.qself.is_none()
+                && path
+                    .path
+                    .segments
+                    .iter()
+                    .all(|segment| match &segment.arguments {
+                        PathArguments::None => true,
+                        PathArguments::AngleBracketed(args) => {
+                            args.args.iter().all(|arg| match arg {
+                                GenericArgument::Type(ty) => is_owned(ty),
+                                GenericArgument::Const(_) => true,
+                                _ => false,
+                            })
+                        }
+                        PathArguments::Parenthesized(_) => false,
+                    })
+        }
+        Type::Tuple(tuple) => tuple.elems.iter().all(is_owned),
+        Type::Array(array) => is_owned(&array.elem),
+        Type::Paren(paren) => is_owned(&paren.elem),
+        Type::Group(group) => is_owned(&group.elem),
+        _ => false,
     }
 }
 

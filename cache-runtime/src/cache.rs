@@ -1,5 +1,6 @@
 //! The `Cache` service: explicit `get`/`set`/`delete`, cache-aside `get_or_set`, invalidation.
 
+mod background;
 mod bus_publish;
 mod index;
 mod invalidate;
@@ -35,6 +36,7 @@ use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
 
+pub(crate) use background::{Peek, RefreshJob, known};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use purge::{PurgeOptions, PurgeReport};
 pub(crate) use read_through::{Optional, Plain, Policy};
@@ -77,6 +79,7 @@ pub(crate) struct Inner {
     channel: String,
     local: Option<LocalTier>,
     replay: ReplayQueue,
+    refreshing: background::Refreshing,
 }
 
 impl Inner {
@@ -165,6 +168,7 @@ impl Cache {
             channel: channel.clone(),
             local,
             replay: ReplayQueue::new(config.replay_capacity),
+            refreshing: background::Refreshing::default(),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
             deadlines: Deadlines::new(config.operation_timeout, &runtime),

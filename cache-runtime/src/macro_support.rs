@@ -3,17 +3,19 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, Optional, Plain, Policy, Stored};
+use crate::cache::{Cache, Optional, Peek, Plain, Policy, RefreshJob, Stored, known};
 use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
 use crate::global::{self, Mode};
 use crate::key::KeyPart;
+use crate::metrics::bump;
 pub use crate::share::{ErrorSharing, KeepErrors, Probe, ShareClonedErrors};
 use crate::ttl::Ttl;
 
@@ -112,6 +114,7 @@ impl Site {
             negative_ttl: self.negative_ttl,
             refresh,
             tags,
+            known: None,
         }
     }
 }
@@ -167,6 +170,112 @@ where
         })
         .await?;
     Ok(loaded.0)
+}
+
+/// Stands for the body future, for the macros' autoref specialization on whether it can run
+/// in the background.
+#[derive(Debug)]
+pub struct BodyProbe<F>(PhantomData<F>);
+
+impl<F> BodyProbe<F> {
+    pub fn of(_body: &F) -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// Starts a background refresh with the body of the call that claimed it.
+pub type Spawner<F> = fn(Cache, RefreshJob, F);
+
+/// Chosen when the body can outlive its caller: refreshes run in a task.
+pub trait RefreshInBackground<F> {
+    fn refresh_spawner(&self) -> Option<Spawner<F>>;
+}
+
+impl<F, T, E> RefreshInBackground<F> for BodyProbe<F>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    fn refresh_spawner(&self) -> Option<Spawner<F>> {
+        Some(spawn_refresh::<F, T, E>)
+    }
+}
+
+/// Chosen otherwise (the body borrows, e.g. `&self`): the caller that claims a refresh runs it.
+pub trait RefreshInCaller<F> {
+    fn refresh_spawner(&self) -> Option<Spawner<F>>;
+}
+
+impl<F> RefreshInCaller<F> for &BodyProbe<F> {
+    fn refresh_spawner(&self) -> Option<Spawner<F>> {
+        None
+    }
+}
+
+fn spawn_refresh<F, T, E>(cache: Cache, job: RefreshJob, body: F)
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    tokio::spawn(async move { cache.run_refresh(job, body).await });
+}
+
+/// `#[cached]` with `stale` or `early_refresh` on a `Result` function: a stale (or early-drawn)
+/// value is returned at once and, when `spawner` is given, one background task refreshes it;
+/// without one, the caller that claims the refresh runs it.
+pub async fn cached_result_refreshing<T, E, F>(
+    site: &Site,
+    key: Option<KeyParts>,
+    errors: Option<ErrorSharing<E>>,
+    spawner: Option<Spawner<F>>,
+    body: F,
+) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = Result<T, E>>,
+{
+    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
+        return body.await;
+    };
+    let policy = site.policy(refresh, &tags);
+    let Some(spawner) = spawner.filter(|_| !refresh) else {
+        let loaded = cache
+            .read_through(&key, &policy, errors, async { body.await.map(Plain) })
+            .await?;
+        return Ok(loaded.0);
+    };
+    let peek = cache.peek::<T>(&key, &policy).await;
+    match peek {
+        Peek::Fresh(value) => Ok(value),
+        Peek::Refresh { value, stale } => {
+            if let Some(claim) = cache.claim_refresh(&key, &tags).await {
+                let job = RefreshJob {
+                    key: key.clone(),
+                    options: site.options,
+                    negative_ttl: site.negative_ttl,
+                    tags: tags.clone(),
+                    claim,
+                };
+                spawner(cache.clone(), job, body);
+            }
+            if stale {
+                bump(&key.entity().counters().stale_served);
+            }
+            Ok(value)
+        }
+        miss_or_unavailable => {
+            let policy = Policy {
+                known: known(&miss_or_unavailable),
+                ..policy
+            };
+            let loaded = cache
+                .read_through(&key, &policy, errors, async { body.await.map(Plain) })
+                .await?;
+            Ok(loaded.0)
+        }
+    }
 }
 
 /// `#[cached]` on a function returning `Option<T>`: caches `Some`, and `None` with `cache_none`.

@@ -32,6 +32,17 @@ pub(crate) struct Policy<'a> {
     pub(crate) refresh: bool,
     /// Tags the stored value carries, rendered.
     pub(crate) tags: &'a [String],
+    /// What the caller already learnt from Redis, so the read is not repeated.
+    pub(crate) known: Option<Known>,
+}
+
+/// What a caller already knows about a key before reading through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    /// Redis holds nothing usable.
+    Miss,
+    /// Redis did not answer.
+    Unavailable,
 }
 
 impl Policy<'_> {
@@ -41,12 +52,13 @@ impl Policy<'_> {
             negative_ttl: None,
             refresh: false,
             tags: &[],
+            known: None,
         }
     }
 }
 
 /// What a read makes of a value's age.
-enum Age {
+pub(crate) enum Age {
     /// Fresh: serve it.
     Fresh,
     /// Fresh, but this read drew an early refresh.
@@ -148,48 +160,61 @@ impl Cache {
         let options = &policy.options;
         let mut fallback: Option<Fallback<L>> = None;
         let local = self.local_tier(policy);
-        if let Some(hit) = local.and_then(|local| self.local_hit::<L>(local, key, policy)) {
+        if let Some(hit) = local
+            .filter(|_| policy.known.is_none())
+            .and_then(|local| self.local_hit::<L>(local, key, policy))
+        {
             return Ok(hit);
         }
-        let redis_healthy = policy.refresh
-            || match self.read_raw(key).await {
-                Ok(bytes) => {
-                    match self.lookup::<L::Value>(key, bytes.as_deref()) {
-                        Lookup::Hit(value, header) => match self.age(&header, options) {
-                            Age::Fresh => {
-                                if let (Some(local), Some(bytes)) = (local, bytes) {
-                                    local.insert(
-                                        key.as_str(),
-                                        Arc::from(bytes),
-                                        header.fresh_until_ms,
-                                    );
+        let redis_healthy = match policy.known {
+            Some(Known::Miss) => true,
+            Some(Known::Unavailable) => false,
+            None => {
+                policy.refresh
+                    || match self.read_raw(key).await {
+                        Ok(bytes) => {
+                            match self.lookup::<L::Value>(key, bytes.as_deref()) {
+                                Lookup::Hit(value, header) => match self.age(&header, options) {
+                                    Age::Fresh => {
+                                        if let (Some(local), Some(bytes)) = (local, bytes) {
+                                            local.insert(
+                                                key.as_str(),
+                                                Arc::from(bytes),
+                                                header.fresh_until_ms,
+                                            );
+                                        }
+                                        return Ok(L::from_value(value));
+                                    }
+                                    age => {
+                                        fallback =
+                                            Some(Fallback::new(L::from_value(value), age, counters))
+                                    }
+                                },
+                                Lookup::Absent(header) => {
+                                    if let Some(absent) =
+                                        L::absent().filter(|_| policy.negative_ttl.is_some())
+                                    {
+                                        match self.age(&header, options) {
+                                            Age::Fresh => return Ok(absent),
+                                            age => {
+                                                fallback =
+                                                    Some(Fallback::new(absent, age, counters))
+                                            }
+                                        }
+                                    }
                                 }
-                                return Ok(L::from_value(value));
+                                Lookup::Miss => {}
                             }
-                            age => {
-                                fallback = Some(Fallback::new(L::from_value(value), age, counters))
-                            }
-                        },
-                        Lookup::Absent(header) => {
-                            if let Some(absent) =
-                                L::absent().filter(|_| policy.negative_ttl.is_some())
-                            {
-                                match self.age(&header, options) {
-                                    Age::Fresh => return Ok(absent),
-                                    age => fallback = Some(Fallback::new(absent, age, counters)),
-                                }
-                            }
+                            true
                         }
-                        Lookup::Miss => {}
+                        Err(error) => {
+                            bump(&counters.fallbacks);
+                            tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
+                            false
+                        }
                     }
-                    true
-                }
-                Err(error) => {
-                    bump(&counters.fallbacks);
-                    tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
-                    false
-                }
-            };
+            }
+        };
         let leader = loop {
             match self.inner.flights.join(key.as_str()) {
                 Join::Leader(leader) => break Some(leader),
@@ -347,13 +372,13 @@ impl Cache {
     }
 
     /// The in-process tier, if this read uses it.
-    fn local_tier(&self, policy: &Policy<'_>) -> Option<&LocalTier> {
+    pub(crate) fn local_tier(&self, policy: &Policy<'_>) -> Option<&LocalTier> {
         let wanted = policy.options.local || self.inner.config.local_tier_for_all;
         self.inner.local.as_ref().filter(|_| wanted)
     }
 
     /// A fresh value from the in-process tier (never during a forced refresh).
-    fn local_hit<L: Loaded>(
+    pub(crate) fn local_hit<L: Loaded>(
         &self,
         local: &LocalTier,
         key: &CacheKey,
@@ -374,7 +399,7 @@ impl Cache {
         Some(loaded)
     }
 
-    fn age(&self, header: &Header, options: &ReadOptions) -> Age {
+    pub(crate) fn age(&self, header: &Header, options: &ReadOptions) -> Age {
         if options.stale.is_none() && options.early_refresh.is_none() {
             // Redis' TTL is the expiry: whatever it still holds is fresh. No clock read on
             // the plain hit path.

@@ -277,15 +277,71 @@ async fn a_load_timeout_bounds_the_source_and_fail_safe_covers_it() {
         assert_eq!(
             report(2, Duration::from_secs(5), 2).await.as_deref(),
             Ok("report 2 v1"),
-            "the slow refresh was cut and the old value served"
+            "the old value, at once; the refresh runs in the background"
         );
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_millis(50),
             "{:?}",
             started.elapsed()
+        );
+        // The background refresh hits the load timeout; the old value stays served.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            report(2, Duration::ZERO, 3).await.as_deref(),
+            Ok("report 2 v1")
         );
     })
     .await;
     let metrics = cache.entity("report").expect("entity").metrics();
-    assert_eq!((metrics.loader_errors, metrics.fail_safe), (2, 1));
+    assert_eq!(
+        metrics.loader_errors, 2,
+        "the first call and the cut refresh"
+    );
+    assert!(metrics.stale_served >= 1);
+}
+
+static QUOTES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// A free function with owned arguments: its refreshes can run in a background task.
+#[cached(entity = "quote", ttl = "300ms", key = "{symbol}", stale = "30s")]
+async fn quote(symbol: String) -> Result<String, String> {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(format!("{symbol} v{}", QUOTES.load(Ordering::SeqCst)))
+}
+
+#[tokio::test]
+async fn a_stale_value_is_served_at_once_while_a_background_task_refreshes_it() {
+    let server = RedisServer::start();
+    let cache = exact_cache(&server);
+    with_cache(cache.clone(), async {
+        assert_eq!(quote("ACME".to_owned()).await.as_deref(), Ok("ACME v1"));
+        tokio::time::sleep(Duration::from_millis(400)).await; // past the TTL, inside the grace
+        QUOTES.store(2, Ordering::SeqCst);
+
+        let started = Instant::now();
+        assert_eq!(quote("ACME".to_owned()).await.as_deref(), Ok("ACME v1"));
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        // Concurrent readers during the refresh get the old value too, and start no other.
+        assert_eq!(quote("ACME".to_owned()).await.as_deref(), Ok("ACME v1"));
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let started = Instant::now();
+        assert_eq!(quote("ACME".to_owned()).await.as_deref(), Ok("ACME v2"));
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "a hit: {:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+    let metrics = cache.entity("quote").expect("entity").metrics();
+    assert_eq!(
+        metrics.loader_calls, 2,
+        "the first load and one background refresh"
+    );
+    assert_eq!(metrics.stale_served, 2);
 }

@@ -22,13 +22,18 @@ pub async fn country(code: &str) -> Option<Country> {
     Some(Country { code: code.to_owned() })
 }
 
-#[cached(entity = "rate", ttl = "90s", key = "{from}:{to}", variant = "v{precision}", local, load_timeout = "2s")]
+#[cached(entity = "rate", ttl = "90s", key = "{from}:{to}", variant = "v{precision}", local, load_timeout = "2s", stale = "10m")]
 pub async fn rate(from: &str, to: &str, precision: u8) -> Result<f64, DbError> {
     let _ = (from, to, precision);
     Ok(1.0)
 }
 
 #[cached(entity = "total", key = "all", version = 3, stale = "5m", early_refresh, refresh_timeout = "200ms")]
+pub async fn total_owned(region: String) -> Result<u64, DbError> {
+    Ok(region.len() as u64)
+}
+
+#[cached(entity = "total_plain", key = "all", stale = "5m")]
 pub async fn total() -> u64 {
     42
 }

@@ -16,7 +16,7 @@ trait Catalog {
 }
 
 impl Catalog for Repo {
-    #[cached(entity = "price", ttl = "short", key = "{id}", early_refresh = 1.5)]
+    #[cached(entity = "price", ttl = "short", key = "{id}", early_refresh = 1.5, stale = "1m")]
     async fn price(&self, id: u64) -> Result<u64, DbError> {
         self.pool.get(id as usize).copied().ok_or(DbError)
     }

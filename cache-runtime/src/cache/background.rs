@@ -1,0 +1,161 @@
+//! Refreshes that run in the background: when a read finds a stale value (inside its grace) or
+//! draws an early refresh, it returns that value at once and one task refreshes the key.
+//!
+//! Only loads that can outlive their caller (`Send + 'static` futures) can be spawned; the
+//! macros pick this path for those at compile time and keep the in-caller refresh otherwise.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::de::DeserializeOwned;
+
+use super::Cache;
+use super::lease::Lease;
+use super::read_through::{Age, Known, Plain, Policy};
+use super::storage::Lookup;
+use crate::entity::CacheKey;
+use crate::freshness::ReadOptions;
+use crate::metrics::bump;
+use crate::ttl::Ttl;
+
+/// What a read found, as far as a background refresh is concerned.
+pub(crate) enum Peek<T> {
+    Fresh(T),
+    /// A value to serve now while the key is refreshed.
+    Refresh {
+        value: T,
+        stale: bool,
+    },
+    Miss,
+    Unavailable,
+}
+
+/// The keys this process is refreshing in the background.
+#[derive(Debug, Default)]
+pub(crate) struct Refreshing(Mutex<HashSet<String>>);
+
+impl Refreshing {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// This process's claim on refreshing one key; released when dropped.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    cache: Cache,
+    key: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.cache.inner.refreshing.lock().remove(&self.key);
+    }
+}
+
+/// Everything a background refresh needs, owned.
+#[derive(Debug)]
+pub struct RefreshJob {
+    pub(crate) key: CacheKey,
+    pub(crate) options: ReadOptions,
+    pub(crate) negative_ttl: Option<Ttl>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) claim: Claim,
+}
+
+impl Cache {
+    pub(crate) async fn peek<T: serde::Serialize + DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+    ) -> Peek<T> {
+        if let Some(Plain(value)) = self
+            .local_tier(policy)
+            .and_then(|local| self.local_hit::<Plain<T>>(local, key, policy))
+        {
+            return Peek::Fresh(value);
+        }
+        let bytes = match self.read_raw(key).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                bump(&key.entity().counters().fallbacks);
+                tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
+                return Peek::Unavailable;
+            }
+        };
+        match self.lookup::<T>(key, bytes.as_deref()) {
+            Lookup::Hit(value, header) => match self.age(&header, &policy.options) {
+                Age::Fresh => {
+                    if let (Some(local), Some(bytes)) = (self.local_tier(policy), bytes) {
+                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms);
+                    }
+                    Peek::Fresh(value)
+                }
+                Age::RefreshEarly => {
+                    bump(&key.entity().counters().early_refreshes);
+                    Peek::Refresh {
+                        value,
+                        stale: false,
+                    }
+                }
+                Age::Stale => Peek::Refresh { value, stale: true },
+            },
+            Lookup::Absent(_) | Lookup::Miss => Peek::Miss,
+        }
+    }
+
+    /// Claims the refresh of `key`: one per process, and with leases on, one across processes.
+    pub(crate) async fn claim_refresh(&self, key: &CacheKey, tags: &[String]) -> Option<Claim> {
+        if !self.inner.refreshing.lock().insert(key.as_str().to_owned()) {
+            return None;
+        }
+        let claim = Claim {
+            cache: self.clone(),
+            key: key.as_str().to_owned(),
+        };
+        if self.inner.config.lease_ttl.is_some() {
+            // The refresh overwrites and so deletes this lease when it stores.
+            if let Lease::HeldElsewhere = self.acquire_lease(key, tags).await {
+                return None;
+            }
+        }
+        Some(claim)
+    }
+
+    /// Runs a claimed refresh: the loader's value overwrites the key (and voids any lease);
+    /// a failure is logged, the old value stays served until its grace ends.
+    pub(crate) async fn run_refresh<T, E, F>(&self, job: RefreshJob, loader: F)
+    where
+        T: serde::Serialize + DeserializeOwned,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let policy = Policy {
+            options: job.options,
+            negative_ttl: job.negative_ttl,
+            refresh: true,
+            tags: &job.tags,
+            known: None,
+        };
+        let result = self
+            .read_through(&job.key, &policy, None, async { loader.await.map(Plain) })
+            .await;
+        if result.is_err() {
+            tracing::warn!(
+                key = job.key.as_str(),
+                "background refresh failed; the old value is served until its grace ends"
+            );
+        }
+        drop(job.claim);
+    }
+}
+
+/// Known outcomes of a peek for the inline path.
+pub(crate) fn known<T>(peek: &Peek<T>) -> Option<Known> {
+    match peek {
+        Peek::Miss => Some(Known::Miss),
+        Peek::Unavailable => Some(Known::Unavailable),
+        Peek::Fresh(_) | Peek::Refresh { .. } => None,
+    }
+}
