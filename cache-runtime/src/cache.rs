@@ -36,7 +36,8 @@ use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
 
-pub(crate) use background::{Peek, RefreshJob, known};
+pub(crate) use background::spawn_refresh;
+pub use background::{RefreshJob, Spawner};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use purge::{PurgeOptions, PurgeReport};
 pub(crate) use read_through::{Optional, Plain, Policy};

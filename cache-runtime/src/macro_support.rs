@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, Optional, Peek, Plain, Policy, RefreshJob, Stored, known};
+use crate::cache::{Cache, Optional, Plain, Policy, Stored, spawn_refresh};
+pub use crate::cache::{RefreshJob, Spawner};
 use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
 use crate::global::{self, Mode};
 use crate::key::KeyPart;
-use crate::metrics::bump;
 pub use crate::share::{ErrorSharing, KeepErrors, Probe, ShareClonedErrors};
 use crate::ttl::Ttl;
 
@@ -183,9 +183,6 @@ impl<F> BodyProbe<F> {
     }
 }
 
-/// Starts a background refresh with the body of the call that claimed it.
-pub type Spawner<F> = fn(Cache, RefreshJob, F);
-
 /// Chosen when the body can outlive its caller: refreshes run in a task.
 pub trait RefreshInBackground<F> {
     fn refresh_spawner(&self) -> Option<Spawner<F>>;
@@ -213,15 +210,6 @@ impl<F> RefreshInCaller<F> for &BodyProbe<F> {
     }
 }
 
-fn spawn_refresh<F, T, E>(cache: Cache, job: RefreshJob, body: F)
-where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
-    E: Send + 'static,
-{
-    tokio::spawn(async move { cache.run_refresh(job, body).await });
-}
-
 /// `#[cached]` with `stale` or `early_refresh` on a `Result` function: a stale (or early-drawn)
 /// value is returned at once and, when `spawner` is given, one background task refreshes it;
 /// without one, the caller that claims the refresh runs it.
@@ -240,42 +228,9 @@ where
         return body.await;
     };
     let policy = site.policy(refresh, &tags);
-    let Some(spawner) = spawner.filter(|_| !refresh) else {
-        let loaded = cache
-            .read_through(&key, &policy, errors, async { body.await.map(Plain) })
-            .await?;
-        return Ok(loaded.0);
-    };
-    let peek = cache.peek::<T>(&key, &policy).await;
-    match peek {
-        Peek::Fresh(value) => Ok(value),
-        Peek::Refresh { value, stale } => {
-            if let Some(claim) = cache.claim_refresh(&key, &tags).await {
-                let job = RefreshJob {
-                    key: key.clone(),
-                    options: site.options,
-                    negative_ttl: site.negative_ttl,
-                    tags: tags.clone(),
-                    claim,
-                };
-                spawner(cache.clone(), job, body);
-            }
-            if stale {
-                bump(&key.entity().counters().stale_served);
-            }
-            Ok(value)
-        }
-        miss_or_unavailable => {
-            let policy = Policy {
-                known: known(&miss_or_unavailable),
-                ..policy
-            };
-            let loaded = cache
-                .read_through(&key, &policy, errors, async { body.await.map(Plain) })
-                .await?;
-            Ok(loaded.0)
-        }
-    }
+    cache
+        .read_or_refresh(&key, &policy, errors, spawner, body)
+        .await
 }
 
 /// `#[cached]` on a function returning `Option<T>`: caches `Some`, and `None` with `cache_none`.

@@ -7,6 +7,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::future::Future;
+
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
@@ -16,6 +19,7 @@ use super::storage::Lookup;
 use crate::entity::CacheKey;
 use crate::freshness::ReadOptions;
 use crate::metrics::bump;
+use crate::share::ErrorSharing;
 use crate::ttl::Ttl;
 
 /// What a read found, as far as a background refresh is concerned.
@@ -152,10 +156,115 @@ impl Cache {
 }
 
 /// Known outcomes of a peek for the inline path.
-pub(crate) fn known<T>(peek: &Peek<T>) -> Option<Known> {
+fn known<T>(peek: &Peek<T>) -> Option<Known> {
     match peek {
         Peek::Miss => Some(Known::Miss),
         Peek::Unavailable => Some(Known::Unavailable),
         Peek::Fresh(_) | Peek::Refresh { .. } => None,
+    }
+}
+
+/// Starts a background refresh with the loader of the call that claimed it.
+pub type Spawner<F> = fn(Cache, RefreshJob, F);
+
+/// The [`Spawner`] for loads that can outlive their caller.
+pub(crate) fn spawn_refresh<F, T, E>(cache: Cache, job: RefreshJob, loader: F)
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    tokio::spawn(async move { cache.run_refresh(job, loader).await });
+}
+
+impl Cache {
+    /// Read-through where a value to refresh is served at once and, with a `spawner`, one
+    /// background task refreshes it; without one, the caller that claims the refresh runs it.
+    pub(crate) async fn read_or_refresh<T, E, F>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        errors: Option<ErrorSharing<E>>,
+        spawner: Option<Spawner<F>>,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, E>>,
+    {
+        let Some(spawner) = spawner.filter(|_| !policy.refresh) else {
+            let loaded = self
+                .read_through(key, policy, errors, async { loader.await.map(Plain) })
+                .await?;
+            return Ok(loaded.0);
+        };
+        let peek = self.peek::<T>(key, policy).await;
+        match peek {
+            Peek::Fresh(value) => Ok(value),
+            Peek::Refresh { value, stale } => {
+                if let Some(claim) = self.claim_refresh(key, policy.tags).await {
+                    let job = RefreshJob {
+                        key: key.clone(),
+                        options: policy.options,
+                        negative_ttl: policy.negative_ttl,
+                        tags: policy.tags.to_vec(),
+                        claim,
+                    };
+                    spawner(self.clone(), job, loader);
+                }
+                if stale {
+                    bump(&key.entity().counters().stale_served);
+                }
+                Ok(value)
+            }
+            miss_or_unavailable => {
+                let policy = Policy {
+                    known: known(&miss_or_unavailable),
+                    ..*policy
+                };
+                let loaded = self
+                    .read_through(key, &policy, errors, async { loader.await.map(Plain) })
+                    .await?;
+                Ok(loaded.0)
+            }
+        }
+    }
+
+    /// [`Self::get_or_set_with`] for loaders that can outlive the call (`Send + 'static`): with
+    /// `stale` or `early_refresh`, a value due for refresh is returned at once and one background
+    /// task per key (and, with leases, across processes) refreshes it.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn fetch_rates() -> Result<Vec<f64>, std::io::Error> { Ok(vec![]) }
+    /// # async fn demo(cache: cache_runtime::Cache) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cache_runtime::{ReadOptions, Ttl};
+    ///
+    /// const RATES: ReadOptions = ReadOptions::new(Ttl::Short).stale(Duration::from_secs(600));
+    /// let key = cache.entity("fx_rates")?.key("eur");
+    /// let rates = cache.get_or_set_in_background(&key, RATES, fetch_rates).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_set_in_background<T, E, F, Fut>(
+        &self,
+        key: &CacheKey,
+        options: ReadOptions,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let policy = Policy::new(options);
+        self.read_or_refresh(
+            key,
+            &policy,
+            None,
+            Some(spawn_refresh::<Fut, T, E>),
+            loader(),
+        )
+        .await
     }
 }

@@ -345,3 +345,39 @@ async fn a_stale_value_is_served_at_once_while_a_background_task_refreshes_it() 
     );
     assert_eq!(metrics.stale_served, 2);
 }
+
+#[tokio::test]
+async fn the_explicit_api_refreshes_in_the_background_too() {
+    let server = RedisServer::start();
+    let cache = exact_cache(&server);
+    let key = cache.entity("rates").expect("entity").key("eur");
+    let source = Source::default();
+    source.set("v1");
+    let load =
+        |source: Source| move || async move { source.load(Duration::from_millis(200)).await };
+    assert_eq!(
+        cache
+            .get_or_set_in_background(&key, SHORT_BUT_STALE, load(source.clone()))
+            .await
+            .as_deref(),
+        Ok("v1")
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    source.set("v2");
+    let started = Instant::now();
+    let stale = cache
+        .get_or_set_in_background(&key, SHORT_BUT_STALE, load(source.clone()))
+        .await;
+    assert_eq!(stale.as_deref(), Ok("v1"));
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let fresh = cache
+        .get_or_set_in_background(&key, SHORT_BUT_STALE, load(source.clone()))
+        .await;
+    assert_eq!(fresh.as_deref(), Ok("v2"));
+    assert_eq!(source.calls(), 2);
+}
