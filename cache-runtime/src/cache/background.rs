@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 
 use super::Cache;
 use super::lease::Lease;
-use super::read_through::{Age, Known, Plain, Policy};
+use super::loaded::Plain;
+use super::policy::{Known, Policy};
+use super::read_through::Age;
 use super::storage::Lookup;
 use crate::entity::CacheKey;
 use crate::freshness::ReadOptions;

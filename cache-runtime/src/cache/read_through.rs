@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::Cache;
 use super::lease::Lease;
+use super::loaded::Loaded;
+use super::policy::{Known, Policy};
 use super::storage::{Lookup, Stored, Write};
 use crate::bus::Event;
 use crate::entity::CacheKey;
@@ -20,42 +19,6 @@ use crate::freshness::{ReadOptions, now_ms, refresh_early};
 use crate::local::LocalTier;
 use crate::metrics::{Counters, bump};
 use crate::share::ErrorSharing;
-use crate::ttl::Ttl;
-
-/// How a read-through call caches.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Policy<'a> {
-    pub(crate) options: ReadOptions,
-    /// Cache absences for this long (negative caching); `None` leaves them uncached.
-    pub(crate) negative_ttl: Option<Ttl>,
-    /// Skip the read and overwrite with a fresh value.
-    pub(crate) refresh: bool,
-    /// Tags the stored value carries, rendered.
-    pub(crate) tags: &'a [String],
-    /// What the caller already learnt from Redis, so the read is not repeated.
-    pub(crate) known: Option<Known>,
-}
-
-/// What a caller already knows about a key before reading through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Known {
-    /// Redis holds nothing usable.
-    Miss,
-    /// Redis did not answer.
-    Unavailable,
-}
-
-impl Policy<'_> {
-    pub(crate) fn new(options: ReadOptions) -> Self {
-        Self {
-            options,
-            negative_ttl: None,
-            refresh: false,
-            tags: &[],
-            known: None,
-        }
-    }
-}
 
 /// What a read makes of a value's age.
 pub(crate) enum Age {
@@ -72,25 +35,6 @@ struct Fallback<L> {
     value: L,
     stale: bool,
 }
-
-/// What a loader produced, as far as caching is concerned.
-pub(crate) trait Loaded: Sized {
-    type Value: Serialize + DeserializeOwned;
-
-    /// The value to store, or `None` for an absence.
-    fn value(&self) -> Option<&Self::Value>;
-    fn from_value(value: Self::Value) -> Self;
-    /// The result for a cached absence, if this shape can express one.
-    fn absent() -> Option<Self>;
-}
-
-/// A loader result that is always a value.
-#[derive(Debug)]
-pub(crate) struct Plain<T>(pub(crate) T);
-
-/// A loader result that may be absent.
-#[derive(Debug)]
-pub(crate) struct Optional<T>(pub(crate) Option<T>);
 
 impl<L> Fallback<L> {
     fn new(value: L, age: Age, counters: &Counters) -> Self {
@@ -111,32 +55,6 @@ impl<L> Fallback<L> {
             bump(&counters.stale_served);
         }
         self.value
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Loaded for Plain<T> {
-    type Value = T;
-    fn value(&self) -> Option<&T> {
-        Some(&self.0)
-    }
-    fn from_value(value: T) -> Self {
-        Self(value)
-    }
-    fn absent() -> Option<Self> {
-        None
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Loaded for Optional<T> {
-    type Value = T;
-    fn value(&self) -> Option<&T> {
-        self.0.as_ref()
-    }
-    fn from_value(value: T) -> Self {
-        Self(Some(value))
-    }
-    fn absent() -> Option<Self> {
-        Some(Self(None))
     }
 }
 
