@@ -22,7 +22,7 @@ use syn::ItemFn;
 /// Cache-aside around an async function: a hit returns the cached value without running the
 /// body; a miss runs it and stores what it returns.
 ///
-/// ```ignore
+/// ```text
 /// #[cached(entity = "product", ttl = "medium", key = "{id}")]
 /// async fn product(&self, id: u64) -> Result<Product, DbError> { /* SQL */ }
 ///
@@ -52,7 +52,7 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// otherwise): one id with all its variants (`key = "{id}"`) or a whole entity (`all`).
 /// `before` also drops them before the body runs. Stack several for several entities.
 ///
-/// ```ignore
+/// ```text
 /// #[invalidates(entity = "product", key = "{id}")]
 /// #[invalidates(entity = "product_list", key = "{update.category}")]
 /// async fn update(&self, id: u64, update: &ProductUpdate) -> Result<(), DbError> { /* SQL */ }
@@ -64,7 +64,7 @@ pub fn invalidates(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Write-through: stores what the function returns (`Ok`, `Some`, or the value) under the key.
 ///
-/// ```ignore
+/// ```text
 /// #[cache_put(entity = "product", ttl = "medium", key = "{p.id}")]
 /// async fn save(&self, p: Product) -> Result<Product, DbError> { /* SQL */ }
 /// ```
