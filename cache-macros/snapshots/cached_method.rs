@@ -28,10 +28,12 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
         use ::cache_runtime::__private::{KeepErrors as _, ShareClonedErrors as _};
         (&::cache_runtime::__private::Probe::of(&__cache_body)).error_sharing()
     };
+    let __cache_spawner = ::core::option::Option::None;
     ::cache_runtime::__private::cached_result(
             &__CACHE_SITE,
             __cache_key,
             __cache_errors,
+            __cache_spawner,
             __cache_body,
         )
         .await

@@ -96,7 +96,8 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
 //         let __cache_key = Some(KeyParts { id: KeyWriter::new().value(&(id)).finish(), variant: None });
 //         let __cache_body = async move { body };
 //         let __cache_errors = (&Probe::of(&__cache_body)).error_sharing();
-//         cached_result(&__CACHE_SITE, __cache_key, __cache_errors, __cache_body).await
+//         let __cache_spawner = None;
+//         cached_result(&__CACHE_SITE, __cache_key, __cache_errors, __cache_spawner, __cache_body).await
 //     }
 fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
     let Cached {
@@ -136,38 +137,35 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
                 }
                 None => body,
             };
-            let sharing = quote! {
+            // Refreshes run in a background task when the body can outlive the call (owned
+            // inputs, a syntactic test: trait selection ignores lifetimes) and can be sent to
+            // another thread (the probe). Only stale or early-refreshed values are refreshed.
+            let background = cached.owns_its_inputs
+                && (cached.timing.stale.is_some() || cached.timing.early_refresh.is_some());
+            let spawner_ident = local("__cache_spawner");
+            let spawner = if background {
+                quote! {{
+                    use #private::{RefreshInBackground as _, RefreshInCaller as _};
+                    (&#private::BodyProbe::of(&#body_ident)).refresh_spawner()
+                }}
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            quote! {
                 let #body_ident = #body;
                 let #errors_ident = {
                     use #private::{KeepErrors as _, ShareClonedErrors as _};
                     (&#private::Probe::of(&#body_ident)).error_sharing()
                 };
-            };
-            if cached.timing.stale.is_some() || cached.timing.early_refresh.is_some() {
-                // Refreshes run in a background task when the body can outlive the call (owned
-                // inputs) and be sent to another thread (checked by the probe).
-                let spawner_ident = local("__cache_spawner");
-                let spawner = if cached.owns_its_inputs {
-                    quote! {{
-                        use #private::{RefreshInBackground as _, RefreshInCaller as _};
-                        (&#private::BodyProbe::of(&#body_ident)).refresh_spawner()
-                    }}
-                } else {
-                    quote!(::core::option::Option::None)
-                };
-                quote! {
-                    #sharing
-                    let #spawner_ident = #spawner;
-                    #private::cached_result_refreshing(
-                        &#site_ident, #key_ident, #errors_ident, #spawner_ident, #body_ident,
-                    )
-                    .await
-                }
-            } else {
-                quote! {
-                    #sharing
-                    #private::cached_result(&#site_ident, #key_ident, #errors_ident, #body_ident).await
-                }
+                let #spawner_ident = #spawner;
+                #private::cached_result(
+                    &#site_ident,
+                    #key_ident,
+                    #errors_ident,
+                    #spawner_ident,
+                    #body_ident,
+                )
+                .await
             }
         }
         Returns::Option => quote!(#private::cached_option(&#site_ident, #key_ident, #body).await),

@@ -149,29 +149,6 @@ fn never<T>(result: Result<T, Infallible>) -> T {
     }
 }
 
-/// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only; concurrent callers
-/// share an error if `errors` says how.
-pub async fn cached_result<T, E, F>(
-    site: &Site,
-    key: Option<KeyParts>,
-    errors: Option<ErrorSharing<E>>,
-    body: F,
-) -> Result<T, E>
-where
-    T: Serialize + DeserializeOwned,
-    F: Future<Output = Result<T, E>>,
-{
-    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
-        return body.await;
-    };
-    let loaded = cache
-        .read_through(&key, &site.policy(refresh, &tags), errors, async {
-            body.await.map(Plain)
-        })
-        .await?;
-    Ok(loaded.0)
-}
-
 /// Stands for the body future, for the macros' autoref specialization on whether it can run
 /// in the background.
 #[derive(Debug)]
@@ -210,10 +187,11 @@ impl<F> RefreshInCaller<F> for &BodyProbe<F> {
     }
 }
 
-/// `#[cached]` with `stale` or `early_refresh` on a `Result` function: a stale (or early-drawn)
-/// value is returned at once and, when `spawner` is given, one background task refreshes it;
+/// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only; concurrent callers
+/// share an error if `errors` says how. With `stale` or `early_refresh`, a value due for
+/// refresh is returned at once and, when `spawner` is given, one background task refreshes it;
 /// without one, the caller that claims the refresh runs it.
-pub async fn cached_result_refreshing<T, E, F>(
+pub async fn cached_result<T, E, F>(
     site: &Site,
     key: Option<KeyParts>,
     errors: Option<ErrorSharing<E>>,
