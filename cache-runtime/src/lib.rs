@@ -16,6 +16,30 @@
 //!     .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! With the macros (re-exported here from `cache-macros`):
+//!
+//! ```no_run
+//! use cache_runtime::{cached, invalidates};
+//!
+//! struct Repo;
+//!
+//! impl Repo {
+//!     #[cached(entity = "product", ttl = "medium", key = "{id}")]
+//!     async fn product(&self, id: u64) -> Result<String, std::io::Error> {
+//!         Ok(format!("product {id}")) // the expensive read
+//!     }
+//!
+//!     #[invalidates(entity = "product", key = "{id}")]
+//!     async fn rename(&self, id: u64, name: &str) -> Result<(), std::io::Error> {
+//!         Ok(()) // the write
+//!     }
+//! }
+//! ```
+//!
+//! The guides live in the repository's `docs/`: keys, macros, freshness (single flight,
+//! leases, stale-while-revalidate, early refresh), invalidation (local tier, bus, replay) and
+//! failure handling.
 
 mod breaker;
 mod bus;
