@@ -1,13 +1,16 @@
-//! Cache-aside in front of a slow source, printing hits, misses and source calls.
+//! Cache-aside in front of a slow source with the macros, printing hits, misses and source
+//! calls, then a write that invalidates.
 //!
 //! Run with `cargo run -p cache-examples --bin quickstart`. Reads `CACHE_*` environment
 //! variables (default Redis: redis://127.0.0.1:6379); completes with a clear message when
 //! Redis is unreachable, because the cache never fails a call the source can answer.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, CacheConfig, Ttl};
+use cache_runtime::{Cache, CacheConfig, cached, invalidates};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,22 +20,58 @@ struct Product {
     price_cents: u32,
 }
 
-/// Stands in for a database: every call costs 40 ms.
+#[derive(Debug)]
+struct DbError(String);
+
+/// Stands in for a database: every query costs 40 ms.
 #[derive(Debug, Default)]
-struct SlowSource {
-    calls: AtomicU64,
+struct Catalog {
+    prices: Mutex<HashMap<u64, u32>>,
+    queries: AtomicU64,
 }
 
-impl SlowSource {
-    async fn product(&self, id: u64) -> Result<Product, std::io::Error> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+impl Catalog {
+    #[cached(entity = "product", ttl = "medium", key = "{id}")]
+    async fn product(&self, id: u64) -> Result<Product, DbError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(40)).await;
+        let price_cents = *self
+            .prices
+            .lock()
+            .map_err(|_| DbError("poisoned".to_owned()))?
+            .entry(id)
+            .or_insert(990 + u32::try_from(id % 100).unwrap_or(0) * 100);
         Ok(Product {
             id,
             name: format!("product #{id}"),
-            price_cents: 990 + u32::try_from(id % 100).unwrap_or(0) * 100,
+            price_cents,
         })
     }
+
+    #[invalidates(entity = "product", key = "{id}")]
+    async fn set_price(&self, id: u64, price_cents: u32) -> Result<(), DbError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.prices
+            .lock()
+            .map_err(|_| DbError("poisoned".to_owned()))?
+            .insert(id, price_cents);
+        Ok(())
+    }
+}
+
+async fn read_all(catalog: &Catalog, ids: &[u64], round: &str) -> Result<(), DbError> {
+    let queries_before = catalog.queries.load(Ordering::Relaxed);
+    let started = Instant::now();
+    for id in ids {
+        catalog.product(*id).await?;
+    }
+    println!(
+        "{round:<26} {} reads in {:>6.1} ms, {} database queries",
+        ids.len(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        catalog.queries.load(Ordering::Relaxed) - queries_before,
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -43,43 +82,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let mut builder = CacheConfig::from_env()?;
+    let mut builder = CacheConfig::from_env()?.metrics_log_interval(None);
     if std::env::var_os("CACHE_APP_PREFIX").is_none() {
         builder = builder.app_prefix("quickstart");
     }
     let config = builder.build()?;
     println!("cache: {}", config.redacted_redis_url());
     let cache = Cache::new(config)?;
-    let products = cache.entity("product")?;
-    let source = SlowSource::default();
-    let ids = 1..=5u64;
+    cache_runtime::install(cache.clone())?;
+    let catalog = Catalog::default();
+    let ids = [1, 2, 3, 4, 5];
 
     // Start cold so every run shows the same picture.
-    for id in ids.clone() {
-        let _ = cache.delete(&products.key(&id)).await;
+    let products = cache.entity("product")?;
+    for id in ids {
+        let _ = cache.invalidate_id(&products, &id).await;
     }
 
-    for round in 1..=3 {
-        let calls_before = source.calls.load(Ordering::Relaxed);
-        let started = Instant::now();
-        for id in ids.clone() {
-            let key = products.key(&id);
-            let product = cache
-                .get_or_set(&key, Ttl::Medium, || source.product(id))
-                .await?;
-            debug_assert_eq!(product.id, id);
-        }
-        println!(
-            "round {round}: {} reads in {:>6.1} ms, {} source calls",
-            ids.clone().count(),
-            started.elapsed().as_secs_f64() * 1000.0,
-            source.calls.load(Ordering::Relaxed) - calls_before,
-        );
-    }
+    let run = async {
+        read_all(&catalog, &ids, "cold cache:").await?;
+        read_all(&catalog, &ids, "warm cache:").await?;
+        catalog.set_price(3, 4_999).await?;
+        read_all(&catalog, &ids, "after a price change:").await?;
+        let price = catalog.product(3).await?.price_cents;
+        println!("product 3 now costs {price} cents (the write was not served stale)");
+        Ok::<_, DbError>(())
+    };
+    run.await.map_err(|e| format!("database error: {}", e.0))?;
 
     let m = products.metrics();
     println!(
-        "product: {} hits, {} misses, {} source calls, {} fallbacks, hit ratio {}",
+        "product: {} hits, {} misses, {} loads, {} fallbacks, hit ratio {}",
         m.hits,
         m.misses,
         m.loader_calls,
@@ -89,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if m.fallbacks > 0 {
         println!(
-            "Redis was unreachable (breaker {:?}): every read went to the source and still succeeded.",
+            "Redis was unreachable (breaker {:?}): every read went to the database and still succeeded.",
             cache.breaker_state()
         );
     }
