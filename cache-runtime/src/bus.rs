@@ -1,8 +1,10 @@
 //! The invalidation bus: every delete, write and invalidation is published on a channel under
-//! the app prefix; every instance drops the matching entries of its local tier.
+//! the app prefix; every instance drops the matching entries of its local tier and raises the
+//! invalidation marks it holds.
 //!
 //! The subscriber runs on its own connection. When that connection drops, events sent in the
-//! meantime are lost, so the local tier is flushed and stays off until the subscription is back.
+//! meantime are lost, so the local tier is flushed and stays off, and marks are read from Redis
+//! again, until the subscription is back.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -20,8 +22,10 @@ pub(crate) enum Event {
     Id(String),
     /// Every key under a prefix: an entity, or a whole version.
     Prefix(String),
-    /// Several keys (those of a tag); keys never contain a newline, so it separates them.
-    Keys(Vec<String>),
+    /// An entity's invalidation mark (by its key) was raised to this epoch.
+    EntityMark(String, u64),
+    /// A tag's invalidation mark was raised to this epoch.
+    TagMark(String, u64),
 }
 
 impl Event {
@@ -31,7 +35,8 @@ impl Event {
             Self::Key(key) => format!("{origin:016x} k {key}"),
             Self::Id(key) => format!("{origin:016x} i {key}"),
             Self::Prefix(prefix) => format!("{origin:016x} p {prefix}"),
-            Self::Keys(keys) => format!("{origin:016x} m {}", keys.join("\n")),
+            Self::EntityMark(key, epoch) => format!("{origin:016x} e {epoch} {key}"),
+            Self::TagMark(tag, epoch) => format!("{origin:016x} t {epoch} {tag}"),
         }
     }
 
@@ -39,12 +44,16 @@ impl Event {
         let (origin, rest) = payload.split_once(' ')?;
         let (kind, subject) = rest.split_once(' ')?;
         let origin = u64::from_str_radix(origin, 16).ok()?;
-        let subject = subject.to_owned();
+        let mark = || {
+            let (epoch, name) = subject.split_once(' ')?;
+            Some((name.to_owned(), epoch.parse().ok()?))
+        };
         let event = match kind {
-            "k" => Self::Key(subject),
-            "i" => Self::Id(subject),
-            "p" => Self::Prefix(subject),
-            "m" => Self::Keys(subject.split('\n').map(str::to_owned).collect()),
+            "k" => Self::Key(subject.to_owned()),
+            "i" => Self::Id(subject.to_owned()),
+            "p" => Self::Prefix(subject.to_owned()),
+            "e" => mark().map(|(key, epoch)| Self::EntityMark(key, epoch))?,
+            "t" => mark().map(|(tag, epoch)| Self::TagMark(tag, epoch))?,
             _ => return None,
         };
         Some((origin, event))
@@ -116,7 +125,8 @@ mod tests {
             Event::Key("shop:v1:product:4 2".to_owned()),
             Event::Id("shop:v1:product:42".to_owned()),
             Event::Prefix("shop:v1:product:".to_owned()),
-            Event::Keys(vec!["shop:v1:a:1".to_owned(), "shop:v1:b:2:p1".to_owned()]),
+            Event::EntityMark("shop:v1:product:%mark".to_owned(), 1_700_000_000_000_001),
+            Event::TagMark("category: 7".to_owned(), 42),
         ] {
             let encoded = event.encode(0xabc);
             assert_eq!(Event::decode(&encoded), Some((0xabc, event)));
@@ -124,5 +134,6 @@ mod tests {
         assert_eq!(Event::decode("nonsense"), None);
         assert_eq!(Event::decode("zz k key"), None);
         assert_eq!(Event::decode("0000000000000001 x key"), None);
+        assert_eq!(Event::decode("0000000000000001 e nan key"), None);
     }
 }

@@ -2,7 +2,6 @@
 
 mod background;
 mod bus_publish;
-mod index;
 mod invalidate;
 mod lease;
 mod loaded;
@@ -12,6 +11,7 @@ mod read_through;
 mod redis_call;
 mod replay;
 mod storage;
+mod validity;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +34,7 @@ use crate::flight::Flights;
 use crate::freshness::ReadOptions;
 use crate::key::{EntityPrefix, NameError};
 use crate::local::LocalTier;
+use crate::marks::Marks;
 use crate::metrics::EntityMetrics;
 use crate::report;
 use crate::ttl::{Jitter, Ttl};
@@ -82,6 +83,8 @@ pub(crate) struct Inner {
     /// The invalidation channel.
     channel: String,
     local: Option<LocalTier>,
+    /// The invalidation marks this instance knows.
+    marks: Marks,
     replay: ReplayQueue,
     refreshing: background::Refreshing,
 }
@@ -93,6 +96,7 @@ impl Inner {
 
     /// The subscriber connected or lost its connection.
     pub(crate) fn bus_connected(&self, connected: bool) {
+        self.marks.bus_changed(connected);
         if let Some(local) = &self.local {
             local.set_live(connected);
         }
@@ -101,7 +105,7 @@ impl Inner {
         } else {
             tracing::warn!(
                 channel = %self.channel,
-                "invalidation subscriber disconnected: local tier flushed and off until it reconnects"
+                "invalidation subscriber disconnected: local tier flushed and off, invalidation marks read from Redis, until it reconnects"
             );
         }
     }
@@ -117,19 +121,28 @@ impl Inner {
     }
 
     pub(crate) fn apply_locally(&self, event: &Event) {
+        match event {
+            Event::EntityMark(mark_key, epoch) => {
+                self.marks.saw(*epoch);
+                if let Some(cell) = self.marks.entity_cell_if_used(mark_key) {
+                    cell.raise(*epoch);
+                }
+            }
+            Event::TagMark(tag, epoch) => {
+                self.marks.saw(*epoch);
+                if let Some(cell) = self.marks.tag_cell_if_used(tag) {
+                    cell.raise(*epoch);
+                }
+            }
+            Event::Key(_) | Event::Id(_) | Event::Prefix(_) => {}
+        }
         let Some(local) = &self.local else { return };
         match event {
             Event::Key(key) => local.remove(key),
             Event::Id(key) => local.remove_id(key),
             Event::Prefix(prefix) => local.remove_prefix(prefix),
-            Event::Keys(keys) => keys.iter().for_each(|key| local.remove(key)),
-        }
-    }
-
-    /// Drops every local copy (when what an invalidation covers cannot be known here).
-    pub(crate) fn clear_local(&self) {
-        if let Some(local) = &self.local {
-            local.remove_prefix("");
+            // Local hits check marks: nothing needs to go.
+            Event::EntityMark(..) | Event::TagMark(..) => {}
         }
     }
 
@@ -171,6 +184,7 @@ impl Cache {
             origin: rand::random(),
             channel: channel.clone(),
             local,
+            marks: Marks::default(),
             replay: ReplayQueue::new(config.replay_capacity),
             refreshing: background::Refreshing::default(),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
@@ -185,11 +199,11 @@ impl Cache {
             runtime.spawn(report::run(Arc::downgrade(&inner), interval));
         }
         runtime.spawn(replay::run(Arc::downgrade(&inner)));
-        if inner.local.is_some() {
-            let client = redis::Client::open(inner.config.redis_url.as_str())
-                .map_err(CacheError::from_redis)?;
-            runtime.spawn(bus::subscribe(Arc::downgrade(&inner), client, channel));
-        }
+        // Every instance listens: invalidation marks are kept current through the bus, not
+        // only the local tier.
+        let client =
+            redis::Client::open(inner.config.redis_url.as_str()).map_err(CacheError::from_redis)?;
+        runtime.spawn(bus::subscribe(Arc::downgrade(&inner), client, channel));
         Ok(Self { inner })
     }
 
@@ -218,7 +232,8 @@ impl Cache {
             return Ok(entity.clone());
         }
         let prefix = EntityPrefix::new(&self.inner.config.app_prefix, version, name)?;
-        let entity = Entity::new(prefix);
+        let mark = self.inner.marks.entity_cell(&prefix.mark_key());
+        let entity = Entity::new(prefix, mark);
         entities.insert((name.to_owned(), version), entity.clone());
         Ok(entity)
     }
@@ -362,7 +377,12 @@ mod tests {
         let inner = &cache.inner;
         let local = inner.local.as_ref().expect("local tier on by default");
         local.set_live(true);
-        local.insert("unit:v1:product:1", Arc::from(&b"v"[..]), u64::MAX);
+        local.insert(
+            "unit:v1:product:1",
+            Arc::from(&b"v"[..]),
+            u64::MAX,
+            local.generation(),
+        );
 
         let key = "unit:v1:product:1".to_owned();
         inner.apply_event(&Event::Key(key.clone()).encode(inner.origin));
@@ -380,7 +400,12 @@ mod tests {
         let cache = offline();
         let local = cache.inner.local.as_ref().expect("local tier");
         local.set_live(true);
-        local.insert("unit:v1:product:1", Arc::from(&b"v"[..]), u64::MAX);
+        local.insert(
+            "unit:v1:product:1",
+            Arc::from(&b"v"[..]),
+            u64::MAX,
+            local.generation(),
+        );
         cache.inner.apply_event("garbage");
         cache.inner.apply_event("");
         assert_eq!(local.len(), 1);

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::key::{EntityPrefix, KeyPart};
+use crate::marks::MarkCell;
 use crate::metrics::{Counters, EntityMetrics};
 
 /// One kind of cached value (`product`, `product_list`): its key namespace and its counters.
@@ -17,16 +18,29 @@ pub struct Entity {
 struct EntityInner {
     prefix: EntityPrefix,
     counters: Counters,
+    /// This instance's knowledge of the entity's invalidation mark.
+    mark: Arc<MarkCell>,
+    mark_key: String,
 }
 
 impl Entity {
-    pub(crate) fn new(prefix: EntityPrefix) -> Self {
+    pub(crate) fn new(prefix: EntityPrefix, mark: Arc<MarkCell>) -> Self {
         Self {
             inner: Arc::new(EntityInner {
+                mark_key: prefix.mark_key(),
                 prefix,
                 counters: Counters::default(),
+                mark,
             }),
         }
+    }
+
+    pub(crate) fn mark(&self) -> &MarkCell {
+        &self.inner.mark
+    }
+
+    pub(crate) fn mark_key(&self) -> &str {
+        &self.inner.mark_key
     }
 
     /// The entity name.
@@ -99,6 +113,11 @@ impl fmt::Debug for Entity {
     }
 }
 
+/// The lease key of `key` (see [`CacheKey::lease_key`]).
+pub(crate) fn lease_key(key: &str) -> String {
+    format!("{{{key}}}:%lease")
+}
+
 /// A full Redis key together with the entity it belongs to.
 #[derive(Clone)]
 pub struct CacheKey {
@@ -126,15 +145,16 @@ impl CacheKey {
     }
 
     /// The key of the lease a loader holds while it computes this key's value. `%l` cannot
-    /// come out of escaping, so no id or variant collides with it.
+    /// come out of escaping, so no id or variant collides with it; the braces put it in the
+    /// key's own Redis Cluster hash slot, so scripts may touch both.
     pub(crate) fn lease_key(&self) -> String {
-        format!("{}:%lease", self.key)
+        lease_key(&self.key)
     }
 
-    /// For a key with a variant, the set indexing its id's variants.
-    pub(crate) fn variants_index(&self) -> Option<String> {
+    /// For a key with a variant, the key of its id's variants token.
+    pub(crate) fn variants_token_key(&self) -> Option<String> {
         self.variant_at
-            .map(|_| self.entity.prefix().variants_index(self.escaped_id()))
+            .map(|_| self.entity.prefix().variants_token_key(self.escaped_id()))
     }
 }
 

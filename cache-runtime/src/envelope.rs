@@ -1,23 +1,34 @@
-//! The envelope around every stored value: what freshness logic needs, then the codec's bytes.
+//! The envelope around every stored value: what freshness and validity logic need, then the
+//! codec's bytes.
 //!
 //! Layout (little endian):
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 0 | envelope format (`1`) |
+//! | 0 | envelope format (`2`) |
 //! | 1 | codec id ([`CodecKind::id`](crate::CodecKind::id)) |
-//! | 2 | flags: bit 0 compressed, bit 1 negative (a cached absence) |
+//! | 2 | flags: bit 0 compressed, bit 1 negative (a cached absence), bit 2 id token, bit 3 tags |
 //! | 3..11 | created at, ms since the Unix epoch |
 //! | 11..19 | fresh until (logical expiry), ms since the Unix epoch |
 //! | 19..23 | recompute cost of the value, ms |
-//! | 23.. | payload |
+//! | 23..31 | invalidation epoch the value was loaded under (see docs/invalidation.md) |
+//! | 8 bytes | with bit 2: the token of the id's variants the value was written under |
+//! | 1 + n × (2 + len) bytes | with bit 3: the number of tags, then each tag's length and bytes |
+//! | rest | payload |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 23;
+const FORMAT: u8 = 2;
+const HEADER_LEN: usize = 31;
 const FLAG_COMPRESSED: u8 = 1;
 const FLAG_NEGATIVE: u8 = 1 << 1;
+const FLAG_ID_TOKEN: u8 = 1 << 2;
+const FLAG_TAGS: u8 = 1 << 3;
+
+/// The most tags one value may carry.
+pub const MAX_TAGS: usize = u8::MAX as usize;
+/// The longest tag accepted, in bytes.
+pub const MAX_TAG_LEN: usize = u16::MAX as usize;
 
 /// The decoded header of a stored value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +45,49 @@ pub struct Header {
     pub fresh_until_ms: u64,
     /// How long computing the value took, ms.
     pub cost_ms: u32,
+    /// The invalidation epoch the writer knew when its load started: the value is valid only
+    /// while it is at least its entity's and its tags' invalidation marks.
+    pub epoch: u64,
+    /// For a variant key: the token its id's variants had when it was written; the value is
+    /// valid only while the id still has that token.
+    pub id_token: Option<u64>,
+}
+
+/// The tags a stored value carries, read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tags<'a> {
+    raw: &'a [u8],
+    count: u8,
+}
+
+impl<'a> Tags<'a> {
+    /// Whether the value carries no tag.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The tags, in the order they were written.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut rest = self.raw;
+        (0..self.count).map_while(move |_| {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let len = usize::from(u16::from_le_bytes(*len));
+            let tag = tail.get(..len)?;
+            rest = &tail[len..];
+            std::str::from_utf8(tag).ok()
+        })
+    }
+}
+
+/// What [`Header::unwrap`] splits stored bytes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The fixed fields.
+    pub header: Header,
+    /// The tags the value carries.
+    pub tags: Tags<'a>,
+    /// The codec's bytes (compressed if the header says so).
+    pub payload: &'a [u8],
 }
 
 impl Header {
@@ -47,12 +101,16 @@ impl Header {
             created_at_ms: now,
             fresh_until_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
             cost_ms: u32::try_from(cost.as_millis()).unwrap_or(u32::MAX),
+            epoch: 0,
+            id_token: None,
         }
     }
 
-    /// Writes the header followed by `payload`.
-    pub fn wrap(&self, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    /// Writes the header, `tags` and `payload`. Tags beyond [`MAX_TAGS`] or longer than
+    /// [`MAX_TAG_LEN`] are rejected by the caller before this.
+    pub fn wrap(&self, tags: &[String], payload: &[u8]) -> Vec<u8> {
+        let tag_bytes: usize = tags.iter().map(|t| t.len() + 2).sum();
+        let mut out = Vec::with_capacity(HEADER_LEN + 9 + tag_bytes + payload.len());
         let mut flags = 0;
         if self.compressed {
             flags |= FLAG_COMPRESSED;
@@ -60,17 +118,35 @@ impl Header {
         if self.negative {
             flags |= FLAG_NEGATIVE;
         }
+        if self.id_token.is_some() {
+            flags |= FLAG_ID_TOKEN;
+        }
+        if !tags.is_empty() {
+            flags |= FLAG_TAGS;
+        }
         out.extend_from_slice(&[FORMAT, self.codec, flags]);
         out.extend_from_slice(&self.created_at_ms.to_le_bytes());
         out.extend_from_slice(&self.fresh_until_ms.to_le_bytes());
         out.extend_from_slice(&self.cost_ms.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        if let Some(token) = self.id_token {
+            out.extend_from_slice(&token.to_le_bytes());
+        }
+        if !tags.is_empty() {
+            out.push(u8::try_from(tags.len()).unwrap_or(u8::MAX));
+            for tag in tags.iter().take(MAX_TAGS) {
+                let len = u16::try_from(tag.len()).unwrap_or(u16::MAX);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&tag.as_bytes()[..usize::from(len)]);
+            }
+        }
         out.extend_from_slice(payload);
         out
     }
 
-    /// Splits stored bytes into header and payload.
-    pub fn unwrap(bytes: &[u8]) -> Result<(Self, &[u8]), &'static str> {
-        let (head, payload) = bytes
+    /// Splits stored bytes into header, tags and payload.
+    pub fn unwrap(bytes: &[u8]) -> Result<Envelope<'_>, &'static str> {
+        let (head, mut rest) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .ok_or("value shorter than the envelope header")?;
         if head[0] != FORMAT {
@@ -83,15 +159,45 @@ impl Header {
         };
         let mut cost = [0; 4];
         cost.copy_from_slice(&head[19..23]);
+        let flags = head[2];
+        let id_token = if flags & FLAG_ID_TOKEN != 0 {
+            let (token, tail) = rest
+                .split_first_chunk::<8>()
+                .ok_or("value shorter than its id token")?;
+            rest = tail;
+            Some(u64::from_le_bytes(*token))
+        } else {
+            None
+        };
+        let mut tags = Tags::default();
+        if flags & FLAG_TAGS != 0 {
+            let (&count, tail) = rest.split_first().ok_or("value shorter than its tags")?;
+            let mut end = 0;
+            for _ in 0..count {
+                let len = tail
+                    .get(end..end + 2)
+                    .ok_or("value shorter than its tags")?;
+                end += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
+            }
+            let raw = tail.get(..end).ok_or("value shorter than its tags")?;
+            tags = Tags { raw, count };
+            rest = &tail[end..];
+        }
         let header = Self {
             codec: head[1],
-            compressed: head[2] & FLAG_COMPRESSED != 0,
-            negative: head[2] & FLAG_NEGATIVE != 0,
+            compressed: flags & FLAG_COMPRESSED != 0,
+            negative: flags & FLAG_NEGATIVE != 0,
             created_at_ms: u64_at(3),
             fresh_until_ms: u64_at(11),
             cost_ms: u32::from_le_bytes(cost),
+            epoch: u64_at(23),
+            id_token,
         };
-        Ok((header, payload))
+        Ok(Envelope {
+            header,
+            tags,
+            payload: rest,
+        })
     }
 }
 
@@ -109,16 +215,43 @@ mod tests {
         let mut header = Header::new(1, Duration::from_secs(60), Duration::from_millis(12));
         header.compressed = true;
         header.negative = true;
-        let bytes = header.wrap(b"payload");
+        header.epoch = 1_700_000_000_000_123;
+        let bytes = header.wrap(&[], b"payload");
         assert_eq!(bytes.len(), HEADER_LEN + 7);
-        assert_eq!(Header::unwrap(&bytes), Ok((header, &b"payload"[..])));
+        let envelope = Header::unwrap(&bytes).expect("decodes");
+        assert_eq!(
+            (envelope.header, envelope.payload),
+            (header, &b"payload"[..])
+        );
+        assert!(envelope.tags.is_empty());
         assert_eq!(header.fresh_until_ms - header.created_at_ms, 60_000);
         assert_eq!(header.cost_ms, 12);
     }
 
     #[test]
-    fn foreign_bytes_are_rejected() {
+    fn id_token_and_tags_round_trip() {
+        let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
+        header.id_token = Some(0xfeed);
+        let tags = ["category:7".to_owned(), "brand:%3A".to_owned()];
+        let bytes = header.wrap(&tags, b"p");
+        let envelope = Header::unwrap(&bytes).expect("decodes");
+        assert_eq!(envelope.header, header);
+        assert_eq!(
+            envelope.tags.iter().collect::<Vec<_>>(),
+            ["category:7", "brand:%3A"]
+        );
+        assert_eq!(envelope.payload, b"p");
+    }
+
+    #[test]
+    fn foreign_and_truncated_bytes_are_rejected() {
         assert!(Header::unwrap(b"short").is_err());
         assert!(Header::unwrap(&[9; 40]).is_err());
+        let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
+        header.id_token = Some(1);
+        let bytes = header.wrap(&["tag".to_owned()], b"");
+        for len in HEADER_LEN..bytes.len() {
+            assert!(Header::unwrap(&bytes[..len]).is_err(), "{len} bytes");
+        }
     }
 }

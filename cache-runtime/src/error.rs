@@ -34,6 +34,9 @@ pub enum CacheError {
         /// The configured `max_value_bytes`.
         limit: usize,
     },
+    /// The value's tags cannot be stored (too many, or one too long).
+    #[error("invalid tags: {0}")]
+    InvalidTags(String),
     /// The cache was created outside a Tokio runtime.
     #[error("cache-runtime needs a Tokio runtime: create the Cache inside one")]
     NoRuntime,
@@ -54,7 +57,9 @@ impl CacheError {
         match self {
             Self::BreakerOpen | Self::Timeout(_) | Self::Authentication(_) => true,
             Self::Redis(e) => is_connection_class(e),
-            Self::Encode(_) | Self::TooLarge { .. } | Self::NoRuntime => false,
+            Self::Encode(_) | Self::TooLarge { .. } | Self::InvalidTags(_) | Self::NoRuntime => {
+                false
+            }
         }
     }
 }

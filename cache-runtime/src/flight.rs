@@ -68,6 +68,13 @@ impl Flights {
         })
     }
 
+    /// Lets no new caller join the flights of keys that `matches` selects: an invalidation is
+    /// under way, and a load that started before it may return what it invalidates. The
+    /// flights go on for the callers already waiting.
+    pub(crate) fn detach(&self, matches: impl Fn(&str) -> bool) {
+        self.lock().retain(|key, _| !matches(key));
+    }
+
     /// How many keys are being loaded right now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -129,6 +136,30 @@ mod tests {
             matches!(flights.join("k"), Join::Leader(_)),
             "a new flight starts"
         );
+    }
+
+    #[tokio::test]
+    async fn a_detached_flight_serves_its_followers_but_no_newcomer() {
+        let flights = Flights::default();
+        let Join::Leader(old) = flights.join("k") else {
+            panic!("first caller leads");
+        };
+        let Join::Follower(slot) = flights.join("k") else {
+            panic!("second caller follows");
+        };
+        flights.detach(|key| key == "k");
+        let Join::Leader(new) = flights.join("k") else {
+            panic!("a caller after the detach leads a flight of its own");
+        };
+        old.finish(Outcome::Absent);
+        assert!(matches!(wait(slot).await, Some(Outcome::Absent)));
+        assert_eq!(
+            flights.len(),
+            1,
+            "the old leader left the new flight in place"
+        );
+        drop(new);
+        assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test]

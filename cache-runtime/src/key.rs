@@ -213,22 +213,18 @@ impl EntityPrefix {
         (key, variant_at)
     }
 
-    /// The set that lists the variant keys of `id` written so far, so that invalidating an id
-    /// needs no keyspace scan. `%v` cannot come out of escaping (it only writes `%` before two
-    /// hex digits), so no id or variant can collide with it.
-    pub(crate) fn variants_index(&self, escaped_id: &str) -> String {
-        format!("{}{escaped_id}:%variants", self.prefix)
+    /// The key holding the token of `id`'s variants: a variant is served only while its id
+    /// still has the token it was written under, so invalidating an id is one `UNLINK` however
+    /// many variants it has. The braces make it share the Redis Cluster hash slot of the id's
+    /// own key (a key without braces hashes whole); `%v` cannot come out of escaping.
+    pub(crate) fn variants_token_key(&self, escaped_id: &str) -> String {
+        format!("{{{}{escaped_id}}}:%variants", self.prefix)
     }
 
-    /// The sorted set of this entity's keys (scored by expiry), so invalidating the entity
-    /// needs no keyspace scan. `%k` cannot come out of escaping.
-    pub(crate) fn keys_index(&self) -> String {
-        format!("{}%keys", self.prefix)
-    }
-
-    /// The app and version part, `{app}:v{N}:`.
-    pub(crate) fn version_prefix(&self) -> &str {
-        &self.prefix[..self.entity_start]
+    /// The key of this entity's invalidation mark (see `marks`). `%m` cannot come out of
+    /// escaping, so no id collides with it.
+    pub(crate) fn mark_key(&self) -> String {
+        format!("{}%mark", self.prefix)
     }
 
     /// The glob matching every key of this entity (and no key of another entity).
@@ -251,6 +247,17 @@ impl fmt::Debug for EntityPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("EntityPrefix").field(&self.prefix).finish()
     }
+}
+
+/// The key of `tag`'s invalidation mark under `app`: tags span entities and versions, so the
+/// mark does too. `%` keeps it apart from every versioned key.
+pub(crate) fn tag_mark_key(app: &str, tag: &str) -> String {
+    format!("{app}:%tag:{tag}")
+}
+
+/// The key of `app`'s invalidation epoch, the counter marks are drawn from.
+pub(crate) fn epoch_key(app: &str) -> String {
+    format!("{app}:%epoch")
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ mod key;
 mod load_timeout;
 mod local;
 mod macro_support;
+mod marks;
 mod metrics;
 mod report;
 mod share;
@@ -104,7 +105,7 @@ pub mod __private {
 
 /// The envelope layout, public for tools that inspect stored values.
 pub mod envelope_format {
-    pub use crate::envelope::Header;
+    pub use crate::envelope::{Envelope, Header, MAX_TAG_LEN, MAX_TAGS, Tags};
 }
 
 // The README's examples compile as doc tests, so the quick start cannot drift from the API.

@@ -115,6 +115,7 @@ impl Site {
             refresh,
             tags,
             known: None,
+            lease: None,
         }
     }
 }

@@ -53,6 +53,8 @@ impl Refreshing {
 pub(crate) struct Claim {
     cache: Cache,
     key: String,
+    /// The lease the refresh stores under, with leases on.
+    lease: Option<String>,
 }
 
 impl Drop for Claim {
@@ -83,19 +85,26 @@ impl Cache {
         {
             return Peek::Fresh(value);
         }
-        let bytes = match self.read_raw(key).await {
-            Ok(bytes) => bytes,
+        let local = self.local_tier(policy);
+        let seen = local.map_or(0, crate::local::LocalTier::generation);
+        let read = async {
+            let found = self.fetch(key).await?;
+            let lookup = self.lookup::<T>(key, &found).await?;
+            Ok::<_, crate::error::CacheError>((found.bytes, lookup))
+        };
+        let (bytes, lookup) = match read.await {
+            Ok(read) => read,
             Err(error) => {
                 bump(&key.entity().counters().fallbacks);
                 tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
                 return Peek::Unavailable;
             }
         };
-        match self.lookup::<T>(key, bytes.as_deref()) {
+        match lookup {
             Lookup::Hit(value, header) => match self.age(&header, &policy.options) {
                 Age::Fresh => {
-                    if let (Some(local), Some(bytes)) = (self.local_tier(policy), bytes) {
-                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms);
+                    if let (Some(local), Some(bytes)) = (local, bytes) {
+                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms, seen);
                     }
                     Peek::Fresh(value)
                 }
@@ -113,18 +122,20 @@ impl Cache {
     }
 
     /// Claims the refresh of `key`: one per process, and with leases on, one across processes.
-    pub(crate) async fn claim_refresh(&self, key: &CacheKey, tags: &[String]) -> Option<Claim> {
+    pub(crate) async fn claim_refresh(&self, key: &CacheKey) -> Option<Claim> {
         if !self.inner.refreshing.lock().insert(key.as_str().to_owned()) {
             return None;
         }
-        let claim = Claim {
+        let mut claim = Claim {
             cache: self.clone(),
             key: key.as_str().to_owned(),
+            lease: None,
         };
         if self.inner.config.lease_ttl.is_some() {
-            // The refresh overwrites and so deletes this lease when it stores.
-            if let Lease::HeldElsewhere = self.acquire_lease(key, tags).await {
-                return None;
+            // The refresh stores under this lease, so a write or invalidation during it wins.
+            match self.acquire_lease(key).await {
+                Lease::Acquired(token) => claim.lease = Some(token),
+                Lease::HeldElsewhere | Lease::Unavailable => return None,
             }
         }
         Some(claim)
@@ -143,6 +154,7 @@ impl Cache {
             refresh: true,
             tags: &job.tags,
             known: None,
+            lease: job.claim.lease.as_deref(),
         };
         let result = self
             .read_through(&job.key, &policy, None, async { loader.await.map(Plain) })
@@ -204,7 +216,7 @@ impl Cache {
         match peek {
             Peek::Fresh(value) => Ok(value),
             Peek::Refresh { value, stale } => {
-                if let Some(claim) = self.claim_refresh(key, policy.tags).await {
+                if let Some(claim) = self.claim_refresh(key).await {
                     let job = RefreshJob {
                         key: key.clone(),
                         options: policy.options,

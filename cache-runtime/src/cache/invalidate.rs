@@ -1,54 +1,24 @@
-//! Invalidation: an id with all its variants, or a whole entity.
+//! Invalidation: a key, an id with all its variants, a whole entity, a tag, or a glob.
+//!
+//! Keys and ids are deleted (one `UNLINK`: an id's variants go with its variants token);
+//! entities and tags are invalidated by raising their mark (see [`marks`](crate::marks)), which
+//! costs the same at ten keys and at ten million. Either way the call is a constant number of
+//! round trips, and it tells every other instance in the same pipeline.
 
 use super::Cache;
-use super::replay::{Intent, Pending};
+use super::replay::Intent;
 use crate::bus::Event;
-use crate::entity::Entity;
+use crate::entity::{Entity, lease_key};
 use crate::error::CacheError;
-use crate::key::KeyPart;
-
-/// Deletes an id's key, every variant listed in its index, the index, and the leases of all of
-/// them, atomically: a variant written concurrently is either deleted here or written after,
-/// and a loader that read before this cannot store afterwards (its lease is gone).
-const INVALIDATE_ID: &str = r"
-local members = redis.call('SMEMBERS', KEYS[2])
-local removed = redis.call('UNLINK', KEYS[1])
-redis.call('UNLINK', KEYS[2], KEYS[1] .. ':%lease')
-for i = 1, #members do
-  removed = removed + redis.call('UNLINK', members[i])
-  redis.call('UNLINK', members[i] .. ':%lease')
-end
-return removed
-";
-
-/// Deletes every key of an index (an entity's or a tag's), their leases, and the index;
-/// answers how many keys went and which.
-const INVALIDATE_INDEXED: &str = r"
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-redis.call('UNLINK', KEYS[1])
-local removed = 0
-for i = 1, #members do
-  removed = removed + redis.call('UNLINK', members[i])
-  redis.call('UNLINK', members[i] .. ':%lease')
-end
-return {removed, members}
-";
-
-/// Keys per invalidation event listing tagged keys.
-const KEYS_PER_EVENT: usize = 200;
-
-/// What a removal took out of Redis.
-pub(crate) struct Removed {
-    pub(crate) count: u64,
-    /// The keys, where other instances cannot work them out themselves (tags).
-    pub(crate) keys: Vec<String>,
-}
+use crate::key::{KeyPart, tag_mark_key};
 
 /// Keys fetched per `SCAN` step of a pattern invalidation.
 const SCAN_BATCH: usize = 1000;
 
 impl Cache {
-    /// Deletes `id` of `entity` together with all its variants; returns how many keys went.
+    /// Invalidates `id` of `entity` together with all its variants; returns how many keys
+    /// were deleted right away (the id's own key; its variants become unreadable at once and
+    /// expire on their TTL).
     ///
     /// Like every invalidation, it drops this instance's local copies at once and tells the
     /// other instances. If Redis cannot be reached the error is returned and the invalidation
@@ -75,28 +45,29 @@ impl Cache {
         .await
     }
 
-    /// Deletes every key of `entity` (at its version), found through the entity's key index
-    /// (no keyspace scan: the cost follows the entity's size, not Redis'); returns how many
-    /// keys went. Replayed like [`Self::invalidate_id`] on failure.
+    /// Invalidates every key of `entity` (at its version) by raising the entity's mark: two
+    /// round trips and no per-key work in Redis, whatever the entity's size. Values written
+    /// before stay in Redis, unreadable, until their TTL or eviction reclaims them; returns 0
+    /// (no key is deleted). Replayed like [`Self::invalidate_id`] on failure.
     pub async fn invalidate_entity(&self, entity: &Entity) -> Result<u64, CacheError> {
         self.invalidate(Intent::Entity(entity.clone())).await
     }
 
-    /// Deletes every key written with `tag` (`#[cached(tags = ["category:{id}"])]`), across
-    /// entities, through the tag's index; returns how many keys went. `tag` is the rendered
-    /// tag: literal text as in the template, interpolated values escaped (see
+    /// Invalidates every key written with `tag` (`#[cached(tags = ["category:{id}"])]`),
+    /// across entities and versions, by raising the tag's mark: like
+    /// [`Self::invalidate_entity`], constant work whatever the tag covers; returns 0. `tag` is
+    /// the rendered tag: literal text as in the template, interpolated values escaped (see
     /// [`escape_into`](crate::escape_into)). Replayed like [`Self::invalidate_id`] on failure.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
-        let config = &self.inner.config;
-        let index = format!("{}:v{}:%tag:{tag}", config.app_prefix, config.version);
-        self.invalidate(Intent::Tag(index)).await
+        self.invalidate(Intent::Tag(tag.to_owned())).await
     }
 
     /// For operators: deletes the keys of `entity` whose part after the entity prefix matches
     /// `glob` (Redis glob syntax, over the escaped id and variant, e.g. `"42:*"` or `"*:p1"`),
-    /// with `SCAN` + `UNLINK` in batches; returns how many keys went. The glob is appended to
-    /// the entity's fixed prefix, so it cannot match another entity's keys. Other instances
-    /// drop their local copies of the whole entity.
+    /// with `SCAN` + `UNLINK` in batches (so its cost follows the keyspace: prefer
+    /// [`Self::invalidate_entity`] on large ones); returns how many keys went. The glob is
+    /// appended to the entity's fixed prefix, so it cannot match another entity's keys. Other
+    /// instances drop their local copies of the whole entity.
     pub async fn invalidate_matching(
         &self,
         entity: &Entity,
@@ -109,92 +80,140 @@ impl Cache {
             .await
     }
 
-    /// Drops local copies at once, then removes from Redis and tells the other instances; what
-    /// fails is queued for replay.
+    /// Forgets locally, removes from Redis (telling the other instances), and forgets locally
+    /// again (a read that fetched the old value while the removal was on its way must not keep
+    /// it); what fails is queued for replay and, meanwhile, nothing it covers is served here.
     pub(crate) async fn invalidate(&self, intent: Intent) -> Result<u64, CacheError> {
-        if let Some(event) = intent.event() {
-            self.inner.apply_locally(&event);
-        }
-        match self.remove(&intent).await {
-            Ok(removed) => {
-                self.announce(&intent, removed.keys).await;
-                Ok(removed.count)
-            }
-            Err(error) => {
-                if intent.event().is_none() {
-                    // Which keys a tag covers is only known to Redis: drop every local copy.
-                    self.inner.clear_local();
-                }
-                self.inner.replay.push(Pending::Invalidate(intent));
-                Err(error)
-            }
-        }
-    }
-
-    /// Tells the other instances (and, for tags, this one's local tier) what went.
-    pub(crate) async fn announce(&self, intent: &Intent, keys: Vec<String>) {
-        match intent.event() {
-            Some(event) => self.publish_remote(intent.entity(), event).await,
-            None => {
-                for chunk in keys.chunks(KEYS_PER_EVENT) {
-                    let event = Event::Keys(chunk.to_vec());
-                    self.inner.apply_locally(&event);
-                    self.publish_remote(None, event).await;
-                }
-            }
-        }
-    }
-
-    /// The Redis part of an invalidation, leases included.
-    pub(crate) async fn remove(&self, intent: &Intent) -> Result<Removed, CacheError> {
-        let count = match intent {
-            Intent::Key(key) => {
-                // The lease goes too: a loader holding it must not store what it read before.
-                self.redis(
-                    key.entity(),
-                    redis::cmd("UNLINK").arg(key.as_str()).arg(key.lease_key()),
-                )
-                .await?
-            }
-            Intent::Id { entity, escaped_id } => {
-                let key = entity.key_from_escaped(escaped_id, None);
-                let index = entity.prefix().variants_index(escaped_id);
-                self.redis(
-                    entity,
-                    redis::cmd("EVAL")
-                        .arg(INVALIDATE_ID)
-                        .arg(2)
-                        .arg(key.as_str())
-                        .arg(&index),
-                )
-                .await?
-            }
-            Intent::Entity(entity) => {
-                let index = entity.prefix().keys_index();
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(INVALIDATE_INDEXED).arg(1).arg(&index);
-                let (count, _keys): (u64, Vec<String>) = self.redis(entity, &eval).await?;
-                count
-            }
-            Intent::Matching(entity, glob) => {
-                let pattern = format!("{}{glob}", entity.pattern().trim_end_matches('*'));
-                self.remove_matching(entity, &pattern).await?
-            }
-            Intent::Tag(index) => {
-                let mut eval = redis::cmd("EVAL");
-                eval.arg(INVALIDATE_INDEXED).arg(1).arg(index);
-                let (count, keys): (u64, Vec<String>) = self.call((&eval).into()).await?;
-                return Ok(Removed { count, keys });
-            }
-            Intent::Republish(_) => 0,
-        };
-        Ok(Removed {
-            count,
-            keys: Vec::new(),
+        let seq = self.inner.marks.next_seq();
+        self.forget_locally(&intent);
+        let result = self.remove(&intent).await;
+        self.forget_locally(&intent);
+        result.inspect_err(|_| {
+            self.block(&intent, seq);
+            self.inner.replay.push(intent);
         })
     }
 
-    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches.
+    /// Drops what this instance holds of what `intent` covers: local copies, and the flights a
+    /// later reader could otherwise join.
+    pub(crate) fn forget_locally(&self, intent: &Intent) {
+        let inner = &self.inner;
+        match intent {
+            Intent::Key(key) => {
+                inner.flights.detach(|k| k == key.as_str());
+                inner.apply_locally(&Event::Key(key.as_str().to_owned()));
+            }
+            Intent::Id { entity, escaped_id } => {
+                let key = entity.key_from_escaped(escaped_id, None);
+                let variants = format!("{}:", key.as_str());
+                inner
+                    .flights
+                    .detach(|k| k == key.as_str() || k.starts_with(&variants));
+                inner.apply_locally(&Event::Id(key.as_str().to_owned()));
+            }
+            Intent::Entity(entity) | Intent::Matching(entity, _) => {
+                let prefix = entity.pattern();
+                let prefix = prefix.trim_end_matches('*');
+                inner.flights.detach(|k| k.starts_with(prefix));
+                if let Some(local) = &inner.local {
+                    match intent {
+                        // A raised mark is checked at every local hit: no entry needs to go.
+                        Intent::Entity(_) => local.fence(),
+                        _ => local.remove_prefix(prefix),
+                    }
+                }
+            }
+            Intent::Tag(_) => {
+                // Which keys carry the tag is only known from their values.
+                inner.flights.detach(|_| true);
+                if let Some(local) = &inner.local {
+                    local.fence();
+                }
+            }
+        }
+    }
+
+    /// While a failed entity or tag invalidation waits for replay, nothing it covers is valid
+    /// here (its new mark is not known yet).
+    fn block(&self, intent: &Intent, seq: u64) {
+        match intent {
+            Intent::Entity(entity) => entity.mark().block(seq),
+            Intent::Tag(tag) => self.inner.marks.tag_cell(tag).block(seq),
+            Intent::Key(_) | Intent::Id { .. } | Intent::Matching(..) => {}
+        }
+    }
+
+    /// The Redis part of an invalidation, leases included, with the event for the other
+    /// instances; returns how many keys were deleted.
+    pub(crate) async fn remove(&self, intent: &Intent) -> Result<u64, CacheError> {
+        match intent {
+            Intent::Key(key) => {
+                // The lease goes too: a loader holding it must not store what it read before.
+                let event = Event::Key(key.as_str().to_owned());
+                self.unlink_and_publish(key.entity(), key.as_str(), &[key.lease_key()], &event)
+                    .await
+            }
+            Intent::Id { entity, escaped_id } => {
+                let key = entity.key_from_escaped(escaped_id, None);
+                let event = Event::Id(key.as_str().to_owned());
+                // One hash slot: the token key and the lease key wrap the id's key in braces.
+                let companions = [
+                    key.lease_key(),
+                    entity.prefix().variants_token_key(escaped_id),
+                ];
+                self.unlink_and_publish(entity, key.as_str(), &companions, &event)
+                    .await
+            }
+            Intent::Entity(entity) => {
+                let mark_key = entity.mark_key().to_owned();
+                self.raise_mark(Some(entity), entity.mark(), &mark_key, |epoch| {
+                    Event::EntityMark(mark_key.clone(), epoch)
+                })
+                .await?;
+                Ok(0)
+            }
+            Intent::Tag(tag) => {
+                let cell = self.inner.marks.tag_cell(tag);
+                let mark_key = tag_mark_key(&self.inner.config.app_prefix, tag);
+                self.raise_mark(None, &cell, &mark_key, |epoch| {
+                    Event::TagMark(tag.clone(), epoch)
+                })
+                .await?;
+                Ok(0)
+            }
+            Intent::Matching(entity, glob) => {
+                let pattern = format!("{}{glob}", entity.pattern().trim_end_matches('*'));
+                let removed = self.remove_matching(entity, &pattern).await?;
+                let event = Event::Prefix(entity.pattern().trim_end_matches('*').to_owned());
+                self.try_publish(Some(entity), &event).await?;
+                Ok(removed)
+            }
+        }
+    }
+
+    /// One round trip: `UNLINK` of a key and its bookkeeping, then the event (in that order on
+    /// one connection); answers whether the key itself was there.
+    async fn unlink_and_publish(
+        &self,
+        entity: &Entity,
+        key: &str,
+        companions: &[String],
+        event: &Event,
+    ) -> Result<u64, CacheError> {
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("UNLINK").arg(key);
+        pipeline.cmd("UNLINK").arg(companions).ignore();
+        pipeline
+            .cmd("PUBLISH")
+            .arg(&self.inner.channel)
+            .arg(event.encode(self.inner.origin))
+            .ignore();
+        let (removed,): (u64,) = self.redis(entity, &pipeline).await?;
+        Ok(removed)
+    }
+
+    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches, with the
+    /// leases of the keys it finds (a load in progress must not store old data afterwards).
     async fn remove_matching(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
@@ -211,7 +230,11 @@ impl Cache {
                 )
                 .await?;
             if !keys.is_empty() {
-                let unlinked: u64 = self.redis(entity, redis::cmd("UNLINK").arg(&keys)).await?;
+                let mut pipeline = redis::pipe();
+                pipeline.cmd("UNLINK").arg(&keys);
+                let leases: Vec<String> = keys.iter().map(|key| lease_key(key)).collect();
+                pipeline.cmd("UNLINK").arg(&leases).ignore();
+                let (unlinked,): (u64,) = self.redis(entity, &pipeline).await?;
                 removed += unlinked;
             }
             if next == 0 {

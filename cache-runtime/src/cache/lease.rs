@@ -1,18 +1,17 @@
 //! Distributed leases (after memcache's): one loader per key across processes, and no stale
 //! sets.
 //!
-//! The first process to miss takes a short lease in Redis (`{key}:%lease`, `SET NX PX`); the
-//! others poll for the value until the lease ends. A write or an invalidation deletes the
+//! The first process to miss takes a short lease in Redis (`{<key>}:%lease`, `SET NX PX`, in
+//! the key's own Cluster hash slot); the others poll for the value until the lease ends. A write or an invalidation deletes the
 //! lease, and a populate only stores while its lease is intact: a reader that loaded data
 //! older than a concurrent write cannot put it back.
 
 use std::time::{Duration, Instant};
 
 use super::Cache;
-use super::index;
+use super::storage::Found;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
-use crate::freshness::now_ms;
 
 /// Stores the value only while the caller's lease is intact, then ends the lease.
 /// KEYS: key, lease. ARGV: value, ttl ms, token.
@@ -38,52 +37,58 @@ pub(crate) enum Lease {
 }
 
 impl Cache {
-    pub(crate) async fn acquire_lease(&self, key: &CacheKey, tags: &[String]) -> Lease {
+    pub(crate) async fn acquire_lease(&self, key: &CacheKey) -> Lease {
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return Lease::Unavailable;
         };
         let token = format!("{:016x}", rand::random::<u64>());
         let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
-        let lease_key = key.lease_key();
-        let mut pipeline = redis::pipe();
-        pipeline
-            .cmd("SET")
-            .arg(&lease_key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl_ms);
-        // Indexed from the start, so an invalidation voids the lease of a load in progress
-        // even before its first value is stored.
-        index::record(&mut pipeline, key, tags, ttl_ms, now_ms());
-        let acquired: Result<(Option<String>,), CacheError> =
-            self.redis(key.entity(), &pipeline).await;
+        let acquired: Result<Option<String>, CacheError> = self
+            .redis(
+                key.entity(),
+                redis::cmd("SET")
+                    .arg(key.lease_key())
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms),
+            )
+            .await;
         match acquired {
-            Ok((Some(_),)) => Lease::Acquired(token),
-            Ok((None,)) => Lease::HeldElsewhere,
+            Ok(Some(_)) => Lease::Acquired(token),
+            Ok(None) => Lease::HeldElsewhere,
             Err(_) => Lease::Unavailable,
         }
     }
 
     /// Waits for the lease holder's value: the stored bytes, or `None` once the lease ended
     /// without a value (the holder failed, died, or its populate was voided) or Redis failed.
-    pub(crate) async fn await_leased_value(&self, key: &CacheKey) -> Option<Vec<u8>> {
+    /// The caller checks the bytes like any read (they may be invalid by now).
+    pub(crate) async fn await_leased_value(&self, key: &CacheKey) -> Option<Found> {
         let lease_ttl = self.inner.config.lease_ttl?;
         let deadline = Instant::now() + lease_ttl;
         let poll = (lease_ttl / 40).clamp(Duration::from_millis(2), Duration::from_millis(50));
         let lease_key = key.lease_key();
         let mut pipeline = redis::pipe();
         pipeline
-            .cmd("GET")
-            .arg(key.as_str())
             .cmd("PTTL")
-            .arg(&lease_key);
+            .arg(&lease_key)
+            .cmd("GET")
+            .arg(key.as_str());
+        if let Some(token_key) = key.variants_token_key() {
+            pipeline.cmd("GET").arg(token_key);
+        }
         loop {
             tokio::time::sleep(poll).await;
-            let (value, lease_left): (Option<Vec<u8>>, i64) =
-                self.redis(key.entity(), &pipeline).await.ok()?;
-            if value.is_some() {
-                return value;
+            let (lease_left, bytes, id_token): (i64, Option<Vec<u8>>, Option<u64>) =
+                if key.variants_token_key().is_some() {
+                    self.redis(key.entity(), &pipeline).await.ok()?
+                } else {
+                    let (lease_left, bytes) = self.redis(key.entity(), &pipeline).await.ok()?;
+                    (lease_left, bytes, None)
+                };
+            if bytes.is_some() {
+                return Some(Found { bytes, id_token });
             }
             if lease_left < 0 || Instant::now() >= deadline {
                 return None;

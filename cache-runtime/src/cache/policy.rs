@@ -15,6 +15,8 @@ pub(crate) struct Policy<'a> {
     pub(crate) tags: &'a [String],
     /// What the caller already learnt from Redis, so the read is not repeated.
     pub(crate) known: Option<Known>,
+    /// For a refresh: the lease it claimed, which it stores under (without one it overwrites).
+    pub(crate) lease: Option<&'a str>,
 }
 
 /// What a caller already knows about a key before reading through.
@@ -34,6 +36,7 @@ impl Policy<'_> {
             refresh: false,
             tags: &[],
             known: None,
+            lease: None,
         }
     }
 }

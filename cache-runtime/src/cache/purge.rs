@@ -154,7 +154,10 @@ impl Cache {
         for version in purged_versions {
             let event = Event::Prefix(format!("{app}:v{version}:"));
             self.inner.apply_locally(&event);
-            self.publish_remote(None, event).await;
+            if let Err(error) = self.try_publish(None, &event).await {
+                // The old version's keys are unreachable by new code anyway.
+                tracing::warn!(%error, version, "could not tell other instances about a purged version");
+            }
         }
         tracing::info!(
             removed = report.removed,

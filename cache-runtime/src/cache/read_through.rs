@@ -1,16 +1,18 @@
-//! Cache-aside reads shared by `get_or_set` and the macros.
+//! Cache-aside reads shared by `get_or_set` and the macros, as a sequence of steps:
+//! the local tier → Redis, and whether what it holds is still valid → join this process's
+//! flight → a lease across processes → load → store and announce.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Cache;
 use super::lease::Lease;
 use super::loaded::Loaded;
 use super::policy::{Known, Policy};
 use super::storage::{Lookup, Stored, Write};
-use crate::bus::Event;
+use super::validity::Stamp;
 use crate::entity::CacheKey;
 use crate::envelope::Header;
 use crate::error::CacheError;
@@ -58,6 +60,38 @@ impl<L> Fallback<L> {
     }
 }
 
+/// What the Redis step found.
+enum FromRedis<L> {
+    /// A fresh, valid value: serve it.
+    Fresh(L),
+    /// Redis answered: load, with an old value to fall back on if it had one.
+    Load {
+        fallback: Option<Fallback<L>>,
+        id_token: Option<u64>,
+    },
+    /// Redis did not answer: load, and store nothing.
+    Unavailable,
+}
+
+/// How the loaded value may be stored.
+enum Guard {
+    /// Under this lease: a write or invalidation during the load voids it.
+    Lease(String),
+    /// A forced refresh overwrites.
+    Overwrite,
+    /// Leases are off in the configuration.
+    Unguarded,
+    /// Not at all (Redis is unavailable, or the lease could not be had).
+    NoStore,
+}
+
+/// What the lease step ended with.
+enum Leased<L> {
+    /// Another process's load (or an old value) answered the call.
+    Served(L),
+    Load(Guard),
+}
+
 impl Cache {
     /// The cached value under `key`, or else `loader`'s, stored per `policy`. Redis trouble
     /// never fails the call; the loader's error passes through and is not cached unless an old
@@ -75,65 +109,23 @@ impl Cache {
         Fut: Future<Output = Result<L, E>>,
     {
         let counters = key.entity().counters();
-        let options = &policy.options;
-        let mut fallback: Option<Fallback<L>> = None;
         let local = self.local_tier(policy);
+        // Before anything is fetched: a removal after this keeps what this call fetched out of
+        // the local tier.
+        let seen = local.map_or(0, LocalTier::generation);
         if let Some(hit) = local
             .filter(|_| policy.known.is_none())
             .and_then(|local| self.local_hit::<L>(local, key, policy))
         {
             return Ok(hit);
         }
-        let redis_healthy = match policy.known {
-            Some(Known::Miss) => true,
-            Some(Known::Unavailable) => false,
-            None => {
-                policy.refresh
-                    || match self.read_raw(key).await {
-                        Ok(bytes) => {
-                            match self.lookup::<L::Value>(key, bytes.as_deref()) {
-                                Lookup::Hit(value, header) => match self.age(&header, options) {
-                                    Age::Fresh => {
-                                        if let (Some(local), Some(bytes)) = (local, bytes) {
-                                            local.insert(
-                                                key.as_str(),
-                                                Arc::from(bytes),
-                                                header.fresh_until_ms,
-                                            );
-                                        }
-                                        return Ok(L::from_value(value));
-                                    }
-                                    age => {
-                                        fallback =
-                                            Some(Fallback::new(L::from_value(value), age, counters))
-                                    }
-                                },
-                                Lookup::Absent(header) => {
-                                    if let Some(absent) =
-                                        L::absent().filter(|_| policy.negative_ttl.is_some())
-                                    {
-                                        match self.age(&header, options) {
-                                            Age::Fresh => return Ok(absent),
-                                            age => {
-                                                fallback =
-                                                    Some(Fallback::new(absent, age, counters))
-                                            }
-                                        }
-                                    }
-                                }
-                                Lookup::Miss => {}
-                            }
-                            true
-                        }
-                        Err(error) => {
-                            bump(&counters.fallbacks);
-                            tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
-                            false
-                        }
-                    }
-            }
-        };
-        let leader = loop {
+        let (mut fallback, id_token, redis_up) =
+            match self.look_up_in_redis::<L>(key, policy, local, seen).await {
+                FromRedis::Fresh(value) => return Ok(value),
+                FromRedis::Load { fallback, id_token } => (fallback, id_token, true),
+                FromRedis::Unavailable => (None, None, false),
+            };
+        let mut leader = loop {
             match self.inner.flights.join(key.as_str()) {
                 Join::Leader(leader) => break Some(leader),
                 Join::Follower(slot) => {
@@ -142,20 +134,8 @@ impl Cache {
                         return Ok(fallback.serve(counters, false));
                     }
                     match flight::wait(slot).await {
-                        Some(Outcome::Error(error)) => {
-                            match errors.and_then(|sharing| sharing.unpack(&error)) {
-                                Some(error) => {
-                                    bump(&counters.coalesced);
-                                    return Err(error);
-                                }
-                                None => break None,
-                            }
-                        }
-                        Some(outcome) => match self.shared::<L>(outcome) {
-                            Some(loaded) => {
-                                bump(&counters.coalesced);
-                                return Ok(loaded);
-                            }
+                        Some(outcome) => match self.follow(outcome, errors.as_ref(), counters) {
+                            Some(result) => return result,
                             None => break None,
                         },
                         // The leader's caller went away: take over (or follow whoever did).
@@ -164,40 +144,22 @@ impl Cache {
                 }
             }
         };
-        // Across processes: one loader per key through a lease in Redis.
-        let mut lease = None;
-        if redis_healthy && !policy.refresh && self.inner.config.lease_ttl.is_some() {
-            for _ in 0..2 {
-                match self.acquire_lease(key, policy.tags).await {
-                    Lease::Acquired(token) => {
-                        lease = Some(token);
-                        break;
-                    }
-                    Lease::HeldElsewhere => {
-                        // Another process is refreshing: serve the old value rather than wait.
-                        if let Some(fallback) = fallback.take() {
-                            self.abandon(key, leader, None, Outcome::Failed).await;
-                            return Ok(fallback.serve(counters, false));
-                        }
-                        if let Some(bytes) = self.await_leased_value(key).await {
-                            let outcome = Outcome::Value(Arc::from(bytes));
-                            if let Some(loaded) = self.shared::<L>(outcome.clone()) {
-                                bump(&counters.coalesced);
-                                if let Some(leader) = leader {
-                                    leader.finish(outcome);
-                                }
-                                return Ok(loaded);
-                            }
-                        }
-                        // The holder ended without a value: try to take the lease ourselves.
-                    }
-                    Lease::Unavailable => break,
-                }
+        let guard = if redis_up {
+            match self.lease(key, policy, &mut leader, &mut fallback).await {
+                Leased::Served(value) => return Ok(value),
+                Leased::Load(guard) => guard,
             }
-        }
+        } else {
+            Guard::NoStore
+        };
+        let ttl = self.jittered(policy.options.ttl);
+        let grace = policy.options.stale.unwrap_or_default();
+        let (guard, stamp) = self
+            .stamp_load(key, policy, guard, id_token, ttl + grace)
+            .await;
         bump(&counters.loader_calls);
         let started = Instant::now();
-        let loaded = match (fallback, options.refresh_timeout) {
+        let loaded = match (fallback, policy.options.refresh_timeout) {
             (Some(fallback), Some(limit)) => match tokio::time::timeout(limit, loader).await {
                 Ok(Ok(loaded)) => loaded,
                 failed => {
@@ -205,7 +167,7 @@ impl Cache {
                         bump(&counters.loader_errors);
                     }
                     // Fail-safe: the source failed or was too slow, an old value is at hand.
-                    self.abandon(key, leader, lease, Outcome::Failed).await;
+                    self.abandon(key, leader, guard, Outcome::Failed).await;
                     return Ok(fallback.serve(counters, true));
                 }
             },
@@ -217,7 +179,7 @@ impl Cache {
                         Some(sharing) if fallback.is_none() => Outcome::Error(sharing.pack(&error)),
                         _ => Outcome::Failed,
                     };
-                    self.abandon(key, leader, lease, outcome).await;
+                    self.abandon(key, leader, guard, outcome).await;
                     return match fallback {
                         Some(fallback) => Ok(fallback.serve(counters, true)),
                         None => Err(error),
@@ -225,19 +187,217 @@ impl Cache {
                 }
             },
         };
-        let cost = started.elapsed();
-        let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
-            (Some(value), _) => (Some(Stored::Value(value)), options.ttl),
-            (None, Some(ttl)) => (Some(Stored::Absent), ttl),
-            (None, None) => (None, options.ttl),
+        let (encoded, ttl) = self.hand_over(
+            policy,
+            &loaded,
+            leader,
+            &guard,
+            stamp,
+            ttl,
+            started.elapsed(),
+        );
+        self.store_loaded(key, policy, encoded, guard, ttl, seen)
+            .await;
+        Ok(loaded)
+    }
+
+    /// The Redis step: a valid value (fresh, or old enough to refresh), or a miss.
+    async fn look_up_in_redis<L: Loaded>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        local: Option<&LocalTier>,
+        seen: u64,
+    ) -> FromRedis<L> {
+        let counters = key.entity().counters();
+        match policy.known {
+            Some(Known::Miss) => {
+                return FromRedis::Load {
+                    fallback: None,
+                    id_token: None,
+                };
+            }
+            Some(Known::Unavailable) => return FromRedis::Unavailable,
+            None if policy.refresh => {
+                return FromRedis::Load {
+                    fallback: None,
+                    id_token: None,
+                };
+            }
+            None => {}
+        }
+        let read = async {
+            let found = self.fetch(key).await?;
+            let lookup = self.lookup::<L::Value>(key, &found).await?;
+            Ok::<_, CacheError>((found, lookup))
         };
-        let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
+        let (found, lookup) = match read.await {
+            Ok(read) => read,
+            Err(error) => {
+                bump(&counters.fallbacks);
+                tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
+                return FromRedis::Unavailable;
+            }
+        };
+        let options = &policy.options;
+        let fallback = match lookup {
+            Lookup::Hit(value, header) => match self.age(&header, options) {
+                Age::Fresh => {
+                    if let (Some(local), Some(bytes)) = (local, found.bytes) {
+                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms, seen);
+                    }
+                    return FromRedis::Fresh(L::from_value(value));
+                }
+                age => Some(Fallback::new(L::from_value(value), age, counters)),
+            },
+            Lookup::Absent(header) => match L::absent().filter(|_| policy.negative_ttl.is_some()) {
+                Some(absent) => match self.age(&header, options) {
+                    Age::Fresh => return FromRedis::Fresh(absent),
+                    age => Some(Fallback::new(absent, age, counters)),
+                },
+                None => None,
+            },
+            Lookup::Miss => None,
+        };
+        FromRedis::Load {
+            fallback,
+            id_token: found.id_token,
+        }
+    }
+
+    /// What a waiting caller makes of its leader's outcome; `None` means "load yourself".
+    fn follow<L: Loaded, E>(
+        &self,
+        outcome: Outcome,
+        errors: Option<&ErrorSharing<E>>,
+        counters: &Counters,
+    ) -> Option<Result<L, E>> {
+        let result = match outcome {
+            Outcome::Error(error) => Err(errors?.unpack(&error)?),
+            outcome => Ok(self.shared::<L>(outcome)?),
+        };
+        bump(&counters.coalesced);
+        Some(result)
+    }
+
+    /// Across processes: one loader per key through a lease in Redis. Never stores without a
+    /// guard: if the lease cannot be had, the value is loaded and not stored.
+    async fn lease<L: Loaded>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        leader: &mut Option<Leader<'_>>,
+        fallback: &mut Option<Fallback<L>>,
+    ) -> Leased<L> {
+        if policy.refresh {
+            return Leased::Load(match policy.lease {
+                Some(token) => Guard::Lease(token.to_owned()),
+                None => Guard::Overwrite,
+            });
+        }
+        if self.inner.config.lease_ttl.is_none() {
+            return Leased::Load(Guard::Unguarded);
+        }
+        let counters = key.entity().counters();
+        for _ in 0..2 {
+            match self.acquire_lease(key).await {
+                Lease::Acquired(token) => return Leased::Load(Guard::Lease(token)),
+                Lease::Unavailable => return Leased::Load(Guard::NoStore),
+                Lease::HeldElsewhere => {
+                    // Another process is refreshing: serve the old value rather than wait.
+                    if let Some(fallback) = fallback.take() {
+                        if let Some(leader) = leader.take() {
+                            leader.finish(Outcome::Failed);
+                        }
+                        return Leased::Served(fallback.serve(counters, false));
+                    }
+                    if let Some(value) = self.leased_value::<L>(key, leader).await {
+                        bump(&counters.coalesced);
+                        return Leased::Served(value);
+                    }
+                    // The holder ended without a valid value: try to take the lease ourselves.
+                }
+            }
+        }
+        Leased::Load(Guard::NoStore)
+    }
+
+    /// The value another process's lease holder stored, if it is valid; handed to this
+    /// process's waiting callers too.
+    async fn leased_value<L: Loaded>(
+        &self,
+        key: &CacheKey,
+        leader: &mut Option<Leader<'_>>,
+    ) -> Option<L> {
+        let found = self.await_leased_value(key).await?;
+        if !self.is_valid(key, &found).await.unwrap_or(false) {
+            return None;
+        }
+        let outcome = Outcome::Value(Arc::from(found.bytes?));
+        let loaded = self.shared::<L>(outcome.clone())?;
+        if let Some(leader) = leader.take() {
+            leader.finish(outcome);
+        }
+        Some(loaded)
+    }
+
+    /// Learns what the loaded value is valid under, before the load starts. If that cannot be
+    /// learnt, the value is not stored.
+    async fn stamp_load<'a>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'a>,
+        guard: Guard,
+        id_token: Option<u64>,
+        physical_ttl: Duration,
+    ) -> (Guard, Option<Stamp<'a>>) {
+        if let Guard::NoStore = guard {
+            return (guard, None);
+        }
+        match self.stamp(key, policy.tags, id_token, physical_ttl).await {
+            Ok(stamp) => (guard, Some(stamp)),
+            Err(error) => {
+                tracing::debug!(key = key.as_str(), %error, "cannot stamp the load: its value will not be stored");
+                if let Guard::Lease(token) = &guard {
+                    self.release_lease(key, token).await;
+                }
+                (Guard::NoStore, None)
+            }
+        }
+    }
+
+    /// Encodes the loaded value for Redis and for this process's waiting callers, and hands it
+    /// to them; answers the bytes (if any) and the TTL they are fresh for. Synchronous, so no
+    /// borrow of the loaded value is held across an await.
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over<L: Loaded>(
+        &self,
+        policy: &Policy<'_>,
+        loaded: &L,
+        leader: Option<Leader<'_>>,
+        guard: &Guard,
+        stamp: Option<Stamp<'_>>,
+        ttl: Duration,
+        cost: Duration,
+    ) -> (Option<Result<Vec<u8>, CacheError>>, Duration) {
+        let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
+            (Some(value), _) => (Some(Stored::Value(value)), ttl),
+            (None, Some(negative)) => (Some(Stored::Absent), self.jittered(negative)),
+            (None, None) => (None, ttl),
+        };
+        let stamp = stamp.unwrap_or(Stamp {
+            // Only this process's waiting callers see it; it is never stored.
+            epoch: 0,
+            id_token: None,
+            tags: &[],
+        });
         // Encoded for Redis, and for callers waiting on this flight; with neither, not at all
         // (the open-breaker path stays cheap).
-        let wanted = redis_healthy || leader.as_ref().is_some_and(Leader::has_followers);
+        let wanted =
+            !matches!(guard, Guard::NoStore) || leader.as_ref().is_some_and(Leader::has_followers);
         let encoded = stored
             .filter(|_| wanted)
-            .map(|stored| self.encode(stored, ttl, cost));
+            .map(|stored| self.encode(stored, ttl, cost, &stamp));
         if let Some(leader) = leader {
             leader.finish(match &encoded {
                 Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
@@ -247,46 +407,55 @@ impl Cache {
                 Some(Err(_)) => Outcome::Failed,
             });
         }
-        // After a failed read, a write would only add a second timeout to this call.
-        if redis_healthy {
-            let write = if policy.refresh {
-                Write::Overwrite
-            } else {
-                Write::Populate(lease.as_deref())
-            };
-            let physical_ttl = ttl + options.stale.unwrap_or_default();
-            let result = match encoded {
-                Some(Ok(bytes)) => {
-                    let stored = self
-                        .store_encoded(key, &bytes, physical_ttl, write, policy.tags)
-                        .await;
-                    if let (Ok(true), Write::Overwrite) = (&stored, write) {
-                        // A forced refresh replaced a value other instances may hold locally.
-                        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
-                            .await;
-                    }
-                    if let (Ok(true), Some(local)) = (&stored, local) {
-                        let fresh_until = now_ms()
-                            .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-                        local.insert(key.as_str(), Arc::from(bytes), fresh_until);
-                    }
-                    stored
+        (encoded, ttl)
+    }
+
+    /// Stores the encoded value under its guard and keeps it in the local tier; nothing to
+    /// store (`None`) ends the lease so that waiting processes load for themselves.
+    async fn store_loaded(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        encoded: Option<Result<Vec<u8>, CacheError>>,
+        guard: Guard,
+        ttl: Duration,
+        seen: u64,
+    ) {
+        let write = match &guard {
+            Guard::NoStore => return,
+            Guard::Lease(token) => Write::Populate(token),
+            Guard::Overwrite => Write::Overwrite,
+            Guard::Unguarded => Write::Unguarded,
+        };
+        let physical_ttl = ttl + policy.options.stale.unwrap_or_default();
+        let result = match encoded {
+            Some(Ok(bytes)) => {
+                let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
+                if let (Ok(true), Some(local)) = (&stored, self.local_tier(policy)) {
+                    let fresh_until =
+                        now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                    local.insert(key.as_str(), Arc::from(bytes), fresh_until, seen);
                 }
-                Some(Err(error)) => Err(error),
-                None => {
-                    if let Some(token) = &lease {
-                        self.release_lease(key, token).await;
-                    }
-                    Ok(true)
-                }
-            };
-            if let (Err(_), Some(token)) = (&result, &lease) {
-                // Nothing was stored (too large, not encodable): let waiting processes go.
-                self.release_lease(key, token).await;
+                stored
             }
-            self.note_store_result(key, result);
+            Some(Err(error)) => Err(error),
+            None => {
+                if let Guard::Lease(token) = &guard {
+                    self.release_lease(key, token).await;
+                }
+                return;
+            }
+        };
+        if let (Err(_), Guard::Lease(token)) = (&result, &guard) {
+            // Nothing was stored (too large, not encodable): let waiting processes go.
+            self.release_lease(key, token).await;
         }
-        Ok(loaded)
+        self.note_store_result(key, result);
+    }
+
+    /// `ttl` resolved against the configured classes, with jitter.
+    pub(crate) fn jittered(&self, ttl: crate::ttl::Ttl) -> Duration {
+        self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl))
     }
 
     /// The in-process tier, if this read uses it.
@@ -295,7 +464,7 @@ impl Cache {
         self.inner.local.as_ref().filter(|_| wanted)
     }
 
-    /// A fresh value from the in-process tier (never during a forced refresh).
+    /// A fresh, still valid value from the in-process tier (never during a forced refresh).
     pub(crate) fn local_hit<L: Loaded>(
         &self,
         local: &LocalTier,
@@ -306,6 +475,11 @@ impl Cache {
             return None;
         }
         let bytes = local.get(key.as_str(), now_ms())?;
+        let envelope = Header::unwrap(&bytes).ok()?;
+        if !self.still_valid_locally(key.entity(), &envelope.header, envelope.tags) {
+            local.remove(key.as_str());
+            return None;
+        }
         let loaded = match self.decode::<L::Value>(&bytes) {
             Ok(Lookup::Hit(value, _)) => L::from_value(value),
             Ok(Lookup::Absent(_)) => L::absent().filter(|_| policy.negative_ttl.is_some())?,
@@ -346,13 +520,13 @@ impl Cache {
         &self,
         key: &CacheKey,
         leader: Option<Leader<'_>>,
-        lease: Option<String>,
+        guard: Guard,
         outcome: Outcome,
     ) {
         if let Some(leader) = leader {
             leader.finish(outcome);
         }
-        if let Some(token) = lease {
+        if let Guard::Lease(token) = guard {
             self.release_lease(key, &token).await;
         }
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{Cache, Inner};
-use crate::bus::Event;
 use crate::entity::{CacheKey, Entity};
 
 /// How many failed invalidations are kept one by one before whole entities are invalidated.
@@ -27,10 +26,8 @@ pub(crate) enum Intent {
     Entity(Entity),
     /// The keys of an entity matching a glob over their id and variant.
     Matching(Entity, String),
-    /// The keys carrying a tag, by the tag's index.
+    /// The keys carrying a tag (rendered), whatever their entity.
     Tag(String),
-    /// Only an event to publish again (its removal is done).
-    Republish(Event),
 }
 
 impl Intent {
@@ -40,65 +37,41 @@ impl Intent {
             Self::Id { entity, .. } | Self::Entity(entity) | Self::Matching(entity, _) => {
                 Some(entity)
             }
-            Self::Tag(_) | Self::Republish(_) => None,
+            Self::Tag(_) => None,
         }
-    }
-
-    /// The event that tells other instances about it, when it is known before the removal (a
-    /// tag's keys are only known once Redis answers).
-    pub(crate) fn event(&self) -> Option<Event> {
-        Some(match self {
-            Self::Key(key) => Event::Key(key.as_str().to_owned()),
-            Self::Id { entity, escaped_id } => Event::Id(
-                entity
-                    .key_from_escaped(escaped_id, None)
-                    .as_str()
-                    .to_owned(),
-            ),
-            // A glob is not matched locally: the whole entity goes, which is never wrong.
-            Self::Entity(entity) | Self::Matching(entity, _) => {
-                Event::Prefix(entity.pattern().trim_end_matches('*').to_owned())
-            }
-            Self::Tag(_) => return None,
-            Self::Republish(event) => event.clone(),
-        })
     }
 
     /// What stands in for it when the queue is full: its whole entity, or the tag itself.
     fn wholesale(&self) -> (String, Intent) {
-        match (self, self.entity()) {
-            (_, Some(entity)) => (
+        match self.entity() {
+            Some(entity) => (
                 format!("entity {}", entity.pattern()),
                 Intent::Entity(entity.clone()),
             ),
-            (intent, None) => (format!("{intent:?}"), intent.clone()),
+            None => (format!("{self}"), self.clone()),
         }
     }
 }
 
-/// Something that still has to reach Redis.
-#[derive(Debug)]
-pub(crate) enum Pending {
-    /// The removal itself failed: remove, then publish.
-    Invalidate(Intent),
-    /// The removal went through, the event did not.
-    Publish(Option<Entity>, Event),
-}
-
-impl Pending {
-    fn wholesale(&self) -> (String, Intent) {
+impl std::fmt::Display for Intent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Invalidate(intent) => intent.wholesale(),
-            Self::Publish(Some(entity), _) => Intent::Entity(entity.clone()).wholesale(),
-            // An event without an entity lists tagged keys: republish it as is.
-            Self::Publish(None, event) => (format!("{event:?}"), Intent::Republish(event.clone())),
+            Self::Key(key) => write!(f, "key {key}"),
+            Self::Id { entity, escaped_id } => {
+                write!(f, "id {} of {}", escaped_id, entity.name())
+            }
+            Self::Entity(entity) => write!(f, "entity {}", entity.pattern()),
+            Self::Matching(entity, glob) => write!(f, "keys of {} matching {glob}", entity.name()),
+            Self::Tag(tag) => write!(f, "tag {tag}"),
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    items: VecDeque<Pending>,
+    /// In order; the front one stays here while it is being sent, so it is counted as pending
+    /// until Redis has it.
+    items: VecDeque<Intent>,
     /// What did not fit, by what it stands for: replayed wholesale on recovery.
     overflowed: HashMap<String, Intent>,
 }
@@ -126,16 +99,16 @@ impl ReplayQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn push(&self, pending: Pending) {
+    pub(crate) fn push(&self, intent: Intent) {
         let mut state = self.lock();
         if state.items.len() < self.capacity {
-            tracing::warn!(?pending, "invalidation kept for replay when Redis is back");
-            state.items.push_back(pending);
+            tracing::warn!(%intent, "invalidation kept for replay when Redis is back");
+            state.items.push_back(intent);
         } else {
-            let (id, wholesale) = pending.wholesale();
+            let (id, wholesale) = intent.wholesale();
             if let std::collections::hash_map::Entry::Vacant(slot) = state.overflowed.entry(id) {
                 tracing::warn!(
-                    ?wholesale,
+                    %wholesale,
                     "replay queue full: replayed wholesale when Redis is back"
                 );
                 slot.insert(wholesale);
@@ -145,20 +118,26 @@ impl ReplayQueue {
         self.wake.notify_one();
     }
 
-    fn pop(&self) -> Option<Pending> {
-        self.lock().items.pop_front()
+    fn front(&self) -> Option<Intent> {
+        self.lock().items.front().cloned()
     }
 
-    fn push_front(&self, pending: Pending) {
-        self.lock().items.push_front(pending);
+    /// Removes the front item once it reached Redis (only the replay task pops, so it is
+    /// still the one that was sent).
+    fn sent_front(&self) {
+        self.lock().items.pop_front();
     }
 
-    fn take_overflowed(&self) -> Vec<(String, Intent)> {
-        self.lock().overflowed.drain().collect()
+    fn overflowed(&self) -> Vec<(String, Intent)> {
+        self.lock()
+            .overflowed
+            .iter()
+            .map(|(id, intent)| (id.clone(), intent.clone()))
+            .collect()
     }
 
-    fn restore_overflowed(&self, intents: Vec<(String, Intent)>) {
-        self.lock().overflowed.extend(intents);
+    fn sent_overflowed(&self, id: &str) {
+        self.lock().overflowed.remove(id);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -180,54 +159,58 @@ pub(crate) async fn run(cache: Weak<Inner>) {
     }
 }
 
+/// Whether replaying an intent went through, failed for now, or can never go through.
+enum Replayed {
+    Done,
+    /// Redis is unreachable or slow: stop and retry later.
+    Later,
+    /// Redis refused the command itself (ACL, wrong type): retrying cannot help.
+    Refused,
+}
+
 impl Cache {
-    /// Sends what is pending, in order, stopping at the first failure.
+    /// Sends what is pending, in order, until Redis stops answering. An item Redis refuses
+    /// outright is dropped (and logged) rather than blocking every later one.
     async fn replay(&self) {
         let queue = &self.inner.replay;
         let mut sent = 0usize;
-        while let Some(pending) = queue.pop() {
-            let done = match &pending {
-                Pending::Invalidate(intent) => self.replay_intent(intent).await,
-                Pending::Publish(entity, event) => {
-                    self.try_publish(entity.as_ref(), event).await.is_ok()
-                }
-            };
-            if !done {
-                queue.push_front(pending);
-                return;
+        while let Some(intent) = queue.front() {
+            match self.replay_intent(&intent).await {
+                Replayed::Done => sent += 1,
+                Replayed::Later => return,
+                Replayed::Refused => {}
             }
-            sent += 1;
+            queue.sent_front();
         }
-        let mut failed = Vec::new();
-        for (id, intent) in queue.take_overflowed() {
-            if self.replay_intent(&intent).await {
-                sent += 1;
-            } else {
-                failed.push((id, intent));
+        for (id, intent) in queue.overflowed() {
+            match self.replay_intent(&intent).await {
+                Replayed::Done => sent += 1,
+                Replayed::Later => return,
+                Replayed::Refused => {}
             }
+            queue.sent_overflowed(&id);
         }
-        queue.restore_overflowed(failed);
         if sent > 0 {
             tracing::info!(sent, "replayed invalidations after Redis recovered");
         }
     }
 
-    /// Removes and announces; `false` if Redis still does not answer. (A failed announcement
-    /// queues itself again.)
-    async fn replay_intent(&self, intent: &Intent) -> bool {
-        if let Intent::Republish(event) = intent {
-            return self.try_publish(None, event).await.is_ok();
-        }
+    async fn replay_intent(&self, intent: &Intent) -> Replayed {
         match self.remove(intent).await {
-            Ok(removed) => {
-                self.announce(intent, removed.keys).await;
-                true
+            Ok(_) => {
+                self.forget_locally(intent);
+                Replayed::Done
             }
-            Err(_) => false,
+            Err(error) if !error.is_connection_class() => {
+                tracing::error!(%intent, %error, "Redis refuses this invalidation: dropped from the replay queue");
+                Replayed::Refused
+            }
+            Err(_) => Replayed::Later,
         }
     }
 
     /// How many invalidations wait for Redis (entities to invalidate wholesale count as one).
+    /// An invalidation counts until Redis has it.
     pub fn pending_invalidations(&self) -> usize {
         self.inner.replay.len()
     }

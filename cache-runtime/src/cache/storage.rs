@@ -6,14 +6,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::index;
+use super::replay::Intent;
+use super::validity::Stamp;
 use crate::bus::Event;
 use crate::codec::CodecKind;
 use crate::compress;
 use crate::entity::CacheKey;
-use crate::envelope::Header;
+use crate::envelope::{Envelope, Header, MAX_TAG_LEN, MAX_TAGS};
 use crate::error::CacheError;
-use crate::freshness::now_ms;
 use crate::metrics::bump;
 use crate::ttl::Ttl;
 
@@ -25,6 +25,14 @@ pub(crate) enum Lookup<T> {
     Miss,
 }
 
+/// What one read of a key brought back from Redis.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) bytes: Option<Vec<u8>>,
+    /// For a variant key, its id's variants token (read in the same round trip).
+    pub(crate) id_token: Option<u64>,
+}
+
 /// What a write stores.
 pub(crate) enum Stored<'a, T: ?Sized> {
     Value(&'a T),
@@ -32,34 +40,75 @@ pub(crate) enum Stored<'a, T: ?Sized> {
     Absent,
 }
 
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
 impl Cache {
     pub(crate) async fn read<T: DeserializeOwned>(
         &self,
         key: &CacheKey,
     ) -> Result<Lookup<T>, CacheError> {
-        let bytes = self.read_raw(key).await?;
-        Ok(self.lookup(key, bytes.as_deref()))
+        let found = self.fetch(key).await?;
+        self.lookup(key, &found).await
     }
 
-    /// The stored bytes under `key`.
-    pub(crate) async fn read_raw(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
-        self.redis(key.entity(), redis::cmd("GET").arg(key.as_str()))
-            .await
+    /// The stored bytes under `key` (and its id's token, for a variant): one round trip.
+    pub(crate) async fn fetch(&self, key: &CacheKey) -> Result<Found, CacheError> {
+        let entity = key.entity();
+        match key.variants_token_key() {
+            None => {
+                let bytes = self
+                    .redis(entity, redis::cmd("GET").arg(key.as_str()))
+                    .await?;
+                Ok(Found {
+                    bytes,
+                    id_token: None,
+                })
+            }
+            Some(token_key) => {
+                let mut pipeline = redis::pipe();
+                pipeline
+                    .cmd("GET")
+                    .arg(key.as_str())
+                    .cmd("GET")
+                    .arg(token_key);
+                let (bytes, id_token) = self.redis(entity, &pipeline).await?;
+                Ok(Found { bytes, id_token })
+            }
+        }
     }
 
-    /// What stored bytes hold, counted as a hit or a miss.
-    pub(crate) fn lookup<T: DeserializeOwned>(
+    /// What fetched bytes hold, counted as a hit or a miss. A value that an invalidation made
+    /// invalid is a miss; an error means its validity could not be checked (Redis trouble).
+    pub(crate) async fn lookup<T: DeserializeOwned>(
         &self,
         key: &CacheKey,
-        bytes: Option<&[u8]>,
-    ) -> Lookup<T> {
+        found: &Found,
+    ) -> Result<Lookup<T>, CacheError> {
         let counters = key.entity().counters();
-        let Some(bytes) = bytes else {
+        let Some(bytes) = &found.bytes else {
             bump(&counters.misses);
             tracing::debug!(key = key.as_str(), "cache miss");
-            return Lookup::Miss;
+            return Ok(Lookup::Miss);
         };
-        match self.decode(bytes) {
+        let decoded = match Header::unwrap(bytes) {
+            Ok(envelope) => {
+                let valid = self
+                    .still_valid(key, &envelope.header, envelope.tags, found.id_token)
+                    .await?;
+                if !valid {
+                    bump(&counters.misses);
+                    tracing::debug!(key = key.as_str(), "cache miss: invalidated");
+                    return Ok(Lookup::Miss);
+                }
+                self.decode_envelope(&envelope)
+            }
+            Err(reason) => Err(reason.to_owned()),
+        };
+        Ok(match decoded {
             Ok(lookup) => {
                 bump(&counters.hits);
                 tracing::debug!(key = key.as_str(), "cache hit");
@@ -71,19 +120,37 @@ impl Cache {
                 tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
                 Lookup::Miss
             }
-        }
+        })
     }
 
+    /// Whether fetched bytes are a value that is still valid (without decoding or counting it).
+    pub(crate) async fn is_valid(&self, key: &CacheKey, found: &Found) -> Result<bool, CacheError> {
+        let Some(Ok(envelope)) = found.bytes.as_deref().map(Header::unwrap) else {
+            return Ok(false);
+        };
+        self.still_valid(key, &envelope.header, envelope.tags, found.id_token)
+            .await
+    }
+
+    /// Decodes stored bytes without checking their validity (for bytes a leader just loaded).
     pub(crate) fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<Lookup<T>, String> {
-        let (header, payload) = Header::unwrap(bytes)?;
+        let envelope = Header::unwrap(bytes)?;
+        self.decode_envelope(&envelope)
+    }
+
+    fn decode_envelope<T: DeserializeOwned>(
+        &self,
+        envelope: &Envelope<'_>,
+    ) -> Result<Lookup<T>, String> {
+        let header = envelope.header;
         if header.negative {
             return Ok(Lookup::Absent(header));
         }
         if header.compressed {
-            let plain = compress::decompress(payload, self.inner.config.max_value_bytes)?;
+            let plain = compress::decompress(envelope.payload, self.inner.config.max_value_bytes)?;
             CodecKind::decode_with_id(header.codec, &plain)
         } else {
-            CodecKind::decode_with_id(header.codec, payload)
+            CodecKind::decode_with_id(header.codec, envelope.payload)
         }
         .map(|value| Lookup::Hit(value, header))
         .map_err(|e| e.to_string())
@@ -95,9 +162,17 @@ impl Cache {
         value: Stored<'_, T>,
         ttl: Duration,
         cost: Duration,
+        stamp: &Stamp<'_>,
     ) -> Result<Vec<u8>, CacheError> {
+        if stamp.tags.len() > MAX_TAGS || stamp.tags.iter().any(|tag| tag.len() > MAX_TAG_LEN) {
+            return Err(CacheError::InvalidTags(format!(
+                "at most {MAX_TAGS} tags of at most {MAX_TAG_LEN} bytes each"
+            )));
+        }
         let config = &self.inner.config;
         let mut header = Header::new(config.codec.id(), ttl, cost);
+        header.epoch = stamp.epoch;
+        header.id_token = stamp.id_token;
         let mut payload = match value {
             Stored::Value(value) => config.codec.encode(value)?,
             Stored::Absent => {
@@ -112,11 +187,13 @@ impl Cache {
             payload = compress::compress(&payload);
             header.compressed = true;
         }
-        Ok(header.wrap(&payload))
+        Ok(header.wrap(stamp.tags, &payload))
     }
 
-    /// Writes `value` under `key` for `ttl` with jitter, overwriting whatever is there and
-    /// voiding any loader's lease (its value would be older than this one).
+    /// Writes `value` under `key` for `ttl` with jitter, overwriting whatever is there, voiding
+    /// any loader's lease (its value would be older than this one) and telling the other
+    /// instances. If the write fails, the key is invalidated instead (and that is replayed if
+    /// Redis is down), so an older value cannot outlive a write that was meant to replace it.
     pub(crate) async fn store<T: Serialize + ?Sized>(
         &self,
         key: &CacheKey,
@@ -125,27 +202,38 @@ impl Cache {
         grace: Duration,
         tags: &[String],
     ) -> Result<(), CacheError> {
-        let ttl = self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl));
-        let bytes = self.encode(value, ttl, Duration::ZERO)?;
-        self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite, tags)
-            .await?;
-        // Other instances drop their local copy of the old value.
-        self.publish(key.entity(), Event::Key(key.as_str().to_owned()))
-            .await;
-        Ok(())
+        let ttl = self.jittered(ttl);
+        let intent = Intent::Key(key.clone());
+        self.forget_locally(&intent);
+        let written = async {
+            let stamp = self.stamp(key, tags, None, ttl + grace).await?;
+            let bytes = self.encode(value, ttl, Duration::ZERO, &stamp)?;
+            self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite)
+                .await
+        }
+        .await;
+        match written {
+            Ok(_) => {
+                self.forget_locally(&intent);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::debug!(key = key.as_str(), %error, "write failed: invalidating the key instead");
+                let _ = self.invalidate(intent).await;
+                Err(error)
+            }
+        }
     }
 
     /// Writes encoded bytes under `key` to expire from Redis after `ttl` (the jittered
-    /// freshness plus any stale grace), unless they exceed the size limit. A variant key is also recorded in its id's variant index, so invalidating
-    /// the id finds it without a scan. Returns whether the value was stored: a populate under a
-    /// voided lease is not.
+    /// freshness plus any stale grace), unless they exceed the size limit: one round trip.
+    /// Returns whether the value was stored: a populate under a voided lease is not.
     pub(crate) async fn store_encoded(
         &self,
         key: &CacheKey,
         bytes: &[u8],
         ttl: Duration,
         write: Write<'_>,
-        tags: &[String],
     ) -> Result<bool, CacheError> {
         let limit = self.inner.config.max_value_bytes;
         if bytes.len() > limit {
@@ -154,15 +242,17 @@ impl Cache {
                 limit,
             });
         }
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        // One transaction: an invalidation never sees the value without its index entries.
+        let ttl_ms = millis(ttl);
         let mut pipeline = redis::pipe();
-        pipeline.atomic();
         match write {
-            Write::Populate(Some(token)) => {
+            Write::Populate(token) => {
                 pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
             }
-            Write::Populate(None) | Write::Overwrite => {
+            Write::Overwrite | Write::Unguarded => {
+                if let Write::Overwrite = write {
+                    // First, on the same connection: a loader must not store after this.
+                    pipeline.cmd("UNLINK").arg(key.lease_key()).ignore();
+                }
                 pipeline
                     .cmd("SET")
                     .arg(key.as_str())
@@ -170,13 +260,26 @@ impl Cache {
                     .arg("PX")
                     .arg(ttl_ms)
                     .ignore();
+                if let Write::Overwrite = write {
+                    // Other instances drop their local copy of the old value.
+                    pipeline
+                        .cmd("PUBLISH")
+                        .arg(&self.inner.channel)
+                        .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
+                        .ignore();
+                }
             }
         }
-        if let Write::Overwrite = write {
-            pipeline.cmd("DEL").arg(key.lease_key()).ignore();
+        if let Some(token_key) = key.variants_token_key() {
+            // The token lives as long as the longest-lived variant written under it.
+            pipeline
+                .cmd("PEXPIRE")
+                .arg(token_key)
+                .arg(ttl_ms)
+                .arg("GT")
+                .ignore();
         }
-        index::record(&mut pipeline, key, tags, ttl_ms, now_ms());
-        let stored = if let Write::Populate(Some(_)) = write {
+        let stored = if let Write::Populate(_) = write {
             let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
             stored == 1
         } else {
@@ -191,8 +294,11 @@ impl Cache {
 /// How a write treats concurrent loaders' leases.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Write<'a> {
-    /// An explicit write (`set`, write-through, forced refresh): voids any lease.
+    /// An explicit write (`set`, write-through, forced refresh): voids any lease and tells the
+    /// other instances.
     Overwrite,
-    /// A loaded value: stored under the given lease, or unconditionally without one.
-    Populate(Option<&'a str>),
+    /// A loaded value, stored only while the loader's lease is intact.
+    Populate(&'a str),
+    /// A loaded value when leases are turned off in the configuration.
+    Unguarded,
 }

@@ -114,10 +114,10 @@ async fn ids_variants_and_entities_get_separate_keys() {
         ]
     );
     assert_eq!(server.cached_keys(&products.pattern()).len(), 2);
-    assert_eq!(server.scan(&lists.variants_pattern(&7u32)).len(), 3);
-    let indexed: Vec<String> =
-        server.query(redis::cmd("SMEMBERS").arg("test:v1:product_list:7:%variants"));
-    assert_eq!(indexed.len(), 2);
+    assert_eq!(server.scan(&lists.variants_pattern(&7u32)).len(), 2);
+    let token: Option<u64> =
+        server.query(redis::cmd("GET").arg("{test:v1:product_list:7}:%variants"));
+    assert!(token.is_some(), "the id's variants share one token");
     let p2: Option<Vec<u64>> = cache
         .get(&lists.variant_key(&7u32, "p2"))
         .await
@@ -245,12 +245,19 @@ async fn invalidate_id_removes_the_id_and_every_variant_without_touching_neighbo
             .invalidate_id(&lists, &7u32)
             .await
             .expect("invalidate"),
-        3
+        1,
+        "the id's own key is deleted; its variants lost their token"
     );
-    assert_eq!(server.cached_keys("*"), vec!["test:v1:product_list:70:p1"]);
-    let index_ttl: i64 = server.query(redis::cmd("PTTL").arg("test:v1:product_list:70:%variants"));
+    for (id, page, expected) in [(7u32, "p1", None), (7, "p2", None), (70, "p1", Some(1u8))] {
+        let value: Option<u8> = cache.get(&lists.variant_key(&id, page)).await.expect("get");
+        assert_eq!(value, expected, "{id}:{page}");
+    }
+    let plain: Option<u8> = cache.get(&lists.key(&7u32)).await.expect("get");
+    assert_eq!(plain, None);
+    let token_ttl: i64 =
+        server.query(redis::cmd("PTTL").arg("{test:v1:product_list:70}:%variants"));
     assert!(
-        index_ttl > 0,
-        "the index expires with its variants: {index_ttl}"
+        token_ttl > 0,
+        "the token expires with its variants: {token_ttl}"
     );
 }

@@ -55,7 +55,7 @@ fn a_killed_lease_holder_is_taken_over_within_the_lease_time() {
     let server = RedisServer::start();
     let _: () = server.query(redis::cmd("SET").arg("stampede:go").arg(1));
     let mut holder = client(&server, 1, 60_000, "on");
-    let lease_key = "stampede:v1:product:hot:%lease";
+    let lease_key = "{stampede:v1:product:hot}:%lease";
     let started = Instant::now();
     while !server.query::<bool>(redis::cmd("EXISTS").arg(lease_key)) {
         assert!(

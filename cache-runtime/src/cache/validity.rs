@@ -1,0 +1,230 @@
+//! Whether a stored value may still be served, and what a new value records so that it can be
+//! told later: the Redis side of [`marks`](crate::marks).
+
+use std::time::Duration;
+
+use super::Cache;
+use crate::bus::Event;
+use crate::entity::{CacheKey, Entity};
+use crate::envelope::{Header, Tags};
+use crate::error::CacheError;
+use crate::key::{epoch_key, tag_mark_key};
+use crate::marks::{BUMP_EPOCH, MARK_TTL, MarkCell, RAISE_MARK};
+
+/// What a value is valid under: written into its envelope.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stamp<'a> {
+    /// The epoch known when the load started (or the write was made).
+    pub(crate) epoch: u64,
+    /// For a variant key, its id's variants token.
+    pub(crate) id_token: Option<u64>,
+    pub(crate) tags: &'a [String],
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl Cache {
+    /// Whether a value read from Redis is still valid: not older than its entity's and its
+    /// tags' marks, and, for a variant, written under its id's current token.
+    pub(crate) async fn still_valid(
+        &self,
+        key: &CacheKey,
+        header: &Header,
+        tags: Tags<'_>,
+        id_token: Option<u64>,
+    ) -> Result<bool, CacheError> {
+        if key.variants_token_key().is_some() && (id_token.is_none() || header.id_token != id_token)
+        {
+            return Ok(false);
+        }
+        let entity = key.entity();
+        if header.epoch < self.entity_mark(entity).await? {
+            return Ok(false);
+        }
+        for tag in tags.iter() {
+            if header.epoch < self.tag_mark(entity, tag).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Self::still_valid`] for the local tier: only marks this instance trusts count, any
+    /// other is a miss. (Id tokens are not checked here: id invalidations reach the local tier
+    /// as events.)
+    pub(crate) fn still_valid_locally(
+        &self,
+        entity: &Entity,
+        header: &Header,
+        tags: Tags<'_>,
+    ) -> bool {
+        let marks = &self.inner.marks;
+        let session = marks.session();
+        let below = |cell: &MarkCell| cell.trusted(session).is_none_or(|mark| header.epoch < mark);
+        if below(entity.mark()) {
+            return false;
+        }
+        tags.iter().all(|tag| !below(&marks.tag_cell(tag)))
+    }
+
+    /// The stamp of a value whose load starts now: the marks it depends on are known first, so
+    /// the epoch recorded is at least each of them.
+    pub(crate) async fn stamp<'a>(
+        &self,
+        key: &CacheKey,
+        tags: &'a [String],
+        id_token: Option<u64>,
+        ttl: Duration,
+    ) -> Result<Stamp<'a>, CacheError> {
+        let entity = key.entity();
+        self.entity_mark(entity).await?;
+        for tag in tags {
+            self.tag_mark(entity, tag).await?;
+        }
+        let id_token = match (key.variants_token_key(), id_token) {
+            (Some(token_key), None) => Some(self.create_id_token(entity, &token_key, ttl).await?),
+            (Some(_), token) => token,
+            (None, _) => None,
+        };
+        Ok(Stamp {
+            epoch: self.inner.marks.known(),
+            id_token,
+            tags,
+        })
+    }
+
+    /// Gives an id's variants a token if they have none; answers the token in force.
+    async fn create_id_token(
+        &self,
+        entity: &Entity,
+        token_key: &str,
+        ttl: Duration,
+    ) -> Result<u64, CacheError> {
+        let token: u64 = rand::random();
+        let existing: Option<u64> = self
+            .redis(
+                entity,
+                redis::cmd("SET")
+                    .arg(token_key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(millis(ttl)),
+            )
+            .await?;
+        Ok(existing.unwrap_or(token))
+    }
+
+    async fn entity_mark(&self, entity: &Entity) -> Result<u64, CacheError> {
+        self.mark(entity, entity.mark(), || entity.mark_key().to_owned())
+            .await
+    }
+
+    async fn tag_mark(&self, entity: &Entity, tag: &str) -> Result<u64, CacheError> {
+        let cell = self.inner.marks.tag_cell(tag);
+        self.mark(entity, &cell, || {
+            tag_mark_key(&self.inner.config.app_prefix, tag)
+        })
+        .await
+    }
+
+    /// A mark as this instance trusts it, or else as Redis has it now. A mark Redis lost
+    /// (evicted, expired, failed over) is recreated as "invalidated now".
+    async fn mark(
+        &self,
+        entity: &Entity,
+        cell: &MarkCell,
+        mark_key: impl FnOnce() -> String,
+    ) -> Result<u64, CacheError> {
+        let marks = &self.inner.marks;
+        let session = marks.session();
+        if let Some(mark) = cell.trusted(session) {
+            return Ok(mark);
+        }
+        let mark_key = mark_key();
+        let mut read = redis::pipe();
+        read.cmd("GET")
+            .arg(&mark_key)
+            .cmd("PEXPIRE")
+            .arg(&mark_key)
+            .arg(millis(MARK_TTL))
+            .arg("GT")
+            .ignore();
+        let (value,): (Option<u64>,) = self.redis(entity, &read).await?;
+        let value = match value {
+            Some(value) => value,
+            None => self.recreate_mark(entity, &mark_key).await?,
+        };
+        marks.saw(value);
+        Ok(cell.learn(value, session, marks.session()))
+    }
+
+    async fn recreate_mark(&self, entity: &Entity, mark_key: &str) -> Result<u64, CacheError> {
+        let epoch = self.next_epoch(Some(entity)).await?;
+        let existing: Option<u64> = self
+            .redis(
+                entity,
+                redis::cmd("SET")
+                    .arg(mark_key)
+                    .arg(epoch)
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(millis(MARK_TTL)),
+            )
+            .await?;
+        Ok(existing.unwrap_or(epoch))
+    }
+
+    async fn next_epoch(&self, entity: Option<&Entity>) -> Result<u64, CacheError> {
+        let mut bump = redis::cmd("EVAL");
+        bump.arg(BUMP_EPOCH)
+            .arg(1)
+            .arg(epoch_key(&self.inner.config.app_prefix));
+        let epoch: u64 = match entity {
+            Some(entity) => self.redis(entity, &bump).await?,
+            None => self.call((&bump).into()).await?,
+        };
+        Ok(epoch)
+    }
+
+    /// Invalidates everything under a mark: raises it to a new epoch and tells every instance.
+    /// Two round trips, whatever the number of keys it covers.
+    pub(crate) async fn raise_mark(
+        &self,
+        entity: Option<&Entity>,
+        cell: &MarkCell,
+        mark_key: &str,
+        event: impl FnOnce(u64) -> Event,
+    ) -> Result<(), CacheError> {
+        let marks = &self.inner.marks;
+        let seq = marks.next_seq();
+        let epoch = self.next_epoch(entity).await?;
+        let mut raise = redis::pipe();
+        raise
+            .cmd("EVAL")
+            .arg(RAISE_MARK)
+            .arg(1)
+            .arg(mark_key)
+            .arg(epoch)
+            .arg(millis(MARK_TTL))
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&self.inner.channel)
+            .arg(event(epoch).encode(self.inner.origin))
+            .ignore();
+        let () = match entity {
+            Some(entity) => self.redis(entity, &raise).await?,
+            None => self.call((&raise).into()).await?,
+        };
+        cell.raise(epoch);
+        marks.saw(epoch);
+        cell.unblock(seq);
+        Ok(())
+    }
+}
