@@ -1,93 +1,311 @@
-//! Cost of invalidation calls: an id with its variants, a whole entity and a tag, with the
-//! rest of the keyspace small and then 200,000 keys larger, to show that the cost follows the
-//! entity, not Redis.
+//! Invalidation at scale, with the default configuration on a multi-thread runtime:
 //!
-//! `cargo bench -p cache-tests --bench invalidation`
+//! - 1,000,000 small values of one entity written through `Cache::set` against the same key
+//!   names and stored bytes written with plain `SET PX`: throughput and memory per key;
+//! - `invalidate_entity` over them: the call's time, and the longest wait of a client sending
+//!   `PING` every 5 ms meanwhile; then 10,000 sampled reads from this instance and from a
+//!   second one, each of which must call its loader;
+//! - a tag over 1,000,000 keys of two entities, the same way, with 10,000 untagged keys that
+//!   must stay hits.
+//!
+//! `cargo bench -p cache-tests --bench invalidation` (prints Markdown tables).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, CacheConfig, Ttl};
+use cache_runtime::{Cache, CacheConfig, Entity, Ttl, cached};
 use cache_tests::RedisServer;
 
-const IDS: u32 = 1_000;
+const KEYS: u32 = 1_000_000;
+const TASKS: u32 = 64;
+const SAMPLE: u32 = 10_000;
 
-async fn fill(cache: &Cache) {
-    let products = cache.entity("product").expect("entity");
-    for id in 0..IDS {
-        cache
-            .set(&products.key(&id), &id, Ttl::Long)
-            .await
-            .expect("set");
-        for page in ["p1", "p2", "p3"] {
-            cache
-                .set(&products.variant_key(&id, page), &id, Ttl::Long)
-                .await
-                .expect("set");
+fn config(server: &RedisServer) -> CacheConfig {
+    CacheConfig::builder()
+        .redis_url(server.url())
+        .app_prefix("bench")
+        .metrics_log_interval(None)
+        .build()
+        .expect("config")
+}
+
+fn used_memory(server: &RedisServer) -> u64 {
+    let info: String = server.query(redis::cmd("INFO").arg("memory"));
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("used_memory")
+}
+
+/// Runs `write(i)` for every `i < KEYS` from [`TASKS`] tasks; answers the time it took.
+async fn from_tasks<F, Fut>(write: F) -> Duration
+where
+    F: Fn(u32) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let write = write.clone();
+            tokio::spawn(async move {
+                let mut i = task;
+                while i < KEYS {
+                    write(i).await;
+                    i += TASKS;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    started.elapsed()
+}
+
+/// A client that sends `PING` every 5 ms on its own connection and keeps its longest wait.
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    longest_us: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Pinger {
+    fn start(server: &RedisServer) -> Self {
+        let mut connection = server.connection().expect("connect");
+        let stop = Arc::new(AtomicBool::new(false));
+        let longest_us = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, longest_us) = (stop.clone(), longest_us.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let _: String = redis::cmd("PING").query(&mut connection).expect("PING");
+                    let waited = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    longest_us.fetch_max(waited, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Self {
+            stop,
+            longest_us,
+            thread,
         }
     }
-}
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-async fn measure(cache: &Cache, label: &str) {
-    let products = cache.entity("product").expect("entity");
-    fill(cache).await;
-    let mut per_id = Vec::new();
-    for id in 0..IDS {
-        let started = Instant::now();
-        assert_eq!(cache.invalidate_id(&products, &id).await.expect("id"), 4);
-        per_id.push(started.elapsed());
+    fn stop(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("pinger");
+        Duration::from_micros(self.longest_us.load(Ordering::Relaxed))
     }
-    fill(cache).await;
+}
+
+/// Of `SAMPLE` ids spread over the keyspace, how many reads of `entity` called the loader.
+async fn loads_after(cache: &Cache, entity: &Entity) -> u32 {
+    let mut loads = 0;
+    for n in 0..SAMPLE {
+        let id = n * (KEYS / SAMPLE);
+        let _: u64 = cache
+            .get_or_set(&entity.key(&id), Ttl::Long, || async {
+                loads += 1;
+                Ok::<_, std::io::Error>(0)
+            })
+            .await
+            .expect("read");
+    }
+    loads
+}
+
+/// Waits until `cache` has heard of an invalidation of `entity` (the bus delay), at most 1 s.
+async fn heard(cache: &Cache, entity: &Entity, probe: u32) {
     let started = Instant::now();
-    let removed = cache.invalidate_entity(&products).await.expect("entity");
-    let entity = started.elapsed();
-    assert_eq!(removed, u64::from(IDS) * 4);
+    while started.elapsed() < Duration::from_secs(1) {
+        let value: Option<u64> = cache.get(&entity.key(&probe)).await.expect("get");
+        if value.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn entity_wide() {
+    // Plain SET PX of the same names and bytes, on a server of its own.
+    let plain_server = RedisServer::start();
+    let cache_server = RedisServer::start();
+    let cache = Cache::new(config(&cache_server)).expect("cache");
+    let products = cache.entity("product").expect("entity");
+    let ttl = Duration::from_secs(24 * 3600);
+
+    let before = used_memory(&cache_server);
+    let writing = Pinger::start(&cache_server);
+    let cache_time = from_tasks({
+        let (cache, products) = (cache.clone(), products.clone());
+        move |i| {
+            let (cache, key) = (cache.clone(), products.key(&i));
+            async move {
+                cache
+                    .set(&key, &u64::from(i), Ttl::Fixed(ttl))
+                    .await
+                    .expect("set");
+            }
+        }
+    })
+    .await;
+    let waited_while_writing = writing.stop();
+    let cache_bytes = used_memory(&cache_server) - before;
+
+    let stored: Vec<u8> = cache_server.query(redis::cmd("GET").arg("bench:v1:product:123456"));
+    let client = redis::Client::open(plain_server.url()).expect("client");
+    let plain = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let before = used_memory(&plain_server);
+    let plain_time = from_tasks(move |i| {
+        let (mut plain, stored) = (plain.clone(), stored.clone());
+        async move {
+            // Same key length as the cache's (`product` and `plain_a` are 7 bytes).
+            let () = redis::cmd("SET")
+                .arg(format!("bench:v1:plain_a:{i}"))
+                .arg(stored)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async(&mut plain)
+                .await
+                .expect("SET");
+        }
+    })
+    .await;
+    let plain_bytes = used_memory(&plain_server) - before;
+
+    let rate = |time: Duration| f64::from(KEYS) / time.as_secs_f64();
+    println!("| 1,000,000 values of one entity | `Cache::set` | plain `SET PX` | ratio |");
+    println!("| --- | --- | --- | --- |");
     println!(
-        "| {label} | {:?} | {entity:?} for {removed} keys |",
-        median(per_id)
+        "| writes/s, {TASKS} tasks | {:.0} | {:.0} | {:.2}× |",
+        rate(cache_time),
+        rate(plain_time),
+        rate(cache_time) / rate(plain_time)
+    );
+    println!(
+        "| memory per key (`used_memory`) | {:.1} B | {:.1} B | {:.3}× |",
+        cache_bytes as f64 / f64::from(KEYS),
+        plain_bytes as f64 / f64::from(KEYS),
+        cache_bytes as f64 / plain_bytes as f64
+    );
+    println!("| longest PING wait while writing | {waited_while_writing:?} | | |");
+
+    // A second instance that read the entity before: its mark is known and trusted.
+    let other = Cache::new(config(&cache_server)).expect("cache");
+    let other_products = other.entity("product").expect("entity");
+    while !other.invalidation_bus_connected() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let warm: Option<u64> = other.get(&other_products.key(&1u32)).await.expect("get");
+    assert_eq!(warm, Some(1));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let pinger = Pinger::start(&cache_server);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    cache
+        .invalidate_entity(&products)
+        .await
+        .expect("invalidate");
+    let call = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waited = pinger.stop();
+    let here = loads_after(&cache, &products).await;
+    heard(&other, &other_products, 1).await;
+    let there = loads_after(&other, &other_products).await;
+    println!();
+    println!("| `invalidate_entity`, 1,000,000 keys | |");
+    println!("| --- | --- |");
+    println!("| the call | {call:?} |");
+    println!("| longest PING wait (every 5 ms, from 100 ms before to 100 ms after) | {waited:?} |");
+    println!("| sampled reads that called the loader, this instance | {here} of {SAMPLE} |");
+    println!("| sampled reads that called the loader, another instance | {there} of {SAMPLE} |");
+}
+
+#[cached(entity = "tagged_a", ttl = "long", key = "{id}", tags = ["bulk"])]
+async fn tagged_a(id: u32) -> u64 {
+    u64::from(id)
+}
+
+#[cached(entity = "tagged_b", ttl = "long", key = "{id}", tags = ["bulk"])]
+async fn tagged_b(id: u32) -> u64 {
+    u64::from(id)
+}
+
+#[cached(entity = "tagged_a", ttl = "long", key = "{id}", variant = "untagged")]
+async fn untagged(id: u32) -> u64 {
+    u64::from(id)
+}
+
+async fn tag_wide() {
+    let server = RedisServer::start();
+    let cache = Cache::new(config(&server)).expect("cache");
+    cache_runtime::install(cache.clone()).expect("installed once");
+    let fill = from_tasks(|i| async move {
+        if i % 2 == 0 {
+            tagged_a(i).await;
+        } else {
+            tagged_b(i).await;
+        }
+    })
+    .await;
+    for id in 0..SAMPLE {
+        untagged(id).await;
+    }
+    let (a, b) = (
+        cache.entity("tagged_a").expect("entity"),
+        cache.entity("tagged_b").expect("entity"),
+    );
+    let loads = |entity: &Entity| entity.metrics().loader_calls;
+    let before_outside = loads(&a);
+
+    let pinger = Pinger::start(&server);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    cache.invalidate_tag("bulk").await.expect("tag");
+    let call = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waited = pinger.stop();
+
+    for id in 0..SAMPLE {
+        untagged(id).await;
+    }
+    let outside_loads = loads(&a) - before_outside;
+    let (before_a, before_b) = (loads(&a), loads(&b));
+    for n in 0..SAMPLE {
+        let id = n * (KEYS / SAMPLE);
+        if id % 2 == 0 {
+            tagged_a(id).await;
+        } else {
+            tagged_b(id).await;
+        }
+    }
+    let tagged_loads = loads(&a) - before_a + loads(&b) - before_b;
+    println!();
+    println!("| `invalidate_tag`, 1,000,000 keys over two entities | |");
+    println!("| --- | --- |");
+    println!("| filling them through `#[cached]` ({TASKS} tasks) | {fill:?} |");
+    println!("| the call | {call:?} |");
+    println!("| longest PING wait (every 5 ms, from 100 ms before to 100 ms after) | {waited:?} |");
+    println!("| sampled tagged reads that called the loader | {tagged_loads} of {SAMPLE} |");
+    println!(
+        "| untagged reads of the same entity that called the loader | {outside_loads} of {SAMPLE} |"
     );
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let server = RedisServer::start();
     runtime.block_on(async {
-        let config = CacheConfig::builder()
-            .redis_url(server.url())
-            .app_prefix("bench")
-            .operation_timeout(Duration::from_secs(5))
-            .metrics_log_interval(None)
-            .build()
-            .expect("config");
-        let cache = Cache::new(config).expect("cache");
-        println!("| keyspace | invalidate_id (id + 3 variants), median | invalidate_entity |");
-        println!("| --- | --- | --- |");
-        measure(&cache, "the entity alone").await;
-        let mut conn = redis::Client::open(server.url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        for chunk in 0..200 {
-            let mut pipe = redis::pipe();
-            for i in 0..1_000 {
-                pipe.cmd("SET")
-                    .arg(format!("other:v1:thing:{chunk}:{i}"))
-                    .arg(1)
-                    .ignore();
-            }
-            let () = pipe.query_async(&mut conn).await.expect("fill");
-        }
-        // Let Redis finish rehashing its grown key table, which would otherwise be charged to
-        // whatever command runs next.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        measure(&cache, "+ 200,000 other keys").await;
+        entity_wide().await;
+        tag_wide().await;
     });
 }

@@ -14,27 +14,35 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// Extra `redis-server` arguments (`--maxmemory 4mb`, …).
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server without authentication.
     pub fn start() -> Self {
-        Self::spawn(None)
+        Self::spawn(None, &[])
     }
 
     /// Starts a server that requires `password` (`requirepass`).
     pub fn start_with_password(password: &str) -> Self {
-        Self::spawn(Some(password.to_owned()))
+        Self::spawn(Some(password.to_owned()), &[])
     }
 
-    fn spawn(password: Option<String>) -> Self {
+    /// Starts a server with extra command-line settings, e.g. `["--maxmemory", "4mb"]`.
+    pub fn start_with_args(args: &[&str]) -> Self {
+        Self::spawn(None, args)
+    }
+
+    fn spawn(password: Option<String>, args: &[&str]) -> Self {
         // Another test may grab the same free port between our probe and the server's bind;
         // a few attempts make that race harmless.
         for _ in 0..5 {
             let mut server = Self {
                 port: free_port(),
                 password: password.clone(),
+                args: args.iter().map(|a| (*a).to_owned()).collect(),
                 child: None,
             };
             if server.launch() {
@@ -54,6 +62,7 @@ impl RedisServer {
         if let Some(password) = &self.password {
             cmd.args(["--requirepass", password]);
         }
+        cmd.args(&self.args);
         let child = cmd.spawn().expect("spawn redis-server");
         self.child = Some(child);
         let started = Instant::now();

@@ -122,7 +122,7 @@ impl Cache {
     }
 
     /// Claims the refresh of `key`: one per process, and with leases on, one across processes.
-    pub(crate) async fn claim_refresh(&self, key: &CacheKey) -> Option<Claim> {
+    pub(crate) async fn claim_refresh(&self, key: &CacheKey, policy: &Policy<'_>) -> Option<Claim> {
         if !self.inner.refreshing.lock().insert(key.as_str().to_owned()) {
             return None;
         }
@@ -133,7 +133,13 @@ impl Cache {
         };
         if self.inner.config.lease_ttl.is_some() {
             // The refresh stores under this lease, so a write or invalidation during it wins.
-            match self.acquire_lease(key).await {
+            let physical_ttl =
+                self.jittered(policy.options.ttl) + policy.options.stale.unwrap_or_default();
+            let stamp = self
+                .stamp(key, policy.tags, None, physical_ttl)
+                .await
+                .ok()?;
+            match self.acquire_lease(key, &stamp).await {
                 Lease::Acquired(token) => claim.lease = Some(token),
                 Lease::HeldElsewhere | Lease::Unavailable => return None,
             }
@@ -216,7 +222,7 @@ impl Cache {
         match peek {
             Peek::Fresh(value) => Ok(value),
             Peek::Refresh { value, stale } => {
-                if let Some(claim) = self.claim_refresh(key).await {
+                if let Some(claim) = self.claim_refresh(key, policy).await {
                     let job = RefreshJob {
                         key: key.clone(),
                         options: policy.options,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::Cache;
 use super::storage::Found;
+use super::validity::Stamp;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
 
@@ -19,6 +20,21 @@ const POPULATE: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
+return 1
+";
+
+/// Takes the lease unless a load that is at least as recent holds it: one that started under
+/// marks below ARGV[3] (an entity or tag invalidation came after it) or under another id token
+/// than ARGV[4] (its id was invalidated) would only store an invalid value, so a reader that
+/// came after the invalidation takes the lease over instead of waiting for it (the old
+/// holder's populate is then refused). KEYS: lease. ARGV: token, ttl ms, floor, id token.
+const ACQUIRE: &str = r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  local epoch, id = string.match(held, '^%x+:(%d+):(%d+)$')
+  if epoch and tonumber(epoch) >= tonumber(ARGV[3]) and id == ARGV[4] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
@@ -37,26 +53,31 @@ pub(crate) enum Lease {
 }
 
 impl Cache {
-    pub(crate) async fn acquire_lease(&self, key: &CacheKey) -> Lease {
+    /// Takes the lease of `key` for a load stamped `stamp`.
+    pub(crate) async fn acquire_lease(&self, key: &CacheKey, stamp: &Stamp<'_>) -> Lease {
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return Lease::Unavailable;
         };
-        let token = format!("{:016x}", rand::random::<u64>());
+        let id_token = stamp.id_token.unwrap_or(0);
+        // The token records what the load is valid under, for readers deciding to wait.
+        let token = format!("{:016x}:{}:{id_token}", rand::random::<u64>(), stamp.epoch);
         let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
-        let acquired: Result<Option<String>, CacheError> = self
+        let acquired: Result<u8, CacheError> = self
             .redis(
                 key.entity(),
-                redis::cmd("SET")
+                redis::cmd("EVAL")
+                    .arg(ACQUIRE)
+                    .arg(1)
                     .arg(key.lease_key())
                     .arg(&token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms),
+                    .arg(ttl_ms)
+                    .arg(stamp.floor)
+                    .arg(id_token),
             )
             .await;
         match acquired {
-            Ok(Some(_)) => Lease::Acquired(token),
-            Ok(None) => Lease::HeldElsewhere,
+            Ok(1) => Lease::Acquired(token),
+            Ok(_) => Lease::HeldElsewhere,
             Err(_) => Lease::Unavailable,
         }
     }

@@ -144,19 +144,22 @@ impl Cache {
                 }
             }
         };
-        let guard = if redis_up {
-            match self.lease(key, policy, &mut leader, &mut fallback).await {
-                Leased::Served(value) => return Ok(value),
-                Leased::Load(guard) => guard,
-            }
-        } else {
-            Guard::NoStore
-        };
         let ttl = self.jittered(policy.options.ttl);
         let grace = policy.options.stale.unwrap_or_default();
-        let (guard, stamp) = self
-            .stamp_load(key, policy, guard, id_token, ttl + grace)
-            .await;
+        let stamp = match redis_up {
+            true => self.stamp_load(key, policy, id_token, ttl + grace).await,
+            false => None,
+        };
+        let guard = match &stamp {
+            Some(stamp) => match self
+                .lease(key, policy, stamp, &mut leader, &mut fallback)
+                .await
+            {
+                Leased::Served(value) => return Ok(value),
+                Leased::Load(guard) => guard,
+            },
+            None => Guard::NoStore,
+        };
         bump(&counters.loader_calls);
         let started = Instant::now();
         let loaded = match (fallback, policy.options.refresh_timeout) {
@@ -286,6 +289,7 @@ impl Cache {
         &self,
         key: &CacheKey,
         policy: &Policy<'_>,
+        stamp: &Stamp<'_>,
         leader: &mut Option<Leader<'_>>,
         fallback: &mut Option<Fallback<L>>,
     ) -> Leased<L> {
@@ -300,7 +304,7 @@ impl Cache {
         }
         let counters = key.entity().counters();
         for _ in 0..2 {
-            match self.acquire_lease(key).await {
+            match self.acquire_lease(key, stamp).await {
                 Lease::Acquired(token) => return Leased::Load(Guard::Lease(token)),
                 Lease::Unavailable => return Leased::Load(Guard::NoStore),
                 Lease::HeldElsewhere => {
@@ -341,27 +345,20 @@ impl Cache {
         Some(loaded)
     }
 
-    /// Learns what the loaded value is valid under, before the load starts. If that cannot be
-    /// learnt, the value is not stored.
+    /// Learns what the loaded value is valid under, before the load starts (and before its
+    /// lease is taken, which records it). If that cannot be learnt, the value is not stored.
     async fn stamp_load<'a>(
         &self,
         key: &CacheKey,
         policy: &Policy<'a>,
-        guard: Guard,
         id_token: Option<u64>,
         physical_ttl: Duration,
-    ) -> (Guard, Option<Stamp<'a>>) {
-        if let Guard::NoStore = guard {
-            return (guard, None);
-        }
+    ) -> Option<Stamp<'a>> {
         match self.stamp(key, policy.tags, id_token, physical_ttl).await {
-            Ok(stamp) => (guard, Some(stamp)),
+            Ok(stamp) => Some(stamp),
             Err(error) => {
                 tracing::debug!(key = key.as_str(), %error, "cannot stamp the load: its value will not be stored");
-                if let Guard::Lease(token) = &guard {
-                    self.release_lease(key, token).await;
-                }
-                (Guard::NoStore, None)
+                None
             }
         }
     }
@@ -390,6 +387,7 @@ impl Cache {
             epoch: 0,
             id_token: None,
             tags: &[],
+            floor: 0,
         });
         // Encoded for Redis, and for callers waiting on this flight; with neither, not at all
         // (the open-breaker path stays cheap).

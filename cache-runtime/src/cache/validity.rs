@@ -19,6 +19,8 @@ pub(crate) struct Stamp<'a> {
     /// For a variant key, its id's variants token.
     pub(crate) id_token: Option<u64>,
     pub(crate) tags: &'a [String],
+    /// The highest of the marks the value depends on: a load stamped below it is invalid.
+    pub(crate) floor: u64,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -81,9 +83,9 @@ impl Cache {
         ttl: Duration,
     ) -> Result<Stamp<'a>, CacheError> {
         let entity = key.entity();
-        self.entity_mark(entity).await?;
+        let mut floor = self.entity_mark(entity).await?;
         for tag in tags {
-            self.tag_mark(entity, tag).await?;
+            floor = floor.max(self.tag_mark(entity, tag).await?);
         }
         let id_token = match (key.variants_token_key(), id_token) {
             (Some(token_key), None) => Some(self.create_id_token(entity, &token_key, ttl).await?),
@@ -94,6 +96,7 @@ impl Cache {
             epoch: self.inner.marks.known(),
             id_token,
             tags,
+            floor,
         })
     }
 

@@ -2,9 +2,11 @@
 #![deny(warnings, clippy::all)]
 
 mod cache_aside;
+mod eviction;
 mod failures;
 mod freshness;
 mod global;
+mod invalidation_marks;
 mod leases;
 mod macros;
 mod metrics_log;
