@@ -11,7 +11,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::cache::Inner;
+/// What the subscriber needs from the cache it serves (a trait, so the bus does not depend on
+/// the cache's internals).
+pub(crate) trait Listener: Send + Sync + 'static {
+    /// How long a connection attempt may take, as a multiple of this.
+    fn operation_timeout(&self) -> Duration;
+    /// The subscription started (`true`) or was lost.
+    fn bus_connected(&self, connected: bool);
+    /// An event arrived.
+    fn apply_event(&self, payload: &str);
+}
 
 /// What an event tells other instances to drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +80,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Subscribes, applies events to the local tier, and resubscribes after any disconnection,
 /// until the cache is dropped.
-pub(crate) async fn subscribe(cache: Weak<Inner>, client: redis::Client, channel: String) {
+pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client, channel: String) {
     let mut backoff = Duration::from_millis(20);
     loop {
         let Some(timeout) = cache.upgrade().map(|c| c.operation_timeout()) else {

@@ -36,16 +36,14 @@ use crate::key::{EntityPrefix, NameError};
 use crate::local::LocalTier;
 use crate::marks::Marks;
 use crate::metrics::EntityMetrics;
-use crate::report;
+use crate::report::{self, MetricsSource};
 use crate::ttl::{Jitter, Ttl};
 
 pub(crate) use background::spawn_refresh;
 pub use background::{RefreshJob, Spawner};
-pub use lease::DEFAULT_LEASE_TTL;
 pub(crate) use loaded::{Optional, Plain};
 pub(crate) use policy::Policy;
 pub use purge::{PurgeOptions, PurgeReport};
-pub use replay::DEFAULT_REPLAY_CAPACITY;
 use replay::{Intent, ReplayQueue};
 pub(crate) use storage::Stored;
 
@@ -90,36 +88,6 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    pub(crate) fn operation_timeout(&self) -> Duration {
-        self.config.operation_timeout
-    }
-
-    /// The subscriber connected or lost its connection.
-    pub(crate) fn bus_connected(&self, connected: bool) {
-        self.marks.bus_changed(connected);
-        if let Some(local) = &self.local {
-            local.set_live(connected);
-        }
-        if connected {
-            tracing::debug!(channel = %self.channel, "invalidation subscriber connected");
-        } else {
-            tracing::warn!(
-                channel = %self.channel,
-                "invalidation subscriber disconnected: local tier flushed and off, invalidation marks read from Redis, until it reconnects"
-            );
-        }
-    }
-
-    /// Applies an event received from the bus (events of this instance are ignored: they were
-    /// applied when sent).
-    pub(crate) fn apply_event(&self, payload: &str) {
-        match Event::decode(payload) {
-            Some((origin, _)) if origin == self.origin => {}
-            Some((_, event)) => self.apply_locally(&event),
-            None => tracing::debug!(payload, "ignoring an unreadable invalidation event"),
-        }
-    }
-
     pub(crate) fn apply_locally(&self, event: &Event) {
         match event {
             Event::EntityMark(mark_key, epoch) => {
@@ -145,8 +113,42 @@ impl Inner {
             Event::EntityMark(..) | Event::TagMark(..) => {}
         }
     }
+}
 
-    pub(crate) fn metrics(&self) -> Vec<EntityMetrics> {
+impl bus::Listener for Inner {
+    fn operation_timeout(&self) -> Duration {
+        self.config.operation_timeout
+    }
+
+    /// The subscriber connected or lost its connection.
+    fn bus_connected(&self, connected: bool) {
+        self.marks.bus_changed(connected);
+        if let Some(local) = &self.local {
+            local.set_live(connected);
+        }
+        if connected {
+            tracing::debug!(channel = %self.channel, "invalidation subscriber connected");
+        } else {
+            tracing::warn!(
+                channel = %self.channel,
+                "invalidation subscriber disconnected: local tier flushed and off, invalidation marks read from Redis, until it reconnects"
+            );
+        }
+    }
+
+    /// Applies an event received from the bus (events of this instance are ignored: they were
+    /// applied when sent).
+    fn apply_event(&self, payload: &str) {
+        match Event::decode(payload) {
+            Some((origin, _)) if origin == self.origin => {}
+            Some((_, event)) => self.apply_locally(&event),
+            None => tracing::debug!(payload, "ignoring an unreadable invalidation event"),
+        }
+    }
+}
+
+impl report::MetricsSource for Inner {
+    fn metrics(&self) -> Vec<EntityMetrics> {
         let mut all: Vec<EntityMetrics> = self
             .entities
             .lock()
@@ -358,6 +360,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::bus::Listener;
 
     /// A cache that never reaches Redis (nothing listens on port 1): enough to drive the local
     /// tier and the bus handler directly.

@@ -6,12 +6,18 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::breaker::{DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-use crate::cache::{DEFAULT_LEASE_TTL, DEFAULT_REPLAY_CAPACITY};
 use crate::codec::CodecKind;
 use crate::compress::DEFAULT_COMPRESSION_THRESHOLD;
 use crate::key::validate_name;
 use crate::local::DEFAULT_LOCAL_TIER_BYTES;
 use crate::ttl::{DEFAULT_JITTER_PERCENT, MAX_JITTER_PERCENT, TtlClasses};
+
+/// Default time a lease lasts: how long other processes wait for a loader before loading
+/// themselves, so a loader that dies costs its peers at most this.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// How many failed invalidations are kept one by one before whole entities are invalidated.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 10_000;
 
 pub use env::{ENV_VARS, EnvVar};
 

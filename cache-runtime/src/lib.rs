@@ -67,16 +67,16 @@ mod share;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-pub use cache::{Cache, DEFAULT_LEASE_TTL, DEFAULT_REPLAY_CAPACITY, PurgeOptions, PurgeReport};
+pub use cache::{Cache, PurgeOptions, PurgeReport};
 pub use clock::{Clock, MockClock, SystemClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
 pub use codec::{Codec, CodecError, CodecKind, Postcard};
 pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub use config::{
-    CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_MAX_VALUE_BYTES,
+    CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_METRICS_LOG_INTERVAL, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_REDIS_URL,
-    DEFAULT_VERSION, ENV_VARS, EnvVar, MAX_POOL_SIZE,
+    DEFAULT_REPLAY_CAPACITY, DEFAULT_VERSION, ENV_VARS, EnvVar, MAX_POOL_SIZE,
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;

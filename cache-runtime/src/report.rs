@@ -4,11 +4,15 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
-use crate::cache::Inner;
 use crate::metrics::EntityMetrics;
 
+/// Where the counters come from (a trait, so reporting does not depend on the cache).
+pub(crate) trait MetricsSource: Send + Sync + 'static {
+    fn metrics(&self) -> Vec<EntityMetrics>;
+}
+
 /// Runs until the cache is dropped.
-pub(crate) async fn run(cache: Weak<Inner>, interval: Duration) {
+pub(crate) async fn run<S: MetricsSource>(cache: Weak<S>, interval: Duration) {
     let mut previous: HashMap<(String, u32), EntityMetrics> = HashMap::new();
     loop {
         tokio::time::sleep(interval).await;

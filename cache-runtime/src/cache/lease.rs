@@ -38,10 +38,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// Default time a lease lasts: how long other processes wait for a loader before loading
-/// themselves, so a loader that dies costs its peers at most this.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(2);
-
 /// How a lease attempt went.
 pub(crate) enum Lease {
     /// This caller holds the lease; the token proves it at populate time.

@@ -10,8 +10,6 @@ use tokio::sync::Notify;
 use super::{Cache, Inner};
 use crate::entity::{CacheKey, Entity};
 
-/// How many failed invalidations are kept one by one before whole entities are invalidated.
-pub const DEFAULT_REPLAY_CAPACITY: usize = 10_000;
 /// How often a non-empty queue is retried when nothing else wakes it.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 

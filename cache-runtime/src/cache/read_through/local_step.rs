@@ -1,0 +1,46 @@
+//! The in-process tier step of a read.
+
+use crate::cache::Cache;
+use crate::cache::loaded::Loaded;
+use crate::cache::policy::Policy;
+use crate::cache::storage::Lookup;
+use crate::entity::CacheKey;
+use crate::envelope::Header;
+use crate::freshness::now_ms;
+use crate::local::LocalTier;
+use crate::metrics::bump;
+
+impl Cache {
+    /// The in-process tier, if this read uses it.
+    pub(crate) fn local_tier(&self, policy: &Policy<'_>) -> Option<&LocalTier> {
+        let wanted = policy.options.local || self.inner.config.local_tier_for_all;
+        self.inner.local.as_ref().filter(|_| wanted)
+    }
+
+    /// A fresh, still valid value from the in-process tier (never during a forced refresh).
+    pub(crate) fn local_hit<L: Loaded>(
+        &self,
+        local: &LocalTier,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+    ) -> Option<L> {
+        if policy.refresh {
+            return None;
+        }
+        let bytes = local.get(key.as_str(), now_ms())?;
+        let envelope = Header::unwrap(&bytes).ok()?;
+        if !self.still_valid_locally(key.entity(), &envelope.header, envelope.tags) {
+            local.remove(key.as_str());
+            return None;
+        }
+        let loaded = match self.decode::<L::Value>(&bytes) {
+            Ok(Lookup::Hit(value, _)) => L::from_value(value),
+            Ok(Lookup::Absent(_)) => L::absent().filter(|_| policy.negative_ttl.is_some())?,
+            Ok(Lookup::Miss) | Err(_) => return None,
+        };
+        let counters = key.entity().counters();
+        bump(&counters.hits);
+        bump(&counters.local_hits);
+        Some(loaded)
+    }
+}

@@ -1,0 +1,143 @@
+//! Storing a loaded value: handing it to waiting callers, writing it under its guard, keeping
+//! it in the local tier.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Guard;
+use crate::cache::Cache;
+use crate::cache::loaded::Loaded;
+use crate::cache::policy::Policy;
+use crate::cache::storage::{Stored, Write};
+use crate::cache::validity::Stamp;
+use crate::entity::CacheKey;
+use crate::error::CacheError;
+use crate::flight::{Leader, Outcome};
+use crate::freshness::now_ms;
+use crate::metrics::bump;
+
+impl Cache {
+    /// Encodes the loaded value for Redis and for this process's waiting callers, and hands it
+    /// to them; answers the bytes (if any) and the TTL they are fresh for. Synchronous, so no
+    /// borrow of the loaded value is held across an await.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn hand_over<L: Loaded>(
+        &self,
+        policy: &Policy<'_>,
+        loaded: &L,
+        leader: Option<Leader<'_>>,
+        guard: &Guard,
+        stamp: Option<Stamp<'_>>,
+        ttl: Duration,
+        cost: Duration,
+    ) -> (Option<Result<Vec<u8>, CacheError>>, Duration) {
+        let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
+            (Some(value), _) => (Some(Stored::Value(value)), ttl),
+            (None, Some(negative)) => (Some(Stored::Absent), self.jittered(negative)),
+            (None, None) => (None, ttl),
+        };
+        let stamp = stamp.unwrap_or(Stamp {
+            // Only this process's waiting callers see it; it is never stored.
+            epoch: 0,
+            id_token: None,
+            tags: &[],
+            floor: 0,
+        });
+        // Encoded for Redis, and for callers waiting on this flight; with neither, not at all
+        // (the open-breaker path stays cheap).
+        let wanted =
+            !matches!(guard, Guard::NoStore) || leader.as_ref().is_some_and(Leader::has_followers);
+        let encoded = stored
+            .filter(|_| wanted)
+            .map(|stored| self.encode(stored, ttl, cost, &stamp));
+        if let Some(leader) = leader {
+            leader.finish(match &encoded {
+                Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
+                // A caller that joined after the check above loads for itself.
+                None if !wanted => Outcome::Failed,
+                None => Outcome::Absent,
+                Some(Err(_)) => Outcome::Failed,
+            });
+        }
+        (encoded, ttl)
+    }
+
+    /// Stores the encoded value under its guard and keeps it in the local tier; nothing to
+    /// store (`None`) ends the lease so that waiting processes load for themselves.
+    pub(super) async fn store_loaded(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        encoded: Option<Result<Vec<u8>, CacheError>>,
+        guard: Guard,
+        ttl: Duration,
+        seen: u64,
+    ) {
+        let write = match &guard {
+            Guard::NoStore => return,
+            Guard::Lease(token) => Write::Populate(token),
+            Guard::Overwrite => Write::Overwrite,
+            Guard::Unguarded => Write::Unguarded,
+        };
+        let physical_ttl = ttl + policy.options.stale.unwrap_or_default();
+        let result = match encoded {
+            Some(Ok(bytes)) => {
+                let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
+                if let (Ok(true), Some(local)) = (&stored, self.local_tier(policy)) {
+                    let fresh_until =
+                        now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                    local.insert(key.as_str(), Arc::from(bytes), fresh_until, seen);
+                }
+                stored
+            }
+            Some(Err(error)) => Err(error),
+            None => {
+                if let Guard::Lease(token) = &guard {
+                    self.release_lease(key, token).await;
+                }
+                return;
+            }
+        };
+        if let (Err(_), Guard::Lease(token)) = (&result, &guard) {
+            // Nothing was stored (too large, not encodable): let waiting processes go.
+            self.release_lease(key, token).await;
+        }
+        self.note_store_result(key, result);
+    }
+
+    /// `ttl` resolved against the configured classes, with jitter.
+    pub(crate) fn jittered(&self, ttl: crate::ttl::Ttl) -> Duration {
+        self.inner.jitter.apply(self.inner.config.ttl.resolve(ttl))
+    }
+
+    /// Counts and logs a write of a loaded value that did not happen; it is never an error to
+    /// the caller.
+    pub(super) fn note_store_result(&self, key: &CacheKey, result: Result<bool, CacheError>) {
+        let counters = key.entity().counters();
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                bump(&counters.stale_sets_prevented);
+                tracing::debug!(
+                    key = key.as_str(),
+                    "a write or invalidation happened during the load: its result is not stored"
+                );
+            }
+            Err(CacheError::TooLarge { size, limit }) => {
+                bump(&counters.oversize_skips);
+                if !counters.oversize_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        entity = key.entity().name(),
+                        size,
+                        limit,
+                        "value too large to cache; returned uncached (logged once per entity)"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::debug!(key = key.as_str(), %error, "could not store loaded value")
+            }
+        }
+    }
+}
