@@ -13,14 +13,45 @@ pub(crate) fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
-/// The escaped string a template renders to.
+/// The escaped id a key template renders to. A `:` in the literal text becomes `%3a`: never
+/// the schema's separator before a variant (so `key = "{a}:{b}"` and `key = "{a}", variant =
+/// "{b}"` give different keys), and never what a value's own `:` becomes (`%3A`, uppercase),
+/// so the values of one template stay apart too.
+// Input:  "{user}:{page}"
+// Output: KeyWriter::new().value(&(user)).literal("%3a").value(&(page)).finish()
+pub(crate) fn render_id(private: &TokenStream, template: &Template) -> TokenStream {
+    render(private, template, |text| text.replace(':', "%3a"))
+}
+
+/// The escaped variant a variant template renders to: literal text as written (the variant
+/// ends the key, so a `:` in it cannot be mistaken for the separator before it), values
+/// escaped.
 // Input:  "p{page}:{sort}"
 // Output: KeyWriter::new().literal("p").value(&(page)).literal(":").value(&(sort)).finish()
-pub(crate) fn render(private: &TokenStream, template: &Template) -> TokenStream {
+pub(crate) fn render_variant(private: &TokenStream, template: &Template) -> TokenStream {
+    render(private, template, str::to_owned)
+}
+
+/// The tag a tag template renders to: literal text as written (so `invalidate_tag("group:7")`
+/// names what `tags = ["group:{id}"]` wrote), values escaped.
+// Input:  "group:{id}"
+// Output: KeyWriter::new().literal("group:").value(&(id)).finish()
+pub(crate) fn render_tag(private: &TokenStream, template: &Template) -> TokenStream {
+    render(private, template, str::to_owned)
+}
+
+fn render(
+    private: &TokenStream,
+    template: &Template,
+    literal: impl Fn(&str) -> String,
+) -> TokenStream {
     let mut chain = quote!(#private::KeyWriter::new());
     for segment in &template.segments {
         chain = match segment {
-            Segment::Literal(text) => quote!(#chain.literal(#text)),
+            Segment::Literal(text) => {
+                let text = literal(text);
+                quote!(#chain.literal(#text))
+            }
             Segment::Value(expr) => quote!(#chain.value(&(#expr))),
         };
     }
@@ -34,10 +65,10 @@ pub(crate) fn key_parts(
     variant: Option<&Template>,
     tags: &[Template],
 ) -> TokenStream {
-    let id = render(private, id);
+    let id = render_id(private, id);
     let variant = match variant {
         Some(variant) => {
-            let variant = render(private, variant);
+            let variant = render_variant(private, variant);
             quote!(::core::option::Option::Some(#variant))
         }
         None => quote!(::core::option::Option::None),
@@ -84,7 +115,7 @@ pub(crate) fn rendered_list(private: &TokenStream, templates: &[Template]) -> To
     if templates.is_empty() {
         return quote!(::std::vec::Vec::new());
     }
-    let rendered = templates.iter().map(|t| render(private, t));
+    let rendered = templates.iter().map(|t| render_tag(private, t));
     quote!(::std::vec![#(#rendered),*])
 }
 

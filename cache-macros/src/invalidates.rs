@@ -7,7 +7,7 @@ use syn::{ItemFn, LitStr};
 use crate::args::Args;
 use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{Timing, body_future, local, render, rendered_list, site, with_body};
+use crate::expand::{Timing, body_future, local, render_id, rendered_list, site, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
@@ -102,7 +102,7 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     );
     let target = match &inv.target {
         Target::Id(template) => {
-            let id = render(private, template);
+            let id = render_id(private, template);
             quote!(#private::Target::Id(#id))
         }
         Target::All => quote!(#private::Target::All),

@@ -1,4 +1,4 @@
-use cache_runtime::{Cache, refreshing, uncached, with_cache};
+use cache_runtime::{Cache, cached, refreshing, uncached, with_cache};
 
 use super::{Db, DbError, Repo, Sort, product};
 use crate::cache;
@@ -120,4 +120,30 @@ async fn redis_down_runs_the_body() {
     })
     .await;
     assert_eq!(repo.db.queries(), 3);
+}
+
+#[cached(entity = "pair", key = "{a}:{b}")]
+async fn pair_joined(a: u32, b: u32) -> String {
+    format!("joined {a} {b}")
+}
+
+#[cached(entity = "pair", key = "{a}", variant = "{b}")]
+async fn pair_split(a: u32, b: u32) -> String {
+    format!("split {a} {b}")
+}
+
+#[tokio::test]
+async fn a_colon_in_a_template_never_collides_with_the_variant_separator() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    with_cache(cache, async {
+        assert_eq!(pair_joined(1, 2).await, "joined 1 2");
+        assert_eq!(pair_split(1, 2).await, "split 1 2", "a key of its own");
+        assert_eq!(pair_joined(1, 2).await, "joined 1 2");
+    })
+    .await;
+    assert_eq!(
+        server.cached_keys("test:v1:pair:*"),
+        vec!["test:v1:pair:1%3a2", "test:v1:pair:1:2"]
+    );
 }

@@ -161,7 +161,7 @@ async fn plain_values_odd_names_conditions_generics_impl_trait_and_uuids() {
     let keys = server.cached_keys("*");
     for key in [
         "test:v1:square:12",
-        "test:v1:named:k%3A1:2:true",
+        "test:v1:named:k%3A1%3a2%3atrue",
         "test:v1:search:lamp",
         "test:v1:generic:5",
         "test:v7:label:3",
