@@ -137,16 +137,34 @@ impl CacheConfig {
     }
 }
 
+/// The URL with its password replaced by `***`: the userinfo one (`redis://:pw@host`) and the
+/// `pass` query parameter of `unix://` URLs (`unix:///run/redis.sock?pass=pw`).
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            // Setting a password only fails for URLs that cannot have one, excluded above.
-            let _ = parsed.set_password(Some("***"));
-            parsed.into()
-        }
-        Ok(_) => url.to_owned(),
-        Err(_) => "<unparsable URL>".to_owned(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable URL>".to_owned();
+    };
+    if parsed.password().is_some() {
+        // Setting a password only fails for URLs that cannot have one.
+        let _ = parsed.set_password(Some("***"));
     }
+    let secret_query = parsed
+        .query_pairs()
+        .any(|(name, _)| name == "pass" || name == "password");
+    if secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if name == "pass" || name == "password" {
+                    "***".to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.into()
 }
 
 impl fmt::Debug for CacheConfig {

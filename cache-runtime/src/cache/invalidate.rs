@@ -212,9 +212,17 @@ impl Cache {
         Ok(removed)
     }
 
-    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches, with the
-    /// leases of the keys it finds (a load in progress must not store old data afterwards).
+    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches, then of the
+    /// leases of matching keys (a load in progress must not store old data afterwards, even
+    /// for a key it has not stored yet).
     async fn remove_matching(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
+        let removed = self.unlink_scanned(entity, pattern).await?;
+        self.unlink_scanned(entity, &lease_key(pattern)).await?;
+        Ok(removed)
+    }
+
+    /// Deletes what `SCAN MATCH pattern` finds, batch by batch; answers how many keys went.
+    async fn unlink_scanned(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
         loop {
@@ -230,11 +238,7 @@ impl Cache {
                 )
                 .await?;
             if !keys.is_empty() {
-                let mut pipeline = redis::pipe();
-                pipeline.cmd("UNLINK").arg(&keys);
-                let leases: Vec<String> = keys.iter().map(|key| lease_key(key)).collect();
-                pipeline.cmd("UNLINK").arg(&leases).ignore();
-                let (unlinked,): (u64,) = self.redis(entity, &pipeline).await?;
+                let unlinked: u64 = self.redis(entity, redis::cmd("UNLINK").arg(&keys)).await?;
                 removed += unlinked;
             }
             if next == 0 {

@@ -71,7 +71,8 @@ pub struct PurgeReport {
 }
 
 impl Cache {
-    /// Deletes every key of this app whose version is neither the configured one nor kept,
+    /// Deletes every key of this app whose version is older than the configured one and not kept
+    /// (entities pinned ahead with `version = N` are never touched),
     /// with `SCAN` + `UNLINK`. Progress is saved in Redis after each step, so a purge that was
     /// interrupted (or stopped by `max_batches`) resumes where it stopped.
     pub async fn purge_old_versions(
@@ -119,7 +120,11 @@ impl Cache {
                 .iter()
                 .filter(|key| {
                     version_of(app, key).is_some_and(|(version, entity)| {
-                        !keep.contains(&version) && !pinned.contains(&(entity.to_owned(), version))
+                        // Only older versions: a newer one may be an entity pinned ahead of
+                        // the rest (`version = N`) that this process has not used yet.
+                        version < config.version
+                            && !keep.contains(&version)
+                            && !pinned.contains(&(entity.to_owned(), version))
                     })
                 })
                 .collect();

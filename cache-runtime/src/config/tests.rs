@@ -162,3 +162,16 @@ fn the_readme_documents_every_environment_variable() {
         );
     }
 }
+
+#[test]
+fn a_unix_socket_password_is_redacted_too() {
+    let config = CacheConfig::builder()
+        .redis_url("unix:///run/redis.sock?db=2&pass=hunter2")
+        .app_prefix("shop")
+        .build()
+        .expect("valid config");
+    let shown = format!("{config:?} {}", config.redacted_redis_url());
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("pass=***"), "{shown}");
+    assert!(shown.contains("db=2"), "{shown}");
+}

@@ -281,3 +281,26 @@ async fn the_writers_own_local_tier_is_not_refilled_with_the_old_value() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_pattern_invalidation_voids_the_lease_of_a_load_in_progress() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let key = products.key(&1u32);
+    let load = SlowLoad::new("old");
+    let slow = load.spawn_read(&cache, &key);
+    load.until_started().await;
+    let removed = cache
+        .invalidate_matching(&products, "1")
+        .await
+        .expect("invalidate");
+    assert_eq!(removed, 0, "nothing was stored yet");
+    load.gate.notify_one();
+    assert_eq!(slow.await.expect("task"), "old");
+    let stored: Option<String> = cache.get(&key).await.expect("get");
+    assert_eq!(
+        stored, None,
+        "the load that started before it stored nothing"
+    );
+}

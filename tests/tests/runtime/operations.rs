@@ -82,7 +82,7 @@ async fn a_version_bump_and_a_purge_leave_no_old_version_key() {
         .await
         .expect("purge");
     assert!(rest.done);
-    // 3 values and the v1 product key index.
+    // 3 values and the v1 product entity's invalidation mark.
     assert_eq!(first.removed + rest.removed, 4);
     assert_eq!(
         server.cached_keys("*"),
@@ -93,4 +93,25 @@ async fn a_version_bump_and_a_purge_leave_no_old_version_key() {
         ],
         "the pinned entity's version and other apps stay"
     );
+}
+
+#[tokio::test]
+async fn a_purge_never_touches_an_entity_pinned_ahead_that_it_has_not_used() {
+    let server = RedisServer::start();
+    let old = cache(&server);
+    fill(&old, "product", &["1"]).await;
+    let writer = Cache::new(config(&server).version(2).build().expect("config")).expect("cache");
+    let pinned = writer.entity_at_version("migrated", 5).expect("entity");
+    writer
+        .set(&pinned.key("x"), &1u8, Ttl::Medium)
+        .await
+        .expect("set");
+    // A process that just started and never looked the pinned entity up.
+    let fresh = Cache::new(config(&server).version(2).build().expect("config")).expect("cache");
+    let report = fresh
+        .purge_old_versions(PurgeOptions::default())
+        .await
+        .expect("purge");
+    assert!(report.done);
+    assert_eq!(server.cached_keys("*"), vec!["test:v5:migrated:x"]);
 }

@@ -158,3 +158,82 @@ async fn an_event_that_could_not_be_published_reaches_other_instances_later() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn a_write_that_cannot_reach_redis_invalidates_the_key_when_redis_is_back() {
+    let server = RedisServer::start();
+    let (a, b) = (resilient(&server, 100), resilient(&server, 100));
+    let key_a = a.entity("product").expect("entity").key(&1u32);
+    let key_b = b.entity("product").expect("entity").key(&1u32);
+    a.set(&key_a, &100u32, Ttl::Medium).await.expect("set");
+    assert_eq!(b.get::<u32>(&key_b).await.expect("get"), Some(100));
+
+    cut_off(&server, &a, Duration::from_millis(600)).await;
+    assert!(a.set(&key_a, &200u32, Ttl::Medium).await.is_err());
+    assert_eq!(a.pending_invalidations(), 1, "the failed write is kept");
+    until_replayed(&a).await;
+    assert_eq!(
+        b.get::<u32>(&key_b).await.expect("get"),
+        None,
+        "the old value does not outlive the write"
+    );
+}
+
+#[tokio::test]
+async fn a_write_too_large_to_store_still_drops_the_older_value() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .max_value_bytes(256)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("page").expect("entity").key(&1u32);
+    cache.set(&key, "small", Ttl::Medium).await.expect("set");
+    let big = "x".repeat(1_000);
+    let error = cache
+        .set(&key, &big, Ttl::Medium)
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(error, cache_runtime::CacheError::TooLarge { .. }),
+        "{error}"
+    );
+    assert_eq!(cache.get::<String>(&key).await.expect("get"), None);
+}
+
+#[tokio::test]
+async fn an_invalidation_redis_refuses_does_not_block_the_ones_after_it() {
+    let server = RedisServer::start();
+    let cache = resilient(&server, 100);
+    let products = cache.entity("product").expect("entity");
+    let locked = cache.entity("locked").expect("entity");
+    for id in 0..3u32 {
+        cache
+            .set(&products.key(&id), &id, Ttl::Medium)
+            .await
+            .expect("set");
+    }
+    cut_off(&server, &cache, Duration::from_millis(600)).await;
+    assert!(cache.delete(&locked.key(&1u32)).await.is_err());
+    for id in 0..3u32 {
+        assert!(cache.delete(&products.key(&id)).await.is_err());
+    }
+    assert_eq!(cache.pending_invalidations(), 4);
+    // From now on Redis refuses every command on `locked` keys (NOPERM), not the others.
+    let _: () = server.query(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("resetkeys")
+            .arg("~test:v1:product:*")
+            .arg("~{test:v1:product:*")
+            .arg("~test:%*"),
+    );
+    until_replayed(&cache).await;
+    for id in 0..3u32 {
+        let value: Option<u32> = cache.get(&products.key(&id)).await.expect("get");
+        assert_eq!(value, None, "product {id} was replayed");
+    }
+}

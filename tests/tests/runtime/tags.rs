@@ -196,3 +196,34 @@ async fn a_tag_invalidation_reaches_other_instances_local_tiers() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
+
+#[cached(entity = "pinned", version = 7, key = "{id}", tags = ["group:{g}"])]
+async fn pinned(id: u32, g: u32) -> u32 {
+    id + g
+}
+
+#[invalidates(entity = "pinned", tags = ["group:{g}"])]
+async fn regroup(g: u32) -> Result<(), String> {
+    let _ = g;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tag_reaches_entities_pinned_to_their_own_version() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    with_cache(cache.clone(), async {
+        pinned(1, 3).await;
+        pinned(1, 3).await;
+        let pinned_at_7 = cache.entity_at_version("pinned", 7).expect("entity");
+        assert_eq!(pinned_at_7.metrics().loader_calls, 1);
+        assert_eq!(regroup(3).await, Ok(()));
+        pinned(1, 3).await;
+        assert_eq!(
+            pinned_at_7.metrics().loader_calls,
+            2,
+            "the tag invalidated it"
+        );
+    })
+    .await;
+}
