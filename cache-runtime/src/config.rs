@@ -352,8 +352,8 @@ impl CacheConfigBuilder {
         self
     }
 
-    /// Bound of the in-process tier in bytes; `None` turns the tier (and the invalidation
-    /// subscriber that keeps it correct) off.
+    /// Bound of the in-process tier in bytes; `None` turns the tier off (the invalidation
+    /// subscriber runs either way: it keeps invalidation marks current too).
     pub fn local_tier_bytes(mut self, bytes: Option<usize>) -> Self {
         self.config.local_tier_bytes = bytes;
         self

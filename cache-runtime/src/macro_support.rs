@@ -122,14 +122,21 @@ impl Site {
 
 static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// The cache, key, refresh flag and tags for a call, or `None` to run the body uncached.
+/// The cache, key, refresh flag and tags for a read, or `None` to run the body uncached.
 fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool, Vec<String>)> {
-    let key = key?;
     let refresh = match global::mode() {
         Mode::Normal => false,
         Mode::Refresh => true,
         Mode::Bypass => return None,
     };
+    let (cache, key, tags) = prepare_write(site, key)?;
+    Some((cache, key, refresh, tags))
+}
+
+/// The cache, key and tags for a write, which applies in every mode (`uncached` only bypasses
+/// reads).
+fn prepare_write(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, Vec<String>)> {
+    let key = key?;
     let Some(cache) = global::current() else {
         if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -140,7 +147,7 @@ fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool,
     };
     let entity = site.entity(&cache)?;
     let cache_key = entity.key_from_escaped(&key.id, key.variant.as_deref());
-    Some((cache, cache_key, refresh, key.tags))
+    Some((cache, cache_key, key.tags))
 }
 
 fn never<T>(result: Result<T, Infallible>) -> T {
@@ -290,7 +297,7 @@ pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
     let Some(value) = returned.put_value() else {
         return;
     };
-    let Some((cache, key, _, tags)) = prepare(site, key) else {
+    let Some((cache, key, tags)) = prepare_write(site, key) else {
         return;
     };
     let grace = site.options.stale.unwrap_or_default();

@@ -107,6 +107,10 @@ impl Cache {
                 FromRedis::Load { fallback, id_token } => (fallback, id_token, true),
                 FromRedis::Unavailable => (None, None, false),
             };
+        if policy.refresh {
+            // A refresh runs its own load: what a load in flight read may be what it replaces.
+            self.inner.flights.detach(|k| k == key.as_str());
+        }
         let mut leader = match self
             .join_flight(key, &mut fallback, errors.as_ref(), counters)
             .await

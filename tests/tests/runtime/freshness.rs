@@ -381,3 +381,47 @@ async fn the_explicit_api_refreshes_in_the_background_too() {
     assert_eq!(fresh.as_deref(), Ok("v2"));
     assert_eq!(source.calls(), 2);
 }
+
+#[tokio::test]
+async fn a_background_refresh_that_read_before_a_write_does_not_store_after_it() {
+    let server = RedisServer::start();
+    let cache = exact_cache(&server);
+    let key = cache.entity("rates").expect("entity").key("usd");
+    let first = cache
+        .get_or_set_in_background(&key, SHORT_BUT_STALE, || async {
+            Ok::<_, String>("v1".to_owned())
+        })
+        .await;
+    assert_eq!(first.as_deref(), Ok("v1"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let read = Arc::new(tokio::sync::Notify::new());
+    let refresh = {
+        let (gate, read) = (gate.clone(), read.clone());
+        move || async move {
+            // Reads the source before the write below, returns after it.
+            read.notify_one();
+            gate.notified().await;
+            Ok::<_, String>("read before the write".to_owned())
+        }
+    };
+    let stale = cache
+        .get_or_set_in_background(&key, SHORT_BUT_STALE, refresh)
+        .await;
+    assert_eq!(stale.as_deref(), Ok("v1"), "served stale while refreshing");
+    read.notified().await;
+    cache.set(&key, "written", Ttl::Medium).await.expect("set");
+    gate.notify_one();
+    let entity = cache.entity("rates").expect("entity");
+    let started = Instant::now();
+    while entity.metrics().stale_sets_prevented == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the refresh never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let value: Option<String> = cache.get(&key).await.expect("get");
+    assert_eq!(value.as_deref(), Some("written"));
+}

@@ -147,3 +147,65 @@ async fn a_colon_in_a_template_never_collides_with_the_variant_separator() {
         vec!["test:v1:pair:1%3a2", "test:v1:pair:1:2"]
     );
 }
+
+#[tokio::test]
+async fn a_write_through_inside_uncached_still_writes() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let repo = repo();
+    in_cache(&cache, async {
+        repo.product(1).await.expect("cached");
+        let saved = uncached(repo.save(product(1, 9))).await;
+        assert_eq!(saved, Ok(product(1, 9)));
+        let queries = repo.db.queries();
+        assert_eq!(
+            repo.product(1).await,
+            Ok(product(1, 9)),
+            "the write applied"
+        );
+        assert_eq!(repo.db.queries(), queries, "read from the cache");
+    })
+    .await;
+}
+
+static GATE: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+static SOURCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads the source; the first value (1) takes until the gate opens.
+#[cached(entity = "gated", key = "{id}")]
+async fn gated(id: u32) -> u32 {
+    let _ = id;
+    let value = SOURCE.load(std::sync::atomic::Ordering::SeqCst);
+    if value == 1 {
+        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        GATE.notified().await;
+    }
+    value
+}
+
+#[tokio::test]
+async fn refreshing_runs_the_body_even_while_a_load_is_in_flight() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let slow = tokio::spawn(with_cache(cache.clone(), gated(1)));
+    while !STARTED.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    SOURCE.store(2, std::sync::atomic::Ordering::SeqCst);
+    let refreshed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        with_cache(cache.clone(), refreshing(gated(1))),
+    )
+    .await
+    .expect("the refresh waited for the load in flight");
+    assert_eq!(refreshed, 2);
+    GATE.notify_one();
+    assert_eq!(slow.await.expect("task"), 1, "it started before");
+    assert_eq!(
+        with_cache(cache, gated(1)).await,
+        2,
+        "the refresh's value stays"
+    );
+}
