@@ -74,10 +74,15 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
         placement.variant.as_ref(),
         &placement.tags,
     );
-    let wrapper = match put.returns {
-        Returns::Result => quote!(PutResult),
-        Returns::Option => quote!(PutOption),
-        Returns::Plain => quote!(PutPlain),
+    let value = match put.returns {
+        Returns::Result => quote!(#private::PutResult(&#ret)),
+        Returns::Option => quote!(#private::PutOption(&#ret)),
+        // A `Result` or `Option` under another name is told apart by its type (see
+        // `return_kind`), so an `Err` is never stored.
+        Returns::Plain => quote! {{
+            use #private::{PutAsOption as _, PutAsPlain as _, PutAsResult as _};
+            (&&&#private::Kind(&#ret)).put_value()
+        }},
     };
     let body = body_future(item);
     with_body(
@@ -87,7 +92,7 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
             // The key is rendered before the body takes the arguments.
             let #key_ident = ::core::option::Option::Some(#parts);
             let #ret = #body.await;
-            #private::put(&#site_ident, #key_ident, #private::#wrapper(&#ret)).await;
+            #private::put(&#site_ident, #key_ident, #value).await;
             #ret
         },
     )

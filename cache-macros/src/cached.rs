@@ -169,7 +169,20 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
             }
         }
         Returns::Option => quote!(#private::cached_option(&#site_ident, #key_ident, #body).await),
-        Returns::Plain => quote!(#private::cached_value(&#site_ident, #key_ident, #body).await),
+        // A `Result` or `Option` under another name is told apart by its type (see
+        // `return_kind`), so an alias is cached like the type it names.
+        Returns::Plain => {
+            let body_ident = local("__cache_body");
+            quote! {
+                let #body_ident = #body;
+                {
+                    use #private::{ReadAsOption as _, ReadAsPlain as _, ReadAsResult as _};
+                    (&&&#private::BodyKind::of(&#body_ident))
+                        .read_through(&#site_ident, #key_ident, #body_ident)
+                        .await
+                }
+            }
+        }
     };
     with_body(
         item,

@@ -100,6 +100,7 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
         &Timing::default(),
         None,
     );
+    let succeeded = local("__cache_succeeded");
     let target = match &inv.target {
         Target::Id(template) => {
             let id = render_id(private, template);
@@ -121,7 +122,15 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     });
     let after = match inv.returns {
         Returns::Result => quote!(if #ret.is_ok() { #invalidate }),
-        Returns::Option | Returns::Plain => invalidate,
+        Returns::Option => invalidate,
+        // A `Result` under another name is told apart by its type (see `return_kind`).
+        Returns::Plain => quote! {
+            let #succeeded = {
+                use #private::{SucceededAsAny as _, SucceededAsResult as _};
+                (&&#private::Kind(&#ret)).succeeded()
+            };
+            if #succeeded { #invalidate }
+        },
     };
     let body = body_future(item);
     with_body(

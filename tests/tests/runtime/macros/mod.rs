@@ -1,5 +1,6 @@
 //! `#[cached]`, `#[invalidates]` and `#[cache_put]` on a repository over a counting database.
 
+mod aliases;
 mod reads;
 mod shapes;
 mod writes;
