@@ -12,6 +12,8 @@ use crate::entity::{CacheKey, Entity};
 
 /// How often a non-empty queue is retried when nothing else wakes it.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How often a shutdown flush retries while Redis does not answer.
+const FLUSH_RETRY: Duration = Duration::from_millis(20);
 
 /// What an invalidation removes.
 #[derive(Debug, Clone)]
@@ -79,6 +81,9 @@ pub(crate) struct ReplayQueue {
     state: Mutex<State>,
     capacity: usize,
     wake: Notify,
+    /// One sender at a time (the background task, or a shutdown flush): the front item is
+    /// removed by whoever sent it.
+    sending: tokio::sync::Mutex<()>,
 }
 
 impl ReplayQueue {
@@ -87,6 +92,7 @@ impl ReplayQueue {
             state: Mutex::new(State::default()),
             capacity,
             wake: Notify::new(),
+            sending: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -171,6 +177,7 @@ impl Cache {
     /// outright is dropped (and logged) rather than blocking every later one.
     async fn replay(&self) {
         let queue = &self.inner.replay;
+        let _sending = queue.sending.lock().await;
         let mut sent = 0usize;
         while let Some(intent) = queue.front() {
             match self.replay_intent(&intent).await {
@@ -211,5 +218,35 @@ impl Cache {
     /// An invalidation counts until Redis has it.
     pub fn pending_invalidations(&self) -> usize {
         self.inner.replay.len()
+    }
+
+    /// For a graceful shutdown: tries to send every pending invalidation for up to `timeout`,
+    /// and answers how many are left (0: nothing is lost by exiting now). Invalidations still
+    /// pending when a process exits are lost, and other instances may serve the values they
+    /// were meant to remove until those expire.
+    ///
+    /// ```no_run
+    /// # async fn demo(cache: cache_runtime::Cache) {
+    /// use std::time::Duration;
+    ///
+    /// // On SIGTERM, after the server stopped taking requests:
+    /// let left = cache.flush_pending(Duration::from_secs(5)).await;
+    /// if left > 0 {
+    ///     eprintln!("{left} invalidations could not reach Redis before exiting");
+    /// }
+    /// # }
+    /// ```
+    pub async fn flush_pending(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.replay().await;
+            let left = self.inner.replay.len();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            // Redis did not take everything yet: wait a little, as the background task does.
+            let pause = FLUSH_RETRY.min(deadline - tokio::time::Instant::now());
+            tokio::time::sleep(pause).await;
+        }
     }
 }

@@ -237,3 +237,25 @@ async fn an_invalidation_redis_refuses_does_not_block_the_ones_after_it() {
         assert_eq!(value, None, "product {id} was replayed");
     }
 }
+
+#[tokio::test]
+async fn a_shutdown_flush_sends_what_is_pending_or_says_what_is_left() {
+    let server = RedisServer::start();
+    let cache = resilient(&server, 100);
+    let products = cache.entity("product").expect("entity");
+    cache
+        .set(&products.key(&1u32), "old", Ttl::Medium)
+        .await
+        .expect("set");
+    cut_off(&server, &cache, Duration::from_millis(600)).await;
+    assert!(cache.invalidate_id(&products, &1u32).await.is_err());
+    assert_eq!(
+        cache.flush_pending(Duration::from_millis(50)).await,
+        1,
+        "Redis is still out of reach: one is left"
+    );
+    assert_eq!(cache.flush_pending(Duration::from_secs(5)).await, 0);
+    assert_eq!(cache.pending_invalidations(), 0);
+    let gone: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
+    assert_eq!(gone, None, "it reached Redis before the flush returned");
+}
