@@ -74,12 +74,30 @@ pub(crate) fn channel(app: &str) -> String {
     format!("{app}:%invalidations")
 }
 
-/// How often an idle subscriber checks whether its cache still exists.
-const LIVENESS_CHECK: Duration = Duration::from_secs(1);
+/// How often the subscriber checks that its connection still answers (and that its cache still
+/// exists). A connection that silently stopped delivering (a host died, a network drops
+/// packets without closing the socket) is noticed within this plus [`heartbeat_deadline`].
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Subscribes, applies events to the local tier, and resubscribes after any disconnection,
-/// until the cache is dropped.
+/// How long a heartbeat `PING` may take before the subscription is taken for dead: twice the
+/// operation timeout, at least 500 ms.
+pub(crate) fn heartbeat_deadline(operation_timeout: Duration) -> Duration {
+    operation_timeout
+        .saturating_mul(2)
+        .max(Duration::from_millis(500))
+}
+
+/// Why a subscription ended.
+enum Ended {
+    /// The cache was dropped: stop.
+    CacheGone,
+    /// The connection dropped or stopped answering: resubscribe.
+    Lost,
+}
+
+/// Subscribes, applies events, and resubscribes after any disconnection, until the cache is
+/// dropped.
 pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client, channel: String) {
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -98,29 +116,53 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client
                 let Some(inner) = cache.upgrade() else { return };
                 inner.bus_connected(true);
                 drop(inner);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    match tokio::time::timeout(LIVENESS_CHECK, messages.next()).await {
-                        Ok(Some(message)) => {
-                            let Some(inner) = cache.upgrade() else { return };
-                            if let Ok(payload) = message.get_payload::<String>() {
-                                inner.apply_event(&payload);
-                            }
-                        }
-                        // The connection dropped.
-                        Ok(None) => break,
-                        Err(_) if cache.strong_count() == 0 => return,
-                        Err(_) => {}
-                    }
-                }
+                let (sink, stream) = pubsub.split();
+                let ended = listen(&cache, sink, stream, heartbeat_deadline(timeout)).await;
                 let Some(inner) = cache.upgrade() else { return };
                 inner.bus_connected(false);
+                if let Ended::CacheGone = ended {
+                    return;
+                }
             }
             Ok(Err(error)) => tracing::debug!(%error, "invalidation subscriber cannot connect"),
             Err(_) => tracing::debug!("invalidation subscriber: connection attempt timed out"),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Applies events as they come; every [`HEARTBEAT_EVERY`] sends a `PING` on the subscription's
+/// own connection, and takes the subscription for lost if it is not answered in time.
+async fn listen<L: Listener>(
+    cache: &Weak<L>,
+    mut sink: redis::aio::PubSubSink,
+    mut messages: redis::aio::PubSubStream,
+    deadline: Duration,
+) -> Ended {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return Ended::Lost };
+                let Some(inner) = cache.upgrade() else { return Ended::CacheGone };
+                if let Ok(payload) = message.get_payload::<String>() {
+                    inner.apply_event(&payload);
+                }
+            }
+            _ = heartbeat.tick() => {
+                if cache.strong_count() == 0 {
+                    return Ended::CacheGone;
+                }
+                let answered = tokio::time::timeout(deadline, sink.ping::<String>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    tracing::warn!("invalidation subscriber: heartbeat unanswered, reconnecting");
+                    return Ended::Lost;
+                }
+            }
+        }
     }
 }
 

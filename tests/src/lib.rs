@@ -1,6 +1,10 @@
 //! Test support: real `redis-server` processes on free ports that a test can stop, pause and
 //! restart. Each [`RedisServer`] is killed when dropped.
 
+mod proxy;
+
+pub use proxy::Proxy;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;

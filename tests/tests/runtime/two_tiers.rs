@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, ReadOptions, Ttl};
 
 use crate::config;
-use cache_tests::RedisServer;
+use cache_tests::{Proxy, RedisServer};
 
 const LOCAL: ReadOptions = ReadOptions::new(Ttl::Medium).local();
 
@@ -244,4 +244,42 @@ async fn the_subscriber_survives_a_redis_restart() {
         cache.invalidation_bus_connected()
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_subscriber_whose_network_goes_silent_turns_the_local_tier_off() {
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let through_proxy = format!("redis://127.0.0.1:{}", proxy.port());
+    let a = Cache::new(
+        config(&server)
+            .redis_url(through_proxy)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let b = instance(&server);
+    eventually("both subscribed", || {
+        a.invalidation_bus_connected() && b.invalidation_bus_connected()
+    })
+    .await;
+    assert_eq!(read(&a, 1, "v1").await, "v1");
+    assert_eq!(read(&a, 1, "unused").await, "v1", "a local hit");
+
+    // The network between a and Redis drops everything; no socket is closed.
+    proxy.blackhole();
+    let key = b.entity("product").expect("entity").key(&1u32);
+    b.set(&key, "v2", Ttl::Medium).await.expect("set");
+    // The heartbeat notices within its bound (1 s + 0.5 s with the defaults).
+    let noticed = eventually("a noticed its dead subscription", || {
+        !a.invalidation_bus_connected()
+    })
+    .await;
+    assert!(noticed < Duration::from_secs(2), "{noticed:?}");
+    assert_eq!(a.local_tier_len(), 0, "the local tier was flushed");
+    assert_eq!(
+        read(&a, 1, "from the source").await,
+        "from the source",
+        "the old value is gone; Redis is out of reach, so the source answers"
+    );
 }
