@@ -11,6 +11,7 @@ mod read_through;
 mod redis_call;
 mod replay;
 mod storage;
+mod tasks;
 mod validity;
 
 use std::collections::HashMap;
@@ -32,9 +33,9 @@ use crate::entity::{CacheKey, Entity};
 use crate::error::CacheError;
 use crate::flight::Flights;
 use crate::freshness::ReadOptions;
-use crate::key::{EntityPrefix, NameError};
+use crate::key::{EntityPrefix, NameError, app_mark_key};
 use crate::local::LocalTier;
-use crate::marks::Marks;
+use crate::marks::{MarkCell, Marks};
 use crate::metrics::EntityMetrics;
 use crate::report::{self, MetricsSource};
 use crate::ttl::{Jitter, Ttl};
@@ -83,8 +84,11 @@ pub(crate) struct Inner {
     local: Option<LocalTier>,
     /// The invalidation marks this instance knows.
     marks: Marks,
+    /// The mark of the whole app (`invalidate_all`), shared with `marks`.
+    app_mark: Arc<MarkCell>,
     replay: ReplayQueue,
     refreshing: background::Refreshing,
+    tasks: tasks::Tasks,
 }
 
 impl Inner {
@@ -180,32 +184,28 @@ impl Cache {
         )
         .map_err(CacheError::from_redis)?;
         let local = config.local_tier_bytes.map(LocalTier::new);
+        let marks = Marks::default();
         let channel = bus::channel(&config.app_prefix);
         let inner = Arc::new(Inner {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             origin: rand::random(),
-            channel: channel.clone(),
+            channel,
             local,
-            marks: Marks::default(),
+            app_mark: marks.entity_cell(&app_mark_key(&config.app_prefix)),
+            marks,
             replay: ReplayQueue::new(config.replay_capacity),
             refreshing: background::Refreshing::default(),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
-            deadlines: Deadlines::new(config.operation_timeout, &runtime),
+            deadlines: Deadlines::new(config.operation_timeout),
+            tasks: tasks::Tasks::default(),
             pool,
             entities: Mutex::new(HashMap::new()),
             flights: Flights::default(),
             config,
         });
-        if let Some(interval) = inner.config.metrics_log_interval {
-            runtime.spawn(report::run(Arc::downgrade(&inner), interval));
-        }
-        runtime.spawn(replay::run(Arc::downgrade(&inner)));
-        // Every instance listens: invalidation marks are kept current through the bus, not
-        // only the local tier.
-        let client =
-            redis::Client::open(inner.config.redis_url.as_str()).map_err(CacheError::from_redis)?;
-        runtime.spawn(bus::subscribe(Arc::downgrade(&inner), client, channel));
+        redis::Client::open(inner.config.redis_url.as_str()).map_err(CacheError::from_redis)?;
+        tasks::spawn_all(&inner, &runtime);
         Ok(Self { inner })
     }
 

@@ -19,6 +19,7 @@ pub(crate) struct Deadlines {
     table: Arc<Mutex<Table>>,
     /// Whole ticks in one timeout.
     ticks_per_timeout: u64,
+    tick: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -42,18 +43,23 @@ struct Entry {
 pub(crate) struct Elapsed;
 
 impl Deadlines {
-    /// A table for calls bounded by `timeout`, swept by a task spawned on `runtime`. The
-    /// sweeper stops when the table is dropped.
-    pub(crate) fn new(timeout: Duration, runtime: &tokio::runtime::Handle) -> Self {
+    /// A table for calls bounded by `timeout`; spawn [`Self::sweeper`] to enforce them.
+    pub(crate) fn new(timeout: Duration) -> Self {
         let table = Arc::new(Mutex::new(Table::default()));
         let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
         let ticks_per_timeout =
             u64::try_from(timeout.as_nanos().div_ceil(tick.as_nanos().max(1))).unwrap_or(u64::MAX);
-        runtime.spawn(sweep(Arc::downgrade(&table), tick));
         Self {
             table,
             ticks_per_timeout,
+            tick,
         }
+    }
+
+    /// The sweeper's task (it ends by itself when the table is dropped); spawned again if the
+    /// runtime it ran on has shut down.
+    pub(crate) fn sweeper(&self) -> impl Future<Output = ()> + Send + 'static {
+        sweep(Arc::downgrade(&self.table), self.tick)
     }
 
     /// `future`, failing with [`Elapsed`] once the timeout has passed.
@@ -165,12 +171,16 @@ impl<F: Future> Future for Bounded<'_, F> {
 mod tests {
     use super::*;
 
+    /// A table with its sweeper running on the current runtime.
+    fn started(timeout: Duration) -> Deadlines {
+        let deadlines = Deadlines::new(timeout);
+        tokio::spawn(deadlines.sweeper());
+        deadlines
+    }
+
     #[tokio::test]
     async fn a_quick_future_finishes() {
-        let deadlines = Deadlines::new(
-            Duration::from_millis(100),
-            &tokio::runtime::Handle::current(),
-        );
+        let deadlines = started(Duration::from_millis(100));
         let out = deadlines
             .bound(async {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -189,7 +199,7 @@ mod tests {
         use std::time::Instant;
 
         let timeout = Duration::from_millis(100);
-        let deadlines = Deadlines::new(timeout, &tokio::runtime::Handle::current());
+        let deadlines = started(timeout);
         let started = Instant::now();
         let out = deadlines.bound(std::future::pending::<()>()).await;
         let took = started.elapsed();
@@ -201,10 +211,7 @@ mod tests {
 
     #[tokio::test]
     async fn freed_slots_are_reused() {
-        let deadlines = Deadlines::new(
-            Duration::from_millis(100),
-            &tokio::runtime::Handle::current(),
-        );
+        let deadlines = started(Duration::from_millis(100));
         for _ in 0..10 {
             let _ = deadlines.bound(tokio::task::yield_now()).await;
         }

@@ -255,6 +255,11 @@ pub(crate) fn tag_mark_key(app: &str, tag: &str) -> String {
     format!("{app}:%tag:{tag}")
 }
 
+/// The key of the mark that invalidates every value of `app`, all entities and versions.
+pub(crate) fn app_mark_key(app: &str) -> String {
+    format!("{app}:%mark")
+}
+
 /// The key of `app`'s invalidation epoch, the counter marks are drawn from.
 pub(crate) fn epoch_key(app: &str) -> String {
     format!("{app}:%epoch")

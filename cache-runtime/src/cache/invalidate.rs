@@ -10,7 +10,7 @@ use super::replay::Intent;
 use crate::bus::Event;
 use crate::entity::{Entity, lease_key};
 use crate::error::CacheError;
-use crate::key::{KeyPart, tag_mark_key};
+use crate::key::{KeyPart, app_mark_key, tag_mark_key};
 
 /// Keys fetched per `SCAN` step of a pattern invalidation.
 const SCAN_BATCH: usize = 1000;
@@ -60,6 +60,13 @@ impl Cache {
     /// [`escape_into`](crate::escape_into)). Replayed like [`Self::invalidate_id`] on failure.
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         self.invalidate(Intent::Tag(tag.to_owned())).await
+    }
+
+    /// Invalidates every value of this app, every entity, version and tag, by raising the app's
+    /// mark: like [`Self::invalidate_entity`], constant work whatever the app holds; returns 0.
+    /// For a deploy that must not serve anything cached before it, or an operator's reset.
+    pub async fn invalidate_all(&self) -> Result<u64, CacheError> {
+        self.invalidate(Intent::All).await
     }
 
     /// For operators: deletes the keys of `entity` whose part after the entity prefix matches
@@ -123,7 +130,7 @@ impl Cache {
                     }
                 }
             }
-            Intent::Tag(_) => {
+            Intent::Tag(_) | Intent::All => {
                 // Which keys carry the tag is only known from their values.
                 inner.flights.detach(|_| true);
                 if let Some(local) = &inner.local {
@@ -139,6 +146,7 @@ impl Cache {
         match intent {
             Intent::Entity(entity) => entity.mark().block(seq),
             Intent::Tag(tag) => self.inner.marks.tag_cell(tag).block(seq),
+            Intent::All => self.inner.app_mark.block(seq),
             Intent::Key(_) | Intent::Id { .. } | Intent::Matching(..) => {}
         }
     }
@@ -177,6 +185,14 @@ impl Cache {
                 let mark_key = tag_mark_key(&self.inner.config.app_prefix, tag);
                 self.raise_mark(None, &cell, &mark_key, |epoch| {
                     Event::TagMark(tag.clone(), epoch)
+                })
+                .await?;
+                Ok(0)
+            }
+            Intent::All => {
+                let mark_key = app_mark_key(&self.inner.config.app_prefix);
+                self.raise_mark(None, &self.inner.app_mark, &mark_key, |epoch| {
+                    Event::EntityMark(mark_key.clone(), epoch)
                 })
                 .await?;
                 Ok(0)

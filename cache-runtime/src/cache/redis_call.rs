@@ -63,6 +63,7 @@ impl Cache {
         &self,
         request: Request<'_>,
     ) -> Result<T, CacheError> {
+        self.keep_tasks_alive();
         let inner = &*self.inner;
         let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
         let (ticket, mut conn) = inner.pool.connection();

@@ -12,6 +12,10 @@ use crate::entity::{CacheKey, Entity};
 
 /// How often a non-empty queue is retried when nothing else wakes it.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// How many entities and tags are kept apart past the queue's capacity; beyond, the whole app
+/// is invalidated on recovery, so memory stays bounded however many distinct tags fail.
+const MAX_OVERFLOWED: usize = 1_000;
+const WHOLE_APP: &str = "the whole app";
 /// How often a shutdown flush retries while Redis does not answer.
 const FLUSH_RETRY: Duration = Duration::from_millis(20);
 
@@ -28,6 +32,8 @@ pub(crate) enum Intent {
     Matching(Entity, String),
     /// The keys carrying a tag (rendered), whatever their entity.
     Tag(String),
+    /// Every key of the app.
+    All,
 }
 
 impl Intent {
@@ -37,7 +43,7 @@ impl Intent {
             Self::Id { entity, .. } | Self::Entity(entity) | Self::Matching(entity, _) => {
                 Some(entity)
             }
-            Self::Tag(_) => None,
+            Self::Tag(_) | Self::All => None,
         }
     }
 
@@ -63,6 +69,7 @@ impl std::fmt::Display for Intent {
             Self::Entity(entity) => write!(f, "entity {}", entity.pattern()),
             Self::Matching(entity, glob) => write!(f, "keys of {} matching {glob}", entity.name()),
             Self::Tag(tag) => write!(f, "tag {tag}"),
+            Self::All => f.write_str("the whole app"),
         }
     }
 }
@@ -108,6 +115,13 @@ impl ReplayQueue {
         if state.items.len() < self.capacity {
             tracing::warn!(%intent, "invalidation kept for replay when Redis is back");
             state.items.push_back(intent);
+        } else if state.overflowed.contains_key(WHOLE_APP) {
+            // Covered already.
+        } else if state.overflowed.len() >= MAX_OVERFLOWED {
+            // Too many distinct entities and tags to keep apart: the whole app stands for them.
+            tracing::warn!("replay queue full: the whole app is invalidated when Redis is back");
+            state.overflowed.clear();
+            state.overflowed.insert(WHOLE_APP.to_owned(), Intent::All);
         } else {
             let (id, wholesale) = intent.wholesale();
             if let std::collections::hash_map::Entry::Vacant(slot) = state.overflowed.entry(id) {

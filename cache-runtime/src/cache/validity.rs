@@ -8,7 +8,7 @@ use crate::bus::Event;
 use crate::entity::{CacheKey, Entity};
 use crate::envelope::{Header, Tags};
 use crate::error::CacheError;
-use crate::key::{epoch_key, tag_mark_key};
+use crate::key::{app_mark_key, epoch_key, tag_mark_key};
 use crate::marks::{BUMP_EPOCH, MARK_TTL, MarkCell, RAISE_MARK};
 
 /// What a value is valid under: written into its envelope.
@@ -44,7 +44,9 @@ impl Cache {
             return Ok(false);
         }
         let entity = key.entity();
-        if header.epoch < self.entity_mark(entity).await? {
+        if header.epoch < self.entity_mark(entity).await?
+            || header.epoch < self.app_mark(entity).await?
+        {
             return Ok(false);
         }
         for tag in tags.iter() {
@@ -67,7 +69,7 @@ impl Cache {
         let marks = &self.inner.marks;
         let session = marks.session();
         let below = |cell: &MarkCell| cell.trusted(session).is_none_or(|mark| header.epoch < mark);
-        if below(entity.mark()) {
+        if below(entity.mark()) || below(&self.inner.app_mark) {
             return false;
         }
         tags.iter().all(|tag| !below(&marks.tag_cell(tag)))
@@ -83,7 +85,10 @@ impl Cache {
         ttl: Duration,
     ) -> Result<Stamp<'a>, CacheError> {
         let entity = key.entity();
-        let mut floor = self.entity_mark(entity).await?;
+        let mut floor = self
+            .entity_mark(entity)
+            .await?
+            .max(self.app_mark(entity).await?);
         for tag in tags {
             floor = floor.max(self.tag_mark(entity, tag).await?);
         }
@@ -126,6 +131,13 @@ impl Cache {
     async fn entity_mark(&self, entity: &Entity) -> Result<u64, CacheError> {
         self.mark(entity, entity.mark(), || entity.mark_key().to_owned())
             .await
+    }
+
+    async fn app_mark(&self, entity: &Entity) -> Result<u64, CacheError> {
+        self.mark(entity, &self.inner.app_mark, || {
+            app_mark_key(&self.inner.config.app_prefix)
+        })
+        .await
     }
 
     async fn tag_mark(&self, entity: &Entity, tag: &str) -> Result<u64, CacheError> {

@@ -183,3 +183,57 @@ async fn command_errors_fall_back_without_tripping_the_breaker() {
     assert_eq!(cache.breaker_state(), BreakerState::Closed);
     assert_eq!(cache.breaker_transitions(), 0);
 }
+
+#[test]
+fn a_cache_outlives_the_runtime_that_built_it() {
+    let server = RedisServer::start();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cache = first.block_on(async {
+        let cache = crate::cache(&server);
+        let key = cache.entity("product").expect("entity").key(&1u32);
+        cache.set(&key, "v1", Ttl::Medium).await.expect("set");
+        cache
+    });
+    drop(first);
+
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    second.block_on(async {
+        let key = cache.entity("product").expect("entity").key(&1u32);
+        // Every call ends (the deadline sweeper runs again), whatever the connections made on
+        // the dead runtime do, and the cache recovers on this one.
+        let started = Instant::now();
+        loop {
+            let read = tokio::time::timeout(
+                Duration::from_secs(3),
+                cache.get_or_set(&key, Ttl::Medium, || async {
+                    Ok::<_, String>("source".to_owned())
+                }),
+            )
+            .await
+            .expect("a call hung on the dead runtime's tasks");
+            if read.as_deref() == Ok("v1") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = Instant::now();
+        while !cache.invalidation_bus_connected() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never resubscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}

@@ -259,3 +259,68 @@ async fn a_shutdown_flush_sends_what_is_pending_or_says_what_is_left() {
     let gone: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
     assert_eq!(gone, None, "it reached Redis before the flush returned");
 }
+
+#[tokio::test]
+async fn past_a_thousand_distinct_overflows_the_whole_app_is_invalidated_on_recovery() {
+    let server = RedisServer::start();
+    let cache = resilient(&server, 2);
+    let products = cache.entity("product").expect("entity");
+    let pinned = cache.entity_at_version("brand", 9).expect("entity");
+    cache
+        .set(&products.key(&1u32), &1u32, Ttl::Medium)
+        .await
+        .expect("set");
+    cache
+        .set(&pinned.key(&1u32), &1u32, Ttl::Medium)
+        .await
+        .expect("set");
+
+    cut_off(&server, &cache, Duration::from_millis(600)).await;
+    for tag in 0..1_500u32 {
+        assert!(cache.invalidate_tag(&format!("group:{tag}")).await.is_err());
+    }
+    assert_eq!(
+        cache.pending_invalidations(),
+        3,
+        "2 kept one by one, then the whole app stands for the rest: memory stays bounded"
+    );
+    until_replayed(&cache).await;
+    let product: Option<u32> = cache.get(&products.key(&1u32)).await.expect("get");
+    let brand: Option<u32> = cache.get(&pinned.key(&1u32)).await.expect("get");
+    assert_eq!((product, brand), (None, None), "every entity and version");
+}
+
+#[tokio::test]
+async fn invalidate_all_reaches_every_entity_version_and_instance() {
+    let server = RedisServer::start();
+    let (a, b) = (resilient(&server, 10), resilient(&server, 10));
+    let started = Instant::now();
+    while !(a.invalidation_bus_connected() && b.invalidation_bus_connected()) {
+        assert!(started.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let products = b.entity("product").expect("entity");
+    let pinned = b.entity_at_version("brand", 9).expect("entity");
+    b.set(&products.key(&1u32), &1u32, Ttl::Medium)
+        .await
+        .expect("set");
+    b.set(&pinned.key(&1u32), &1u32, Ttl::Medium)
+        .await
+        .expect("set");
+    assert_eq!(
+        b.get::<u32>(&products.key(&1u32)).await.expect("get"),
+        Some(1)
+    );
+
+    a.invalidate_all().await.expect("invalidate");
+    let started = Instant::now();
+    loop {
+        let product: Option<u32> = b.get(&products.key(&1u32)).await.expect("get");
+        let brand: Option<u32> = b.get(&pinned.key(&1u32)).await.expect("get");
+        if (product, brand) == (None, None) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "b kept serving");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

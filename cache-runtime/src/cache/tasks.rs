@@ -1,0 +1,104 @@
+//! The cache's background tasks: the invalidation subscriber, the replay of pending
+//! invalidations, the metrics report and the deadline sweeper.
+//!
+//! They run on the Tokio runtime the cache was created in. If that runtime shuts down while
+//! the cache lives on (a cache built in a short-lived runtime and used from another, a static
+//! shared by tests), the tasks are dropped with it: deadlines would never fire, events would
+//! never arrive, and the backlog would never be replayed. Each task therefore holds a watch that,
+//! when dropped, marks the tasks as gone (and a dropped subscriber as disconnected, which turns
+//! the local tier off and makes marks be read from Redis). The next Redis call notices and
+//! starts them again on the runtime it runs on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::{Cache, Inner, replay};
+use crate::bus::{self, Listener};
+use crate::report;
+
+/// Whether the background tasks run.
+#[derive(Debug, Default)]
+pub(crate) struct Tasks {
+    alive: AtomicBool,
+    /// One restart at a time.
+    restarting: Mutex<()>,
+}
+
+/// Held by a running task; its drop (the task ended, or its runtime shut down) is noticed.
+struct Watch {
+    cache: Weak<Inner>,
+    subscriber: bool,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(inner) = self.cache.upgrade() {
+            inner.tasks.alive.store(false, Ordering::Release);
+            if self.subscriber {
+                inner.bus_connected(false);
+            }
+        }
+    }
+}
+
+/// Starts every background task of `inner` on `runtime`.
+pub(crate) fn spawn_all(inner: &Arc<Inner>, runtime: &tokio::runtime::Handle) {
+    let watch = |subscriber| Watch {
+        cache: Arc::downgrade(inner),
+        subscriber,
+    };
+    let weak = Arc::downgrade(inner);
+    inner.tasks.alive.store(true, Ordering::Release);
+    let sweeper = inner.deadlines.sweeper();
+    let sweeper_watch = watch(false);
+    runtime.spawn(async move {
+        let _watch = sweeper_watch;
+        sweeper.await;
+    });
+    if let Some(interval) = inner.config.metrics_log_interval {
+        let (weak, watch) = (weak.clone(), watch(false));
+        runtime.spawn(async move {
+            let _watch = watch;
+            report::run(weak, interval).await;
+        });
+    }
+    let (replay_weak, replay_watch) = (weak.clone(), watch(false));
+    runtime.spawn(async move {
+        let _watch = replay_watch;
+        replay::run(replay_weak).await;
+    });
+    // Every instance listens: invalidation marks are kept current through the bus, not only
+    // the local tier. The URL was checked when the configuration was built.
+    if let Ok(client) = redis::Client::open(inner.config.redis_url.as_str()) {
+        let (channel, subscriber_watch) = (inner.channel.clone(), watch(true));
+        runtime.spawn(async move {
+            let _watch = subscriber_watch;
+            bus::subscribe(weak, client, channel).await;
+        });
+    }
+}
+
+impl Cache {
+    /// Starts the background tasks again on the current runtime if theirs has shut down.
+    pub(crate) fn keep_tasks_alive(&self) {
+        let inner = &self.inner;
+        if inner.tasks.alive.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let _restarting = inner
+            .tasks
+            .restarting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.tasks.alive.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::warn!(
+            "the runtime the cache's background tasks ran on has shut down: starting them on this one"
+        );
+        spawn_all(inner, &runtime);
+    }
+}
