@@ -148,8 +148,8 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
     extra.retain(|key| !key.starts_with("test:v1:product:") || key.contains('%'));
     assert_eq!(
         extra,
-        vec!["test:%epoch", "test:v1:product:%mark"],
-        "one mark per entity and one epoch per app, nothing per key"
+        vec!["test:%epoch", "test:%mark", "test:v1:product:%mark"],
+        "one mark per entity, one mark and one epoch per app, nothing per key"
     );
     assert_eq!(
         (
@@ -161,8 +161,8 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
     );
     assert_eq!(
         command_calls(&server, "set"),
-        102,
-        "one SET per value, and two to create the entity's mark (the epoch, the mark)"
+        104,
+        "one SET per value, and two to create each of the entity's and the app's marks"
     );
 }
 
