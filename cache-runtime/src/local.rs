@@ -9,27 +9,71 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use quick_cache::Weighter;
 
+use crate::freshness::now_ms;
+
 /// Default bound of the in-process tier, in bytes of keys and values.
 pub const DEFAULT_LOCAL_TIER_BYTES: usize = 64 * 1024 * 1024;
 
+/// The values of one id kept here: its own (variant `""`) and its variants', so that an id's
+/// invalidation removes them all in one step, whatever the size of the tier.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Family {
+    members: Vec<Member>,
+}
+
 #[derive(Debug, Clone)]
-pub(crate) struct Entry {
+struct Member {
+    variant: Box<str>,
     bytes: Arc<[u8]>,
     expires_ms: u64,
 }
 
-/// Weighs an entry by its bytes, plus a fixed allowance for the map's own overhead.
+impl Family {
+    fn find(&self, variant: &str) -> Option<&Member> {
+        self.members.iter().find(|m| &*m.variant == variant)
+    }
+
+    /// A copy without `variant` and without members expired at `now_ms`.
+    fn without(&self, variant: &str, now_ms: u64) -> Self {
+        Self {
+            members: self
+                .members
+                .iter()
+                .filter(|m| &*m.variant != variant && m.expires_ms > now_ms)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Weighs a family by its bytes, plus a fixed allowance per member for the map's own overhead.
 #[derive(Debug, Clone, Copy)]
 struct ByBytes;
 
-impl Weighter<String, Entry> for ByBytes {
-    fn weight(&self, key: &String, entry: &Entry) -> u64 {
-        u64::try_from(key.len() + entry.bytes.len() + 64).unwrap_or(u64::MAX)
+impl Weighter<String, Arc<Family>> for ByBytes {
+    fn weight(&self, key: &String, family: &Arc<Family>) -> u64 {
+        let members: usize = family
+            .members
+            .iter()
+            .map(|m| key.len() + m.variant.len() + m.bytes.len() + 64)
+            .sum();
+        u64::try_from(members).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// Splits `{app}:v{N}:{entity}:{id}[:{variant}]` into the id's key and the variant (`""` for
+/// none). Ids never hold a raw `:` (escaping encodes it in values, templates in literals), so
+/// the fourth `:` is where a variant starts.
+fn split(key: &str) -> (&str, &str) {
+    match key.match_indices(':').nth(3) {
+        Some((at, _)) => (&key[..at], &key[at + 1..]),
+        None => (key, ""),
     }
 }
 
 pub(crate) struct LocalTier {
-    entries: quick_cache::sync::Cache<String, Entry, ByBytes>,
+    /// By id key: each id's family of values.
+    families: quick_cache::sync::Cache<String, Arc<Family>, ByBytes>,
     /// Entries may be served only while invalidation events can reach this instance.
     live: AtomicBool,
     /// Bumped before every removal: a reader that fetched a value before a removal must not
@@ -40,7 +84,7 @@ pub(crate) struct LocalTier {
 impl std::fmt::Debug for LocalTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTier")
-            .field("entries", &self.entries.len())
+            .field("ids", &self.families.len())
             .field("live", &self.live.load(Ordering::Relaxed))
             .finish()
     }
@@ -50,7 +94,7 @@ impl LocalTier {
     pub(crate) fn new(max_bytes: usize) -> Self {
         let estimated_items = (max_bytes / 1024).max(16);
         Self {
-            entries: quick_cache::sync::Cache::with_weighter(
+            families: quick_cache::sync::Cache::with_weighter(
                 estimated_items,
                 u64::try_from(max_bytes).unwrap_or(u64::MAX),
                 ByBytes,
@@ -65,12 +109,13 @@ impl LocalTier {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
-        let entry = self.entries.get(key)?;
-        if entry.expires_ms <= now_ms {
-            self.entries.remove(key);
+        let (id, variant) = split(key);
+        let family = self.families.get(id)?;
+        let member = family.find(variant)?;
+        if member.expires_ms <= now_ms {
             return None;
         }
-        Some(entry.bytes)
+        Some(member.bytes.clone())
     }
 
     /// What a reader records before fetching a value it may insert.
@@ -84,11 +129,21 @@ impl LocalTier {
         if !self.live.load(Ordering::Acquire) || self.generation() != seen {
             return;
         }
-        self.entries
-            .insert(key.to_owned(), Entry { bytes, expires_ms });
-        // A removal that started between the check and the insert may have missed the entry.
+        let (id, variant) = split(key);
+        let mut family = self
+            .families
+            .get(id)
+            .map_or_else(Family::default, |f| f.without(variant, now_ms()));
+        family.members.push(Member {
+            variant: variant.into(),
+            bytes,
+            expires_ms,
+        });
+        self.families.insert(id.to_owned(), Arc::new(family));
+        // A removal that started meanwhile may have read the family before this write and had
+        // its own write replaced by it: drop the whole family rather than keep what it removed.
         if self.generation() != seen {
-            self.entries.remove(key);
+            self.families.remove(id);
         }
     }
 
@@ -96,23 +151,31 @@ impl LocalTier {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Removes the value under `key` alone (an id's own value keeps its variants).
     pub(crate) fn remove(&self, key: &str) {
         self.removing();
-        self.entries.remove(key);
+        let (id, variant) = split(key);
+        if let Some(family) = self.families.get(id) {
+            let rest = family.without(variant, 0);
+            if rest.members.is_empty() {
+                self.families.remove(id);
+            } else {
+                self.families.insert(id.to_owned(), Arc::new(rest));
+            }
+        }
     }
 
-    /// Removes `key` and every key of its variants (`{key}:…`).
+    /// Removes the value of the id whose key is `key` and every one of its variants: one step.
     pub(crate) fn remove_id(&self, key: &str) {
         self.removing();
-        self.entries.remove(key);
-        let variants = format!("{key}:");
-        self.entries.retain(|k, _| !k.starts_with(&variants));
+        self.families.remove(key);
     }
 
-    /// Removes every key starting with `prefix` (an entity or a whole version).
+    /// Removes every key starting with `prefix` (an entity or a whole version; operators' and
+    /// deploys' calls, so a pass over the tier is acceptable).
     pub(crate) fn remove_prefix(&self, prefix: &str) {
         self.removing();
-        self.entries.retain(|k, _| !k.starts_with(prefix));
+        self.families.retain(|id, _| !id.starts_with(prefix));
     }
 
     /// Keeps readers that fetched before now from inserting (an invalidation checked at read
@@ -127,9 +190,9 @@ impl LocalTier {
         self.removing();
         if !live {
             self.live.store(false, Ordering::Release);
-            self.entries.clear();
+            self.families.clear();
         } else {
-            self.entries.clear();
+            self.families.clear();
             self.live.store(true, Ordering::Release);
         }
     }
@@ -138,8 +201,13 @@ impl LocalTier {
         self.live.load(Ordering::Acquire)
     }
 
+    /// How many values the tier holds.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        let mut values = 0;
+        for (_, family) in self.families.iter() {
+            values += family.members.len();
+        }
+        values
     }
 }
 
@@ -163,7 +231,22 @@ mod tests {
         tier.insert("a:v1:p:1", bytes(), 1_000, tier.generation());
         assert!(tier.get("a:v1:p:1", 999).is_some());
         assert!(tier.get("a:v1:p:1", 1_000).is_none());
-        assert_eq!(tier.len(), 0, "an expired entry is dropped");
+    }
+
+    #[test]
+    fn an_id_and_its_variants_live_side_by_side() {
+        let tier = live();
+        for key in ["a:v1:p:1", "a:v1:p:1:x", "a:v1:p:1:y:z"] {
+            tier.insert(key, bytes(), u64::MAX, tier.generation());
+        }
+        assert_eq!(tier.len(), 3);
+        assert_eq!(split("a:v1:p:1:y:z"), ("a:v1:p:1", "y:z"));
+        tier.remove("a:v1:p:1");
+        assert!(tier.get("a:v1:p:1", 0).is_none());
+        assert!(tier.get("a:v1:p:1:x", 0).is_some(), "a key alone goes");
+        tier.remove("a:v1:p:1:x");
+        assert!(tier.get("a:v1:p:1:y:z", 0).is_some());
+        assert_eq!(tier.len(), 1);
     }
 
     #[test]
