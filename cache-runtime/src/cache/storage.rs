@@ -138,7 +138,7 @@ impl Cache {
         self.decode_envelope(&envelope)
     }
 
-    fn decode_envelope<T: DeserializeOwned>(
+    pub(crate) fn decode_envelope<T: DeserializeOwned>(
         &self,
         envelope: &Envelope<'_>,
     ) -> Result<Lookup<T>, String> {
@@ -156,7 +156,9 @@ impl Cache {
         .map_err(|e| e.to_string())
     }
 
-    /// Envelope + codec + optional compression, for a value fresh for `ttl`.
+    /// Envelope + codec + compression where it makes the value smaller, for a value fresh for
+    /// `ttl`; a value whose encoding exceeds `max_value_bytes` is `TooLarge`, compressible or
+    /// not.
     pub(crate) fn encode<T: Serialize + ?Sized>(
         &self,
         value: Stored<'_, T>,
@@ -180,12 +182,25 @@ impl Cache {
                 Vec::new()
             }
         };
+        // One rule for both sides: the limit is on the value as the codec wrote it, which is
+        // also what a read allows itself to decompress.
+        let limit = config.max_value_bytes;
+        if payload.len() > limit {
+            return Err(CacheError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
         if config
             .compression_threshold
             .is_some_and(|t| payload.len() > t)
         {
-            payload = compress::compress(&payload);
-            header.compressed = true;
+            let compressed = compress::compress(&payload);
+            // Incompressible data grows a little: keep it as it was.
+            if compressed.len() < payload.len() {
+                payload = compressed;
+                header.compressed = true;
+            }
         }
         Ok(header.wrap(stamp.tags, &payload))
     }

@@ -117,3 +117,75 @@ async fn json_values_are_readable_and_either_codec_reads_the_other() {
         .expect("get");
     assert_eq!(read_back, Some(value));
 }
+
+#[tokio::test]
+async fn a_compressible_value_over_the_limit_is_oversize_on_both_sides() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .max_value_bytes(64 * 1024)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let pages = cache.entity("page").expect("entity");
+    let key = pages.key(&1u32);
+    // Compresses to a few hundred bytes, but is 200 kB as encoded.
+    let zeros = vec![0u8; 200_000];
+    let mut loads = 0;
+    for _ in 0..2 {
+        let value = cache
+            .get_or_set(&key, Ttl::Medium, || async {
+                loads += 1;
+                Ok::<_, String>(zeros.clone())
+            })
+            .await
+            .expect("value");
+        assert_eq!(value.len(), 200_000);
+    }
+    assert_eq!(loads, 2, "never stored, so never read back");
+    let metrics = pages.metrics();
+    assert_eq!((metrics.oversize_skips, metrics.decode_failures), (2, 0));
+    let stored: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:page:1"));
+    assert_eq!(stored, None);
+}
+
+#[tokio::test]
+async fn compression_is_kept_only_when_it_makes_the_value_smaller() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let pages = cache.entity("page").expect("entity");
+    // 5,000 bytes that LZ4 cannot shrink (a xorshift sequence), and 5,000 it can.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..5_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    let text = b"a lamp, a desk, a chair. ".repeat(200);
+    cache
+        .set(&pages.key(&1u32), &noise, Ttl::Medium)
+        .await
+        .expect("set");
+    cache
+        .set(&pages.key(&2u32), &text, Ttl::Medium)
+        .await
+        .expect("set");
+    let compressed = |key: &str| -> bool {
+        let bytes: Vec<u8> = server.query(redis::cmd("GET").arg(key));
+        cache_runtime::envelope_format::Header::unwrap(&bytes)
+            .expect("envelope")
+            .header
+            .compressed
+    };
+    assert!(
+        !compressed("test:v1:page:1"),
+        "LZ4 would have made it larger"
+    );
+    assert!(compressed("test:v1:page:2"));
+    let back: Option<Vec<u8>> = cache.get(&pages.key(&1u32)).await.expect("get");
+    assert_eq!(back.as_deref(), Some(&noise[..]));
+}

@@ -33,7 +33,7 @@ impl Cache {
             local.remove(key.as_str());
             return None;
         }
-        let loaded = match self.decode::<L::Value>(&bytes) {
+        let loaded = match self.decode_envelope::<L::Value>(&envelope) {
             Ok(Lookup::Hit(value, _)) => L::from_value(value),
             Ok(Lookup::Absent(_)) => L::absent().filter(|_| policy.negative_ttl.is_some())?,
             Ok(Lookup::Miss) | Err(_) => return None,
