@@ -98,6 +98,16 @@ impl EntityMetrics {
         (reads > 0).then(|| self.hits as f64 / reads as f64)
     }
 
+    /// Of the reads, the share answered without a source call of their own: hits, and callers
+    /// that waited for another caller's load of the same key (`coalesced`, counted as misses
+    /// too since Redis had nothing for them). `None` before the first read.
+    pub fn served_without_source_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        let spared = (self.hits + self.coalesced).min(reads);
+        #[allow(clippy::cast_precision_loss)]
+        (reads > 0).then(|| spared as f64 / reads as f64)
+    }
+
     /// The counts accumulated since `earlier` (a snapshot of the same entity).
     pub fn since(&self, earlier: &Self) -> Self {
         Self {

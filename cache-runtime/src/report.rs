@@ -36,7 +36,10 @@ fn log(delta: &EntityMetrics) {
         entity = %delta.entity,
         hit_ratio = %delta
             .hit_ratio().map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "-".to_owned()),
+        served_without_source = %delta
+            .served_without_source_ratio().map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "-".to_owned()),
         hits = delta.hits,
+        coalesced = delta.coalesced,
         misses = delta.misses,
         loader_calls = delta.loader_calls,
         fallbacks = delta.fallbacks,

@@ -65,7 +65,8 @@ fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
         .unwrap_or_else(|| panic!("no stats line in:\n{log}"));
     assert!(line.contains("entity=product"), "{line}");
     assert!(line.contains("hit_ratio=75.0%"), "{line}");
-    assert!(line.contains("hits=3 misses=1 loader_calls=1"), "{line}");
+    assert!(line.contains("served_without_source=75.0%"), "{line}");
+    assert!(line.contains("hits=3 coalesced=0 misses=1 loader_calls=1"), "{line}");
     assert!(
         !log.contains("entity=idle"),
         "idle entities stay quiet:\n{log}"

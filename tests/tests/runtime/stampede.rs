@@ -52,6 +52,11 @@ async fn a_thousand_concurrent_misses_on_one_key_make_one_loader_call() {
     let metrics = cache.entity("hot").expect("entity").metrics();
     assert_eq!(metrics.loader_calls, 1);
     assert_eq!(metrics.coalesced, 999);
+    assert_eq!(
+        metrics.served_without_source_ratio(),
+        Some(0.999),
+        "the hit ratio is 0 (Redis had nothing), yet 999 of 1,000 callers spared the source"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
