@@ -6,6 +6,7 @@
 //! lease, and a populate only stores while its lease is intact: a reader that loaded data
 //! older than a concurrent write cannot put it back.
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use super::Cache;
@@ -109,6 +110,36 @@ impl Cache {
             }
             if lease_left < 0 || Instant::now() >= deadline {
                 return None;
+            }
+        }
+    }
+
+    /// Keeps the caller's lease alive while its load runs, so that a source slower than the
+    /// lease is still cached: every third of the lease time, the lease is extended if it is
+    /// still the caller's. Ends (and stops renewing) once the lease is gone, taken over, or
+    /// Redis does not answer; the populate then decides. Never returns: race it against the
+    /// load.
+    pub(crate) async fn renew_lease(&self, key: &CacheKey, token: &str) -> Infallible {
+        const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+        let Some(lease_ttl) = self.inner.config.lease_ttl else {
+            return std::future::pending::<Infallible>().await;
+        };
+        let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::time::sleep(lease_ttl / 3).await;
+            let renewed: Result<u8, CacheError> = self
+                .redis(
+                    key.entity(),
+                    redis::cmd("EVAL")
+                        .arg(RENEW)
+                        .arg(1)
+                        .arg(key.lease_key())
+                        .arg(token)
+                        .arg(ttl_ms),
+                )
+                .await;
+            if !matches!(renewed, Ok(1)) {
+                return std::future::pending::<Infallible>().await;
             }
         }
     }

@@ -136,10 +136,18 @@ impl Cache {
         };
         bump(&counters.loader_calls);
         let started = Instant::now();
-        let loaded = match self
-            .run_loader(loader, fallback, policy, errors, counters)
-            .await
-        {
+        let loading = self.run_loader(loader, fallback, policy, errors, counters);
+        let ran = match &guard {
+            // A load slower than the lease keeps it, so slow sources get cached too.
+            Guard::Lease(token) => {
+                tokio::select! {
+                    ran = loading => ran,
+                    never = self.renew_lease(key, token) => match never {},
+                }
+            }
+            _ => loading.await,
+        };
+        let loaded = match ran {
             Ran::Loaded(loaded) => loaded,
             Ran::Failed(outcome, answer) => {
                 self.abandon(key, leader, guard, outcome).await;

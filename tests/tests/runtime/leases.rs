@@ -134,3 +134,35 @@ async fn without_leases_the_race_stores_the_old_value() {
         Cache::new(config(&server).lease_ttl(None).build().expect("config")).expect("cache");
     assert_eq!(stale_set_race(&cache).await.as_deref(), Some("old"));
 }
+
+#[tokio::test]
+async fn a_source_slower_than_the_lease_is_still_cached() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .lease_ttl(Some(Duration::from_millis(150)))
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("report").expect("entity").key(&1u32);
+    for _ in 0..2 {
+        let value = cache
+            .get_or_set(&key, Ttl::Medium, || async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok::<_, String>("slow".to_owned())
+            })
+            .await;
+        assert_eq!(value.as_deref(), Ok("slow"));
+    }
+    let metrics = cache.entity("report").expect("entity").metrics();
+    assert_eq!(
+        (
+            metrics.loader_calls,
+            metrics.hits,
+            metrics.stale_sets_prevented
+        ),
+        (1, 1, 0),
+        "the lease was kept alive through the load, so its value was stored"
+    );
+}

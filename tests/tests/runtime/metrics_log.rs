@@ -66,7 +66,10 @@ fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
     assert!(line.contains("entity=product"), "{line}");
     assert!(line.contains("hit_ratio=75.0%"), "{line}");
     assert!(line.contains("served_without_source=75.0%"), "{line}");
-    assert!(line.contains("hits=3 coalesced=0 misses=1 loader_calls=1"), "{line}");
+    assert!(
+        line.contains("hits=3 coalesced=0 misses=1 loader_calls=1"),
+        "{line}"
+    );
     assert!(
         !log.contains("entity=idle"),
         "idle entities stay quiet:\n{log}"
