@@ -119,59 +119,66 @@ impl Breaker {
         }
     }
 
-    /// Reports how a permitted call ended. `trips` is whether its error (if any) is of the
-    /// connection class; other errors count as the server having answered.
-    pub(crate) fn record(&self, permit: Permit, trips: bool) {
-        match (permit, trips) {
-            (Permit::Normal, false) => {
+    /// Reports how a permitted call ended: `Ok`, a call the server answered (command errors
+    /// included), or `Err` with the cause of a connection-class failure.
+    pub(crate) fn record(&self, permit: Permit, outcome: Result<(), &dyn std::fmt::Display>) {
+        match (permit, outcome) {
+            (Permit::Normal, Ok(())) => {
                 // Load first: a store on every success would bounce the cache line between cores.
                 if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
                     self.consecutive_failures.store(0, Ordering::Relaxed);
                 }
             }
-            (Permit::Normal, true) => {
+            (Permit::Normal, Err(cause)) => {
                 let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
                 if failures >= self.threshold {
                     let _guard = self.lock();
                     if self.state() == BreakerState::Closed {
-                        self.open();
+                        self.open(cause);
                     }
                 }
             }
-            (Permit::Probe, false) => {
+            (Permit::Probe, Ok(())) => {
                 let _guard = self.lock();
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 self.set_state(BreakerState::Closed);
             }
-            (Permit::Probe, true) => {
+            (Permit::Probe, Err(cause)) => {
                 let _guard = self.lock();
-                self.open();
+                self.open(cause);
             }
         }
     }
 
-    fn open(&self) {
+    /// Opens, saying why once per transition (the cause never holds a password: errors are
+    /// built from redacted URLs).
+    fn open(&self, cause: &dyn std::fmt::Display) {
         self.since_nanos.store(self.now_nanos(), Ordering::Release);
-        self.set_state(BreakerState::Open);
+        if let Some(from) = self.set_state(BreakerState::Open) {
+            tracing::warn!(
+                ?from,
+                cooldown_ms = self.cooldown.as_millis(),
+                %cause,
+                "cache circuit breaker opened: Redis calls are skipped, reads go to the source"
+            );
+        }
     }
 
-    fn set_state(&self, to: BreakerState) {
+    /// Moves to `to`; answers the state it left, if it changed.
+    fn set_state(&self, to: BreakerState) -> Option<BreakerState> {
         let from = BreakerState::from_u8(self.state.swap(to as u8, Ordering::AcqRel));
         if from == to {
-            return;
+            return None;
         }
         self.transitions.fetch_add(1, Ordering::Relaxed);
         match to {
-            BreakerState::Open => tracing::warn!(
-                ?from,
-                cooldown_ms = self.cooldown.as_millis(),
-                "cache circuit breaker opened: Redis calls are skipped, reads go to the source"
-            ),
+            BreakerState::Open => {}
             BreakerState::HalfOpen => {
                 tracing::info!("cache circuit breaker half-open: probing Redis");
             }
             BreakerState::Closed => tracing::info!(?from, "cache circuit breaker closed"),
         }
+        Some(from)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {

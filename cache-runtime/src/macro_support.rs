@@ -305,7 +305,12 @@ pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
         .store(&key, Stored::Value(value), site.options.ttl, grace, &tags)
         .await;
     if let Err(error) = result {
-        tracing::warn!(key = key.as_str(), %error, "write-through failed");
+        if error.is_connection_class() {
+            // Kept for replay as an invalidation of the key; the backlog is logged there.
+            tracing::debug!(key = key.as_str(), %error, "write-through failed");
+        } else {
+            tracing::warn!(key = key.as_str(), %error, "write-through failed");
+        }
     }
 }
 
@@ -341,7 +346,8 @@ pub async fn invalidate(site: &Site, target: Option<Target>) {
         }
     };
     if let Err(error) = result {
-        tracing::warn!(entity = entity.name(), ?target, %error, "invalidation failed (kept for replay)");
+        // The replay queue logs the backlog; one line per failure is enough.
+        tracing::debug!(entity = entity.name(), ?target, %error, "invalidation failed (kept for replay)");
     }
 }
 

@@ -13,7 +13,7 @@ fn breaker(threshold: u32) -> (Breaker, MockClock) {
 
 fn fail(b: &Breaker) {
     let permit = b.permit().expect("permitted");
-    b.record(permit, true);
+    b.record(permit, Err(&"connection refused"));
 }
 
 #[test]
@@ -34,7 +34,7 @@ fn a_success_resets_the_failure_count() {
     fail(&b);
     fail(&b);
     let permit = b.permit().expect("closed");
-    b.record(permit, false);
+    b.record(permit, Ok(()));
     fail(&b);
     fail(&b);
     assert_eq!(b.state(), BreakerState::Closed);
@@ -45,7 +45,7 @@ fn command_errors_do_not_trip_it() {
     let (b, _) = breaker(1);
     for _ in 0..10 {
         let permit = b.permit().expect("closed");
-        b.record(permit, false);
+        b.record(permit, Ok(()));
     }
     assert_eq!(b.state(), BreakerState::Closed);
 }
@@ -68,7 +68,7 @@ fn a_successful_probe_closes_it() {
     fail(&b);
     clock.advance(COOLDOWN);
     let probe = b.permit().expect("probe");
-    b.record(probe, false);
+    b.record(probe, Ok(()));
     assert_eq!(b.state(), BreakerState::Closed);
     assert_eq!(b.permit(), Some(Permit::Normal));
     assert_eq!(b.transitions(), 3);
@@ -81,7 +81,7 @@ fn a_failed_probe_reopens_it_for_a_full_cooldown() {
     clock.advance(COOLDOWN);
     let probe = b.permit().expect("probe");
     clock.advance(Duration::from_secs(1));
-    b.record(probe, true);
+    b.record(probe, Err(&"connection refused"));
     assert_eq!(b.state(), BreakerState::Open);
     clock.advance(COOLDOWN - Duration::from_millis(1));
     assert_eq!(b.permit(), None);

@@ -95,9 +95,9 @@ impl Cache {
         self.forget_locally(&intent);
         let result = self.remove(&intent).await;
         self.forget_locally(&intent);
-        result.inspect_err(|_| {
+        result.inspect_err(|error| {
             self.block(&intent, seq);
-            self.inner.replay.push(intent);
+            self.inner.replay.push(intent, error);
         })
     }
 

@@ -4,7 +4,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 
 use super::Cache;
 use crate::entity::Entity;
-use crate::error::{CacheError, is_authentication, is_connection_class};
+use crate::error::{CacheError, is_authentication};
 use crate::metrics::bump;
 
 /// One command or one pipeline.
@@ -79,19 +79,25 @@ impl Cache {
         match inner.deadlines.bound(attempt).await {
             Err(_) => {
                 inner.pool.replace(ticket);
-                inner.breaker.record(permit, true);
+                let cause = format!("no answer within {:?}", inner.config.operation_timeout);
+                inner.breaker.record(permit, Err(&cause));
                 Err(CacheError::Timeout(inner.config.operation_timeout))
             }
             Ok(Ok(value)) => {
-                inner.breaker.record(permit, false);
+                inner.breaker.record(permit, Ok(()));
                 Ok(value)
             }
             Ok(Err(error)) => {
                 if is_authentication(&error) {
                     inner.pool.replace(ticket);
                 }
-                inner.breaker.record(permit, is_connection_class(&error));
-                Err(CacheError::from_redis(error))
+                let error = CacheError::from_redis(error);
+                let outcome = match error.is_connection_class() {
+                    true => Err(&error as &dyn std::fmt::Display),
+                    false => Ok(()),
+                };
+                inner.breaker.record(permit, outcome);
+                Err(error)
             }
         }
     }

@@ -3,12 +3,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::{Cache, Inner};
 use crate::entity::{CacheKey, Entity};
+use crate::error::CacheError;
 
 /// How often a non-empty queue is retried when nothing else wakes it.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
@@ -16,6 +17,8 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// is invalidated on recovery, so memory stays bounded however many distinct tags fail.
 const MAX_OVERFLOWED: usize = 1_000;
 const WHOLE_APP: &str = "the whole app";
+/// How often a backlog is summarised in the log while it lasts.
+const SUMMARY_EVERY: Duration = Duration::from_secs(30);
 /// How often a shutdown flush retries while Redis does not answer.
 const FLUSH_RETRY: Duration = Duration::from_millis(20);
 
@@ -76,6 +79,9 @@ impl std::fmt::Display for Intent {
 
 #[derive(Debug, Default)]
 struct State {
+    /// When the current backlog started, and when it was last summarised in the log.
+    since: Option<Instant>,
+    summarised: Option<Instant>,
     /// In order; the front one stays here while it is being sent, so it is counted as pending
     /// until Redis has it.
     items: VecDeque<Intent>,
@@ -110,10 +116,19 @@ impl ReplayQueue {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn push(&self, intent: Intent) {
+    /// Keeps `intent`, which failed with `cause`. Logs one WARN when a backlog starts, the
+    /// items themselves at DEBUG (thousands of writes during an outage are not thousands of
+    /// WARN lines), and a summary now and then while it lasts.
+    pub(crate) fn push(&self, intent: Intent, cause: &CacheError) {
         let mut state = self.lock();
+        if state.since.is_none() {
+            state.since = Some(Instant::now());
+            state.summarised = Some(Instant::now());
+            tracing::warn!(%cause, first = %intent, "invalidations are kept for replay until Redis answers again");
+        } else {
+            tracing::debug!(%intent, %cause, "invalidation kept for replay");
+        }
         if state.items.len() < self.capacity {
-            tracing::warn!(%intent, "invalidation kept for replay when Redis is back");
             state.items.push_back(intent);
         } else if state.overflowed.contains_key(WHOLE_APP) {
             // Covered already.
@@ -162,6 +177,32 @@ impl ReplayQueue {
         let state = self.lock();
         state.items.len() + state.overflowed.len()
     }
+
+    /// Logs how the backlog stands every [`SUMMARY_EVERY`] while it lasts, and once when it is
+    /// drained.
+    fn summarise(&self) {
+        let mut state = self.lock();
+        let Some(since) = state.since else { return };
+        let pending = state.items.len() + state.overflowed.len();
+        if pending == 0 {
+            state.since = None;
+            state.summarised = None;
+            tracing::info!(
+                lasted_ms = since.elapsed().as_millis(),
+                "invalidation backlog drained: every invalidation reached Redis"
+            );
+        } else if state
+            .summarised
+            .is_none_or(|at| at.elapsed() >= SUMMARY_EVERY)
+        {
+            state.summarised = Some(Instant::now());
+            tracing::warn!(
+                pending,
+                oldest_s = since.elapsed().as_secs(),
+                "invalidation backlog: still waiting for Redis"
+            );
+        }
+    }
 }
 
 /// Retries the queue whenever something is added and every [`RETRY_EVERY`] while it is not
@@ -172,8 +213,13 @@ pub(crate) async fn run(cache: Weak<Inner>) {
         let queue_wake = async { inner.replay.wake.notified().await };
         let _ = tokio::time::timeout(RETRY_EVERY, queue_wake).await;
         if inner.replay.len() > 0 {
-            Cache { inner }.replay().await;
+            Cache {
+                inner: inner.clone(),
+            }
+            .replay()
+            .await;
         }
+        inner.replay.summarise();
     }
 }
 
@@ -210,7 +256,7 @@ impl Cache {
             queue.sent_overflowed(&id);
         }
         if sent > 0 {
-            tracing::info!(sent, "replayed invalidations after Redis recovered");
+            tracing::debug!(sent, "replayed invalidations");
         }
     }
 
@@ -241,7 +287,7 @@ impl Cache {
     ///
     /// ```no_run
     /// # async fn demo(cache: cache_runtime::Cache) {
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     ///
     /// // On SIGTERM, after the server stopped taking requests:
     /// let left = cache.flush_pending(Duration::from_secs(5)).await;

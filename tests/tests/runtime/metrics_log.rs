@@ -75,3 +75,67 @@ fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
         "idle entities stay quiet:\n{log}"
     );
 }
+
+/// Runs `body` on a current-thread runtime with WARN logs captured; answers the log.
+fn warnings_of(body: impl std::future::Future<Output = ()>) -> String {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body);
+    });
+    String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8")
+}
+
+#[test]
+fn the_breaker_says_why_it_opened_once_and_without_the_password() {
+    let server = RedisServer::start_with_password("s3cret-pass");
+    let wrong = format!("redis://:not-the-s3cret@127.0.0.1:{}", server.port());
+    let log = warnings_of(async {
+        let cache =
+            Cache::new(config(&server).redis_url(wrong).build().expect("config")).expect("cache");
+        let key = cache.entity("product").expect("entity").key(&1u8);
+        for _ in 0..20 {
+            let _ = cache.get::<u8>(&key).await;
+        }
+    });
+    let opened: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("circuit breaker opened"))
+        .collect();
+    assert_eq!(opened.len(), 1, "once per transition:\n{log}");
+    assert!(opened[0].contains("cause="), "{}", opened[0]);
+    assert!(opened[0].contains("credentials"), "{}", opened[0]);
+    assert!(!log.contains("not-the-s3cret"), "{log}");
+}
+
+#[test]
+fn an_outage_logs_its_backlog_once_not_once_per_invalidation() {
+    let mut server = RedisServer::start();
+    let log = warnings_of(async {
+        let cache = Cache::new(
+            config(&server)
+                .operation_timeout(Duration::from_millis(50))
+                .build()
+                .expect("config"),
+        )
+        .expect("cache");
+        let products = cache.entity("product").expect("entity");
+        server.stop();
+        for id in 0..200u32 {
+            assert!(cache.invalidate_id(&products, &id).await.is_err());
+        }
+        assert_eq!(cache.pending_invalidations(), 200);
+    });
+    let backlog_lines = log.lines().filter(|l| l.contains("replay")).count();
+    assert_eq!(backlog_lines, 1, "one WARN when the backlog starts:\n{log}");
+    assert!(log.lines().count() <= 3, "no flood:\n{log}");
+}
