@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -57,6 +57,8 @@ pub struct Breaker {
     consecutive_failures: AtomicU32,
     /// When the breaker last opened, or when the current probe started (clock nanos).
     since_nanos: AtomicU64,
+    /// Set while something (a pending replay) wants the next call to probe at once.
+    expedited: AtomicBool,
     transitions: AtomicU64,
     /// Serializes transitions so two failing calls cannot both open it.
     transition: Mutex<()>,
@@ -72,6 +74,7 @@ impl Breaker {
             state: AtomicU8::new(0),
             consecutive_failures: AtomicU32::new(0),
             since_nanos: AtomicU64::new(0),
+            expedited: AtomicBool::new(false),
             transitions: AtomicU64::new(0),
             transition: Mutex::new(()),
         }
@@ -92,9 +95,20 @@ impl Breaker {
     }
 
     fn cooldown_passed(&self) -> bool {
+        if self.expedited.load(Ordering::Acquire) {
+            return true;
+        }
         let since = self.since_nanos.load(Ordering::Acquire);
         let cooldown = u64::try_from(self.cooldown.as_nanos()).unwrap_or(u64::MAX);
         self.now_nanos().saturating_sub(since) >= cooldown
+    }
+
+    /// Lets the next call probe Redis now instead of after the rest of the cooldown: for
+    /// invalidations waiting to be replayed, which should land as soon as Redis answers.
+    pub(crate) fn expedite(&self) {
+        if self.state() != BreakerState::Closed {
+            self.expedited.store(true, Ordering::Release);
+        }
     }
 
     /// Whether a call may go to Redis now.
@@ -112,6 +126,7 @@ impl Breaker {
                     return None;
                 }
                 self.since_nanos.store(self.now_nanos(), Ordering::Release);
+                self.expedited.store(false, Ordering::Release);
                 self.set_state(BreakerState::HalfOpen);
                 Some(Permit::Probe)
             }

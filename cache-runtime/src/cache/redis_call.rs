@@ -69,10 +69,19 @@ impl Cache {
         let (ticket, mut conn) = inner.pool.connection();
         let attempt = async {
             match request.send(&mut conn).await {
-                // A refused connection means the request was never sent, so sending it again
-                // is safe. It is what a connection left over from before a Redis restart
-                // reports once; the manager has started a fresh connection by then.
-                Err(error) if error.is_connection_refusal() => request.send(&mut conn).await,
+                // A connection left over from before a Redis restart reports its death once
+                // (refused, reset, broken pipe); the manager has started a fresh connection by
+                // then, so the request goes once more on it. Every request the cache sends is
+                // idempotent, so one that did reach the old server is safe to repeat. Without
+                // this, the breaker's probe after a restart failed on the dead socket and
+                // reopened it for a whole cooldown.
+                Err(error)
+                    if error.is_connection_refusal()
+                        || error.is_connection_dropped()
+                        || error.is_io_error() =>
+                {
+                    request.send(&mut conn).await
+                }
                 other => other,
             }
         };

@@ -2,6 +2,7 @@
 //! Redis answers again; past the bound, the affected entities are invalidated wholesale.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct ReplayQueue {
     state: Mutex<State>,
+    /// How many invalidations are pending, readable without the lock on every read.
+    pending: AtomicUsize,
     capacity: usize,
     wake: Notify,
     /// One sender at a time (the background task, or a shutdown flush): the front item is
@@ -103,6 +106,7 @@ impl ReplayQueue {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
+            pending: AtomicUsize::new(0),
             capacity,
             wake: Notify::new(),
             sending: tokio::sync::Mutex::new(()),
@@ -147,6 +151,7 @@ impl ReplayQueue {
                 slot.insert(wholesale);
             }
         }
+        self.count(&state);
         drop(state);
         self.wake.notify_one();
     }
@@ -158,7 +163,22 @@ impl ReplayQueue {
     /// Removes the front item once it reached Redis (only the replay task pops, so it is
     /// still the one that was sent).
     fn sent_front(&self) {
-        self.lock().items.pop_front();
+        let mut state = self.lock();
+        state.items.pop_front();
+        self.count(&state);
+    }
+
+    /// Mirrors the count for [`Self::any`].
+    fn count(&self, state: &State) {
+        self.pending.store(
+            state.items.len() + state.overflowed.len(),
+            Ordering::Release,
+        );
+    }
+
+    /// Whether anything is pending, without taking the lock (checked on every read).
+    pub(crate) fn any(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 0
     }
 
     fn overflowed(&self) -> Vec<(String, Intent)> {
@@ -170,7 +190,9 @@ impl ReplayQueue {
     }
 
     fn sent_overflowed(&self, id: &str) {
-        self.lock().overflowed.remove(id);
+        let mut state = self.lock();
+        state.overflowed.remove(id);
+        self.count(&state);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -213,6 +235,8 @@ pub(crate) async fn run(cache: Weak<Inner>) {
         let queue_wake = async { inner.replay.wake.notified().await };
         let _ = tokio::time::timeout(RETRY_EVERY, queue_wake).await;
         if inner.replay.len() > 0 {
+            // Probe every retry while something waits, not once per cooldown.
+            inner.breaker.expedite();
             Cache {
                 inner: inner.clone(),
             }
@@ -299,6 +323,7 @@ impl Cache {
     pub async fn flush_pending(&self, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            self.inner.breaker.expedite();
             self.replay().await;
             let left = self.inner.replay.len();
             if left == 0 || tokio::time::Instant::now() >= deadline {

@@ -56,7 +56,12 @@ impl Cache {
     }
 
     /// The stored bytes under `key` (and its id's token, for a variant): one round trip.
+    /// While invalidations wait to be replayed, Redis may still hold what they remove, so
+    /// every read is a miss until they have landed.
     pub(crate) async fn fetch(&self, key: &CacheKey) -> Result<Found, CacheError> {
+        if self.inner.replay.any() {
+            return Ok(Found::default());
+        }
         let entity = key.entity();
         match key.variants_token_key() {
             None => {

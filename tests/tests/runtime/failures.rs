@@ -237,3 +237,61 @@ fn a_cache_outlives_the_runtime_that_built_it() {
         }
     });
 }
+
+#[tokio::test]
+async fn after_a_restart_the_first_probe_succeeds_twenty_times_in_a_row() {
+    let mut server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .operation_timeout(Duration::from_millis(100))
+            .breaker_threshold(2)
+            .breaker_cooldown(Duration::from_millis(300))
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    let mut slowest = Duration::ZERO;
+    for round in 0..20 {
+        cache.set(&key, &round, Ttl::Medium).await.expect("set");
+        server.stop();
+        while cache.breaker_state() != BreakerState::Open {
+            let _ = cache.get::<u32>(&key).await;
+        }
+        server.restart();
+        let restarted = Instant::now();
+        let before = cache.breaker_transitions();
+        while cache.breaker_state() != BreakerState::Closed {
+            assert!(
+                restarted.elapsed() < Duration::from_secs(5),
+                "round {round}"
+            );
+            let _ = cache.get::<u32>(&key).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        slowest = slowest.max(restarted.elapsed());
+        assert_eq!(
+            cache.breaker_transitions() - before,
+            2,
+            "round {round}: half-open then closed; a probe on a dead connection reopens it"
+        );
+    }
+    assert!(slowest < Duration::from_secs(5), "{slowest:?}");
+}
+
+#[tokio::test]
+async fn the_first_calls_after_a_restart_succeed_on_fresh_connections() {
+    let mut server = RedisServer::start();
+    let cache = crate::cache(&server);
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    // Both pooled connections are open to the server that is about to die.
+    for _ in 0..4 {
+        cache.set(&key, &1u32, Ttl::Medium).await.expect("set");
+    }
+    server.restart();
+    for call in 0..4 {
+        let result = cache.set(&key, &2u32, Ttl::Medium).await;
+        assert!(result.is_ok(), "call {call} after the restart: {result:?}");
+    }
+    assert_eq!(cache.breaker_transitions(), 0);
+}
