@@ -18,6 +18,10 @@ const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// The ACL user the URL names (with `password`), for servers run with a config file.
+    user: Option<String>,
+    /// A configuration file given to `redis-server` before the other arguments.
+    config_file: Option<std::path::PathBuf>,
     /// Extra `redis-server` arguments (`--maxmemory 4mb`, …).
     args: Vec<String>,
     child: Option<Child>,
@@ -34,6 +38,25 @@ impl RedisServer {
         Self::spawn(Some(password.to_owned()), &[])
     }
 
+    /// Starts a server with the configuration file `config` (its port, persistence and
+    /// daemonizing overridden), reached as ACL `user` with `password`.
+    pub fn start_with_config(config: &std::path::Path, user: &str, password: &str) -> Self {
+        for _ in 0..5 {
+            let mut server = Self {
+                port: free_port(),
+                password: Some(password.to_owned()),
+                user: Some(user.to_owned()),
+                config_file: Some(config.to_owned()),
+                args: Vec::new(),
+                child: None,
+            };
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("could not start redis-server with {}", config.display());
+    }
+
     /// Starts a server with extra command-line settings, e.g. `["--maxmemory", "4mb"]`.
     pub fn start_with_args(args: &[&str]) -> Self {
         Self::spawn(None, args)
@@ -46,6 +69,8 @@ impl RedisServer {
             let mut server = Self {
                 port: free_port(),
                 password: password.clone(),
+                user: None,
+                config_file: None,
                 args: args.iter().map(|a| (*a).to_owned()).collect(),
                 child: None,
             };
@@ -58,12 +83,15 @@ impl RedisServer {
 
     fn launch(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
+        if let Some(file) = &self.config_file {
+            cmd.arg(file);
+        }
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--loglevel", "warning"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(password) = &self.password {
+        if let (Some(password), None) = (&self.password, &self.config_file) {
             cmd.args(["--requirepass", password]);
         }
         cmd.args(&self.args);
@@ -100,11 +128,14 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://[:password@]127.0.0.1:{port}`.
+    /// `redis://[[user]:password@]127.0.0.1:{port}`.
     pub fn url(&self) -> String {
-        match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+        match (&self.user, &self.password) {
+            (Some(user), Some(password)) => {
+                format!("redis://{user}:{password}@127.0.0.1:{}", self.port)
+            }
+            (None, Some(password)) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            (_, None) => format!("redis://127.0.0.1:{}", self.port),
         }
     }
 

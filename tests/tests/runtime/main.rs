@@ -11,6 +11,7 @@ mod leases;
 mod macros;
 mod metrics_log;
 mod operations;
+mod redis_conf;
 mod replay;
 mod stampede;
 mod stored_values;
