@@ -14,11 +14,13 @@
 //! | 23..31 | invalidation epoch the value was loaded under (see docs/invalidation.md) |
 //! | 8 bytes | with bit 2: the token of the id's variants the value was written under |
 //! | 1 + n × (2 + len) bytes | with bit 3: the number of tags, then each tag's length and bytes |
-//! | rest | payload |
+//! | … | payload |
+//! | last 8 bytes | xxh3-64 of every byte before it |
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FORMAT: u8 = 2;
+const CHECKSUM_LEN: usize = 8;
 const HEADER_LEN: usize = 31;
 const FLAG_COMPRESSED: u8 = 1;
 const FLAG_NEGATIVE: u8 = 1 << 1;
@@ -141,11 +143,20 @@ impl Header {
             }
         }
         out.extend_from_slice(payload);
+        let checksum = xxhash_rust::xxh3::xxh3_64(&out);
+        out.extend_from_slice(&checksum.to_le_bytes());
         out
     }
 
-    /// Splits stored bytes into header, tags and payload.
+    /// Splits stored bytes into header, tags and payload, after checking their checksum (a
+    /// value corrupted in Redis or on the way is refused, not decoded into another value).
     pub fn unwrap(bytes: &[u8]) -> Result<Envelope<'_>, &'static str> {
+        let (bytes, checksum) = bytes
+            .split_last_chunk::<CHECKSUM_LEN>()
+            .ok_or("value shorter than the envelope")?;
+        if xxhash_rust::xxh3::xxh3_64(bytes) != u64::from_le_bytes(*checksum) {
+            return Err("checksum mismatch: the stored value is corrupt");
+        }
         let (head, mut rest) = bytes
             .split_first_chunk::<HEADER_LEN>()
             .ok_or("value shorter than the envelope header")?;
@@ -217,7 +228,7 @@ mod tests {
         header.negative = true;
         header.epoch = 1_700_000_000_000_123;
         let bytes = header.wrap(&[], b"payload");
-        assert_eq!(bytes.len(), HEADER_LEN + 7);
+        assert_eq!(bytes.len(), HEADER_LEN + 7 + CHECKSUM_LEN);
         let envelope = Header::unwrap(&bytes).expect("decodes");
         assert_eq!(
             (envelope.header, envelope.payload),
@@ -250,8 +261,22 @@ mod tests {
         let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
         header.id_token = Some(1);
         let bytes = header.wrap(&["tag".to_owned()], b"");
-        for len in HEADER_LEN..bytes.len() {
+        for len in 0..bytes.len() {
             assert!(Header::unwrap(&bytes[..len]).is_err(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_refused() {
+        let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
+        header.epoch = 7;
+        let bytes = header.wrap(&["group:1".to_owned()], b"a payload of some length");
+        for at in 0..bytes.len() {
+            for flip in [1u8, 0x80, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[at] ^= flip;
+                assert!(Header::unwrap(&corrupt).is_err(), "byte {at} ^ {flip:#x}");
+            }
         }
     }
 }

@@ -107,8 +107,9 @@ async fn json_values_are_readable_and_either_codec_reads_the_other() {
     json.set(&key, &value, Ttl::Short).await.expect("set");
 
     let stored = raw(&server, key.as_str());
+    // JSON, readable in redis-cli, before the 8-byte checksum.
     assert!(
-        stored.ends_with(br#"{"id":7,"name":"chair"}"#),
+        stored[..stored.len() - 8].ends_with(br#"{"id":7,"name":"chair"}"#),
         "{stored:?}"
     );
     let read_back: Option<ProductV1> = postcard
@@ -188,4 +189,35 @@ async fn compression_is_kept_only_when_it_makes_the_value_smaller() {
     assert!(compressed("test:v1:page:2"));
     let back: Option<Vec<u8>> = cache.get(&pages.key(&1u32)).await.expect("get");
     assert_eq!(back.as_deref(), Some(&noise[..]));
+}
+
+#[tokio::test]
+async fn a_corrupted_value_is_a_miss_never_another_value() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let key = products.key(&1u32);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..500 {
+        let value = (round, format!("product {round}"), vec![round; 20]);
+        cache.set(&key, &value, Ttl::Medium).await.expect("set");
+        let stored = raw(&server, "test:v1:product:1");
+        let at = usize::try_from(next() % stored.len() as u64).expect("index");
+        let flip = u8::try_from(next() % 255 + 1).expect("non-zero");
+        let mut corrupt = stored.clone();
+        corrupt[at] ^= flip;
+        let _: () = server.query(redis::cmd("SET").arg("test:v1:product:1").arg(corrupt));
+        let read: Option<(u32, String, Vec<u32>)> = cache.get(&key).await.expect("get");
+        assert_eq!(
+            read, None,
+            "round {round}: byte {at} ^ {flip:#x} still decoded"
+        );
+    }
+    assert_eq!(products.metrics().decode_failures, 500);
 }
