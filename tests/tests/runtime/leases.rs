@@ -166,3 +166,40 @@ async fn a_source_slower_than_the_lease_is_still_cached() {
         "the lease was kept alive through the load, so its value was stored"
     );
 }
+
+#[tokio::test]
+async fn a_value_loaded_without_the_lease_is_returned_and_never_stored() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .lease_ttl(Some(Duration::from_millis(100)))
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    // Another process holds the lease for as long as this test runs, and its load counts as
+    // current (its epoch is far ahead), so it is waited for, never taken over.
+    let _: () = server.query(
+        redis::cmd("SET")
+            .arg("{test:v1:product:1}:%lease")
+            .arg("00000000000000ff:99999999999999999:0")
+            .arg("PX")
+            .arg(60_000),
+    );
+    let value = cache
+        .get_or_set(&key, Ttl::Medium, || async {
+            Ok::<_, String>("loaded".to_owned())
+        })
+        .await;
+    assert_eq!(
+        value.as_deref(),
+        Ok("loaded"),
+        "the caller still gets its value"
+    );
+    let stored: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
+    assert_eq!(
+        stored, None,
+        "stored without a lease, it could be a stale set"
+    );
+}
