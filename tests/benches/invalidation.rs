@@ -30,14 +30,6 @@ fn config(server: &RedisServer) -> CacheConfig {
         .expect("config")
 }
 
-fn used_memory(server: &RedisServer) -> u64 {
-    let info: String = server.query(redis::cmd("INFO").arg("memory"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("used_memory")
-}
-
 /// Runs `write(i)` for every `i < KEYS` from [`TASKS`] tasks; answers the time it took.
 async fn from_tasks<F, Fut>(write: F) -> Duration
 where
@@ -138,7 +130,7 @@ async fn entity_wide() {
     let products = cache.entity("product").expect("entity");
     let ttl = Duration::from_secs(24 * 3600);
 
-    let before = used_memory(&cache_server);
+    let before = cache_server.info_number("memory", "used_memory");
     let writing = Pinger::start(&cache_server);
     let cache_time = from_tasks({
         let (cache, products) = (cache.clone(), products.clone());
@@ -154,7 +146,7 @@ async fn entity_wide() {
     })
     .await;
     let waited_while_writing = writing.stop();
-    let cache_bytes = used_memory(&cache_server) - before;
+    let cache_bytes = cache_server.info_number("memory", "used_memory") - before;
 
     let stored: Vec<u8> = cache_server.query(redis::cmd("GET").arg("bench:v1:product:123456"));
     let client = redis::Client::open(plain_server.url()).expect("client");
@@ -162,7 +154,7 @@ async fn entity_wide() {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let before = used_memory(&plain_server);
+    let before = plain_server.info_number("memory", "used_memory");
     let plain_time = from_tasks(move |i| {
         let (mut plain, stored) = (plain.clone(), stored.clone());
         async move {
@@ -178,7 +170,7 @@ async fn entity_wide() {
         }
     })
     .await;
-    let plain_bytes = used_memory(&plain_server) - before;
+    let plain_bytes = plain_server.info_number("memory", "used_memory") - before;
 
     let rate = |time: Duration| f64::from(KEYS) / time.as_secs_f64();
     println!("| 1,000,000 values of one entity | `Cache::set` | plain `SET PX` | ratio |");

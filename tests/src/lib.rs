@@ -150,6 +150,16 @@ impl RedisServer {
         cmd.query(&mut connection).expect("test redis command")
     }
 
+    /// A number from `INFO section` (`evicted_keys`, `used_memory`, …).
+    pub fn info_number(&self, section: &str, field: &str) -> u64 {
+        let info: String = self.query(redis::cmd("INFO").arg(section));
+        let prefix = format!("{field}:");
+        info.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no number `{field}` in INFO {section}"))
+    }
+
     /// Every key matching `pattern`, found with `SCAN`, sorted.
     pub fn scan(&self, pattern: &str) -> Vec<String> {
         let mut connection = self.connection().expect("connect to test redis");

@@ -59,14 +59,6 @@ async fn stale_reads(cache: &Cache) -> usize {
     .await
 }
 
-fn evicted(server: &RedisServer) -> u64 {
-    let info: String = server.query(redis::cmd("INFO").arg("stats"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("evicted_keys:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("evicted_keys")
-}
-
 fn instance(server: &RedisServer) -> Cache {
     let config = config(server)
         .operation_timeout(std::time::Duration::from_secs(2))
@@ -93,7 +85,7 @@ async fn under_memory_pressure_no_value_outlives_its_invalidation() {
         }
     })
     .await;
-    let evicted_before = evicted(&server);
+    let evicted_before = server.info_number("stats", "evicted_keys");
     assert!(
         evicted_before > 2_000,
         "only {evicted_before} keys were evicted"
@@ -120,7 +112,7 @@ async fn under_memory_pressure_no_value_outlives_its_invalidation() {
     let restarted = instance(&server);
     assert_eq!(stale_reads(&restarted).await, 0, "the instance, restarted");
     assert!(
-        evicted(&server) > evicted_before,
+        server.info_number("stats", "evicted_keys") > evicted_before,
         "eviction went on meanwhile"
     );
 }

@@ -9,22 +9,11 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, ReadOptions, Ttl};
 use tokio::sync::Notify;
 
-use crate::cache;
+use crate::{cache, subscribed};
 use cache_tests::RedisServer;
 
 const PLAIN: ReadOptions = ReadOptions::new(Ttl::Medium);
 const LOCAL: ReadOptions = ReadOptions::new(Ttl::Medium).local();
-
-async fn subscribed(caches: &[&Cache]) {
-    let started = Instant::now();
-    while !caches.iter().all(|c| c.invalidation_bus_connected()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 async fn read(cache: &Cache, id: u32, options: ReadOptions, value: &str) -> String {
     let key = cache.entity("product").expect("entity").key(&id);

@@ -20,7 +20,7 @@ mod two_tiers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, CacheConfig, CacheConfigBuilder};
 use cache_tests::RedisServer;
@@ -55,3 +55,15 @@ impl CountingLoader {
 }
 
 pub const SHORT: Duration = Duration::from_millis(200);
+
+/// Waits until every cache in `caches` receives invalidation events (at most 2 s).
+pub async fn subscribed(caches: &[&Cache]) {
+    let started = Instant::now();
+    while !caches.iter().all(|c| c.invalidation_bus_connected()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -41,15 +41,6 @@ fn loads(cache: &Cache, entity: &str) -> u64 {
     cache.entity(entity).expect("entity").metrics().loader_calls
 }
 
-/// Commands Redis processed so far (the `INFO` asking counts too).
-fn commands(server: &RedisServer) -> u64 {
-    let info: String = server.query(redis::cmd("INFO").arg("stats"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("total_commands_processed")
-}
-
 #[tokio::test]
 async fn a_tag_invalidates_its_keys_across_entities_and_nothing_else() {
     let server = RedisServer::start();
@@ -109,12 +100,12 @@ async fn entity_wide_invalidation_is_constant_work_in_redis() {
         .set(&brands.key(&1u32), &1u32, Ttl::Medium)
         .await
         .expect("set");
-    let before = commands(&server);
+    let before = server.info_number("stats", "total_commands_processed");
     cache
         .invalidate_entity(&products)
         .await
         .expect("invalidate");
-    let used = commands(&server) - before - 1;
+    let used = server.info_number("stats", "total_commands_processed") - before - 1;
     assert!(
         used <= 8,
         "{used} commands: two small scripts (the epoch, the mark: 7 commands with those they \
@@ -170,11 +161,7 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
 async fn a_tag_invalidation_reaches_other_instances_local_tiers() {
     let server = RedisServer::start();
     let (a, b) = (cache(&server), cache(&server));
-    let started = Instant::now();
-    while !(a.invalidation_bus_connected() && b.invalidation_bus_connected()) {
-        assert!(started.elapsed() < Duration::from_secs(2));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    crate::subscribed(&[&a, &b]).await;
     let local = ReadOptions::new(Ttl::Medium).local();
     let key = a.entity("product").expect("entity").key(&1u32);
     // Tagged through the macro in a; the plain read below keeps it in a's local tier.
