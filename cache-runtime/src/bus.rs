@@ -6,8 +6,8 @@
 //! meantime are lost, so the local tier is flushed and stays off, and marks are read from Redis
 //! again, until the subscription is back.
 
-use std::sync::Weak;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -20,6 +20,11 @@ pub(crate) trait Listener: Send + Sync + 'static {
     fn bus_connected(&self, connected: bool);
     /// An event arrived.
     fn apply_event(&self, payload: &str);
+    /// Publishes an [`Event::Echo`] of this instance's (on a connection of the pool: a
+    /// subscribed connection cannot publish).
+    fn send_echo(self: Arc<Self>);
+    /// Whether `payload` is this instance's own echo.
+    fn is_own_echo(&self, payload: &str) -> bool;
 }
 
 /// What an event tells other instances to drop.
@@ -35,6 +40,8 @@ pub(crate) enum Event {
     EntityMark(String, u64),
     /// A tag's invalidation mark was raised to this epoch.
     TagMark(String, u64),
+    /// A subscriber's own probe of how far behind the bus it is (only its sender reads it).
+    Echo,
 }
 
 impl Event {
@@ -46,6 +53,7 @@ impl Event {
             Self::Prefix(prefix) => format!("{origin:016x} p {prefix}"),
             Self::EntityMark(key, epoch) => format!("{origin:016x} e {epoch} {key}"),
             Self::TagMark(tag, epoch) => format!("{origin:016x} t {epoch} {tag}"),
+            Self::Echo => format!("{origin:016x} h -"),
         }
     }
 
@@ -63,6 +71,7 @@ impl Event {
             "p" => Self::Prefix(subject.to_owned()),
             "e" => mark().map(|(key, epoch)| Self::EntityMark(key, epoch))?,
             "t" => mark().map(|(tag, epoch)| Self::TagMark(tag, epoch))?,
+            "h" => Self::Echo,
             _ => return None,
         };
         Some((origin, event))
@@ -79,6 +88,10 @@ pub(crate) fn channel(app: &str) -> String {
 /// packets without closing the socket) is noticed within this plus [`heartbeat_deadline`].
 pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How far behind the bus the subscriber may fall (its own echo not back yet) before the local
+/// tier is turned off and marks are read from Redis, until it has caught up.
+pub(crate) const MAX_LAG: Duration = Duration::from_secs(1);
 
 /// How long a heartbeat `PING` may take before the subscription is taken for dead: twice the
 /// operation timeout, at least 500 ms.
@@ -132,8 +145,11 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client
     }
 }
 
-/// Applies events as they come; every [`HEARTBEAT_EVERY`] sends a `PING` on the subscription's
-/// own connection, and takes the subscription for lost if it is not answered in time.
+/// Applies events as they come. Every [`HEARTBEAT_EVERY`] it sends a `PING` on the
+/// subscription's own connection (unanswered in time: the subscription is lost) and publishes
+/// an echo of its own: an echo not back within [`MAX_LAG`] means events wait in line longer than
+/// that, so the instance serves nothing from events it has not applied yet (local tier off,
+/// marks read from Redis) until the echo comes back.
 async fn listen<L: Listener>(
     cache: &Weak<L>,
     mut sink: redis::aio::PubSubSink,
@@ -143,23 +159,46 @@ async fn listen<L: Listener>(
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
+    let mut echo_sent: Option<Instant> = None;
+    let mut lagging = false;
     loop {
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { return Ended::Lost };
                 let Some(inner) = cache.upgrade() else { return Ended::CacheGone };
-                if let Ok(payload) = message.get_payload::<String>() {
+                let Ok(payload) = message.get_payload::<String>() else { continue };
+                if !inner.is_own_echo(&payload) {
                     inner.apply_event(&payload);
+                    continue;
+                }
+                echo_sent = None;
+                if lagging {
+                    lagging = false;
+                    tracing::info!("invalidation events caught up: local tier back on");
+                    inner.bus_connected(true);
                 }
             }
             _ = heartbeat.tick() => {
-                if cache.strong_count() == 0 {
-                    return Ended::CacheGone;
-                }
+                let Some(inner) = cache.upgrade() else { return Ended::CacheGone };
                 let answered = tokio::time::timeout(deadline, sink.ping::<String>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
                     tracing::warn!("invalidation subscriber: heartbeat unanswered, reconnecting");
                     return Ended::Lost;
+                }
+                match echo_sent {
+                    None => {
+                        echo_sent = Some(Instant::now());
+                        inner.send_echo();
+                    }
+                    Some(sent) if !lagging && sent.elapsed() > MAX_LAG => {
+                        lagging = true;
+                        tracing::warn!(
+                            behind_ms = sent.elapsed().as_millis(),
+                            "invalidation events arrive late: local tier off and marks read from Redis until they catch up"
+                        );
+                        inner.bus_connected(false);
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -178,6 +217,7 @@ mod tests {
             Event::Prefix("shop:v1:product:".to_owned()),
             Event::EntityMark("shop:v1:product:%mark".to_owned(), 1_700_000_000_000_001),
             Event::TagMark("category: 7".to_owned(), 42),
+            Event::Echo,
         ] {
             let encoded = event.encode(0xabc);
             assert_eq!(Event::decode(&encoded), Some((0xabc, event)));

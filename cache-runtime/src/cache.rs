@@ -106,7 +106,7 @@ impl Inner {
                     cell.raise(*epoch);
                 }
             }
-            Event::Key(_) | Event::Id(_) | Event::Prefix(_) => {}
+            Event::Key(_) | Event::Id(_) | Event::Prefix(_) | Event::Echo => {}
         }
         let Some(local) = &self.local else { return };
         match event {
@@ -114,7 +114,7 @@ impl Inner {
             Event::Id(key) => local.remove_id(key),
             Event::Prefix(prefix) => local.remove_prefix(prefix),
             // Local hits check marks: nothing needs to go.
-            Event::EntityMark(..) | Event::TagMark(..) => {}
+            Event::EntityMark(..) | Event::TagMark(..) | Event::Echo => {}
         }
     }
 }
@@ -148,6 +148,18 @@ impl bus::Listener for Inner {
             Some((_, event)) => self.apply_locally(&event),
             None => tracing::debug!(payload, "ignoring an unreadable invalidation event"),
         }
+    }
+
+    fn send_echo(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let cache = Cache { inner: self };
+            // A failed echo is only a late echo: the lag check then turns the tier off.
+            let _ = cache.try_publish(None, &Event::Echo).await;
+        });
+    }
+
+    fn is_own_echo(&self, payload: &str) -> bool {
+        matches!(Event::decode(payload), Some((origin, Event::Echo)) if origin == self.origin)
     }
 }
 

@@ -283,3 +283,53 @@ async fn a_subscriber_whose_network_goes_silent_turns_the_local_tier_off() {
         "the old value is gone; Redis is out of reach, so the source answers"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_far_behind_the_bus_turns_the_local_tier_off_until_it_catches_up() {
+    // No output-buffer limit: the subscriber falls behind instead of being disconnected.
+    let server = RedisServer::start_with_args(&["--client-output-buffer-limit", "pubsub 0 0 0"]);
+    let cache = instance(&server);
+    eventually("subscribed", || cache.invalidation_bus_connected()).await;
+    // Let one echo go round while the bus is quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(cache.invalidation_bus_connected());
+
+    // Another instance's events, far more than the subscriber applies in a second.
+    let flood = {
+        let mut connection = server.connection().expect("connect");
+        std::thread::spawn(move || {
+            for chunk in 0..100 {
+                let mut pipe = redis::pipe();
+                for i in 0..10_000 {
+                    pipe.cmd("PUBLISH")
+                        .arg("test:%invalidations")
+                        .arg(format!("0000000000000001 k test:v1:flood:{chunk}-{i}"))
+                        .ignore();
+                }
+                let () = pipe.query(&mut connection).expect("publish");
+            }
+        })
+    };
+    let started = Instant::now();
+    while cache.invalidation_bus_connected() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the subscriber never noticed it was behind"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        cache.local_tier_len(),
+        0,
+        "nothing is served from the local tier meanwhile"
+    );
+    flood.join().expect("flood");
+    let started = Instant::now();
+    while !cache.invalidation_bus_connected() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
