@@ -102,15 +102,18 @@ async fn entity_wide_invalidation_is_constant_work_in_redis() {
         .expect("set");
     // Counted by command (other clients' heartbeats run meanwhile): nothing that walks keys.
     let per_key = ["unlink", "del", "scan", "zrange", "smembers", "keys"];
-    let walked = |server: &RedisServer| -> u64 {
-        per_key.iter().map(|c| command_calls(server, c)).sum()
-    };
+    let walked =
+        |server: &RedisServer| -> u64 { per_key.iter().map(|c| command_calls(server, c)).sum() };
     let (walked_before, scripts_before) = (walked(&server), command_calls(&server, "eval"));
     cache
         .invalidate_entity(&products)
         .await
         .expect("invalidate");
-    assert_eq!(walked(&server), walked_before, "no command that walks or deletes keys");
+    assert_eq!(
+        walked(&server),
+        walked_before,
+        "no command that walks or deletes keys"
+    );
     assert_eq!(
         command_calls(&server, "eval") - scripts_before,
         2,
