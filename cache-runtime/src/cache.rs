@@ -92,6 +92,16 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The subscriber task is gone (its runtime shut down, or the process is exiting): the
+    /// same as a lost connection, logged at DEBUG (a restart on another runtime logs WARN).
+    pub(crate) fn subscriber_stopped(&self) {
+        self.marks.bus_changed(false);
+        if let Some(local) = &self.local {
+            local.set_live(false);
+        }
+        tracing::debug!(channel = %self.channel, "invalidation subscriber stopped");
+    }
+
     pub(crate) fn apply_locally(&self, event: &Event) {
         match event {
             Event::EntityMark(mark_key, epoch) => {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::{Cache, Inner, replay};
-use crate::bus::{self, Listener};
+use crate::bus;
 use crate::report;
 
 /// Whether the background tasks run.
@@ -35,7 +35,7 @@ impl Drop for Watch {
         if let Some(inner) = self.cache.upgrade() {
             inner.tasks.alive.store(false, Ordering::Release);
             if self.subscriber {
-                inner.bus_connected(false);
+                inner.subscriber_stopped();
             }
         }
     }
