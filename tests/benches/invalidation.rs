@@ -257,6 +257,15 @@ async fn tag_wide() {
     );
     let loads = |entity: &Entity| entity.metrics().loader_calls;
     let before_outside = loads(&a);
+    // A second instance whose tag mark is known and trusted before the invalidation.
+    let other = Cache::new(config(&server)).expect("cache");
+    while !other.invalidation_bus_connected() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cache_runtime::with_cache(other.clone(), tagged_a(0)).await;
+    let other_b = other.entity("tagged_b").expect("entity");
+    let other_a = other.entity("tagged_a").expect("entity");
+    assert_eq!(loads(&other_a), 0, "a hit");
 
     let pinger = Pinger::start(&server);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -280,6 +289,16 @@ async fn tag_wide() {
         }
     }
     let tagged_loads = loads(&a) - before_a + loads(&b) - before_b;
+    // The other instance, on other (odd) ids, once it has heard of the invalidation.
+    let heard = Instant::now();
+    while loads(&other_a) == 0 && heard.elapsed() < Duration::from_secs(1) {
+        cache_runtime::with_cache(other.clone(), tagged_a(2)).await;
+    }
+    let before_other = loads(&other_b);
+    for n in 0..SAMPLE {
+        cache_runtime::with_cache(other.clone(), tagged_b(n * (KEYS / SAMPLE) + 51)).await;
+    }
+    let other_loads = loads(&other_b) - before_other;
     println!();
     println!("| `invalidate_tag`, 1,000,000 keys over two entities | |");
     println!("| --- | --- |");
@@ -287,6 +306,9 @@ async fn tag_wide() {
     println!("| the call | {call:?} |");
     println!("| longest PING wait (every 5 ms, from 100 ms before to 100 ms after) | {waited:?} |");
     println!("| sampled tagged reads that called the loader | {tagged_loads} of {SAMPLE} |");
+    println!(
+        "| sampled tagged reads that called the loader, another instance | {other_loads} of {SAMPLE} |"
+    );
     println!(
         "| untagged reads of the same entity that called the loader | {outside_loads} of {SAMPLE} |"
     );
