@@ -160,6 +160,17 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("no number `{field}` in INFO {section}"))
     }
 
+    /// How many times `command` (lowercase, e.g. `get`) has run, from `INFO commandstats`.
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info: String = self.query(redis::cmd("INFO").arg("commandstats"));
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Every key matching `pattern`, found with `SCAN`, sorted.
     pub fn scan(&self, pattern: &str) -> Vec<String> {
         let mut connection = self.connection().expect("connect to test redis");

@@ -107,7 +107,7 @@ impl Cache {
         let inner = &self.inner;
         match intent {
             Intent::Key(key) => {
-                inner.flights.detach(|k| k == key.as_str());
+                inner.flights.detach_key(key.as_str());
                 inner.apply_locally(&Event::Key(key.as_str().to_owned()));
             }
             Intent::Id { entity, escaped_id } => {

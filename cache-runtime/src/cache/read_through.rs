@@ -109,7 +109,7 @@ impl Cache {
             };
         if policy.refresh {
             // A refresh runs its own load: what a load in flight read may be what it replaces.
-            self.inner.flights.detach(|k| k == key.as_str());
+            self.inner.flights.detach_key(key.as_str());
         }
         let mut leader = match self
             .join_flight(key, &mut fallback, errors.as_ref(), counters)

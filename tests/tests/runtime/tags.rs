@@ -26,16 +26,6 @@ async fn reprice_category(category: u32) -> Result<(), String> {
     Ok(())
 }
 
-fn command_calls(server: &RedisServer, command: &str) -> u64 {
-    let info: String = server.query(redis::cmd("INFO").arg("commandstats"));
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Loader calls per entity so far.
 fn loads(cache: &Cache, entity: &str) -> u64 {
     cache.entity(entity).expect("entity").metrics().loader_calls
@@ -103,19 +93,26 @@ async fn entity_wide_invalidation_is_constant_work_in_redis() {
     // Counted by command (other clients' heartbeats run meanwhile): nothing that walks keys.
     let per_key = ["unlink", "del", "scan", "zrange", "smembers", "keys"];
     let walked =
-        |server: &RedisServer| -> u64 { per_key.iter().map(|c| command_calls(server, c)).sum() };
-    let (walked_before, scripts_before) = (walked(&server), command_calls(&server, "eval"));
-    cache
+        |server: &RedisServer| -> u64 { per_key.iter().map(|c| server.command_calls(c)).sum() };
+    let (walked_before, scripts_before) = (walked(&server), server.command_calls("eval"));
+    let deleted = cache
         .invalidate_entity(&products)
         .await
         .expect("invalidate");
+    assert_eq!(deleted, 0, "nothing is deleted: values become unreadable");
+    let mark_ttl: i64 = server.query(redis::cmd("PTTL").arg("test:v1:product:%mark"));
+    let week_ms = 7 * 24 * 3600 * 1000;
+    assert!(
+        (week_ms - 60_000..=week_ms).contains(&mark_ttl),
+        "a mark lives 7 days after it was raised: {mark_ttl} ms"
+    );
     assert_eq!(
         walked(&server),
         walked_before,
         "no command that walks or deletes keys"
     );
     assert_eq!(
-        command_calls(&server, "eval") - scripts_before,
+        server.command_calls("eval") - scripts_before,
         2,
         "two small scripts (the epoch, the mark), whatever the entity's size"
     );
@@ -151,15 +148,12 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
         "one mark per entity, one mark and one epoch per app, nothing per key"
     );
     assert_eq!(
-        (
-            command_calls(&server, "zadd"),
-            command_calls(&server, "sadd")
-        ),
+        (server.command_calls("zadd"), server.command_calls("sadd")),
         (0, 0),
         "no index is written"
     );
     assert_eq!(
-        command_calls(&server, "set"),
+        server.command_calls("set"),
         104,
         "one SET per value, and two to create each of the entity's and the app's marks"
     );

@@ -33,26 +33,17 @@ async fn read(cache: &Cache, id: u32, value: &str) -> String {
         .expect("value")
 }
 
-fn redis_gets(server: &RedisServer) -> u64 {
-    let info: String = server.query(redis::cmd("INFO").arg("commandstats"));
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_local_hit_needs_no_redis_round_trip() {
     let server = RedisServer::start();
     let cache = instance(&server);
     eventually("subscribed", || cache.invalidation_bus_connected()).await;
     assert_eq!(read(&cache, 1, "v1").await, "v1");
-    let gets = redis_gets(&server);
+    let gets = server.command_calls("get");
     for _ in 0..10 {
         assert_eq!(read(&cache, 1, "ignored").await, "v1");
     }
-    assert_eq!(redis_gets(&server), gets, "no GET reached Redis");
+    assert_eq!(server.command_calls("get"), gets, "no GET reached Redis");
     let metrics = cache.entity("product").expect("entity").metrics();
     assert_eq!((metrics.local_hits, metrics.loader_calls), (10, 1));
 }
