@@ -1,7 +1,9 @@
 async fn save(&self, p: Product) -> Result<Product, DbError> {
-    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-        "product",
-        ::core::option::Option::None,
+    static __CACHE_SITE: ::cache_runtime::__private::ValueSite = ::cache_runtime::__private::ValueSite::new(
+        ::cache_runtime::__private::EntitySite::new(
+            "product",
+            ::core::option::Option::None,
+        ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Medium,
         ),

@@ -1,8 +1,10 @@
 /// Products of a category, one page at a time.
 pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {
-    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-        "product_list",
-        ::core::option::Option::None,
+    static __CACHE_SITE: ::cache_runtime::__private::ValueSite = ::cache_runtime::__private::ValueSite::new(
+        ::cache_runtime::__private::EntitySite::new(
+            "product_list",
+            ::core::option::Option::None,
+        ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Short,
         ),

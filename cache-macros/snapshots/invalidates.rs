@@ -1,10 +1,6 @@
 async fn update(&self, id: u64, update: &ProductUpdate) -> Result<(), DbError> {
-    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+    static __CACHE_SITE: ::cache_runtime::__private::EntitySite = ::cache_runtime::__private::EntitySite::new(
         "product",
-        ::core::option::Option::None,
-        ::cache_runtime::__private::ReadOptions::new(
-            ::cache_runtime::__private::Ttl::Medium,
-        ),
         ::core::option::Option::None,
     );
     let __cache_target = ::cache_runtime::__private::Target::Id(

@@ -7,7 +7,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
-use crate::duration::Ttl;
+use crate::duration::{LiteralDuration, Ttl, parse_ttl};
 use crate::errors::Errors;
 use crate::template::Template;
 
@@ -83,6 +83,14 @@ impl Args {
     /// Whether `name` was written (with a value of any type).
     pub(crate) fn has(&self, name: &str) -> bool {
         self.args.iter().any(|a| a.name == name)
+    }
+
+    /// Where `name` was written, if it was.
+    pub(crate) fn span(&self, name: &str) -> Option<Span> {
+        self.args
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.name.span())
     }
 
     fn take(&mut self, name: &str) -> Option<RawArg> {
@@ -212,14 +220,8 @@ impl Args {
         let written = self.has("entity");
         match self.string("entity", errors) {
             Some(lit) => {
-                let name = lit.value();
-                let valid = !name.is_empty()
-                    && name.len() <= 64
-                    && name.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-                    });
-                if !valid {
-                    errors.at(lit.span(), format!("invalid entity `{name}`: use 1 to 64 lowercase ASCII letters, digits, `_` and `-`"));
+                if let Err(error) = cache_schema::validate_name("entity", &lit.value()) {
+                    errors.at(lit.span(), error.to_string());
                 }
                 lit
             }
@@ -238,7 +240,7 @@ impl Args {
     /// `ttl = "..."`, defaulting to `medium`.
     pub(crate) fn ttl(&mut self, name: &str, errors: &mut Errors) -> Option<Ttl> {
         let lit = self.string(name, errors)?;
-        match Ttl::parse(&lit.value()) {
+        match parse_ttl(&lit.value()) {
             Ok(ttl) => Some(ttl),
             Err(message) => {
                 errors.at(lit.span(), message);
@@ -248,9 +250,9 @@ impl Args {
     }
 
     /// A literal duration argument (`stale = "5m"`).
-    pub(crate) fn duration(&mut self, name: &str, errors: &mut Errors) -> Option<Ttl> {
+    pub(crate) fn duration(&mut self, name: &str, errors: &mut Errors) -> Option<LiteralDuration> {
         let lit = self.string(name, errors)?;
-        match Ttl::parse_literal(&lit.value()) {
+        match LiteralDuration::parse(&lit.value()) {
             Ok(duration) => Some(duration),
             Err(message) => {
                 errors.at(lit.span(), message);

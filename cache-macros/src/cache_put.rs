@@ -6,7 +6,7 @@ use syn::ItemFn;
 
 use crate::args::{Args, Placement};
 use crate::errors::Errors;
-use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
+use crate::expand::{Timing, body_future, key_parts, local, value_site, with_body};
 use crate::signature::{Function, Returns};
 
 const VALID: &[&str] = &[
@@ -42,17 +42,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
     })
 }
 
-// Input:
-//     #[cache_put(entity = "product", key = "{p.id}")]
-//     async fn save(&self, p: Product) -> Result<Product, DbError> { body }
-// Output:
-//     async fn save(&self, p: Product) -> Result<Product, DbError> {
-//         static __CACHE_SITE: Site = Site::new("product", None, Ttl::Medium, None);
-//         let __cache_key = Some(KeyParts { id: KeyWriter::new().value(&(p.id)).finish(), variant: None });
-//         let __cache_ret = async move { body }.await;
-//         put(&__CACHE_SITE, __cache_key, PutResult(&__cache_ret)).await;
-//         __cache_ret
-//     }
+/// The expansion; `snapshots/cache_put.rs` shows one as `cargo expand` prints it.
 fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
     let CachePut {
         private, placement, ..
@@ -60,14 +50,7 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
     let ret = local("__cache_ret");
-    let site = site(
-        private,
-        &placement.entity,
-        placement.version,
-        placement.ttl,
-        &put.timing,
-        None,
-    );
+    let site = value_site(private, placement, &put.timing, None);
     let parts = key_parts(
         private,
         &placement.key,

@@ -5,9 +5,9 @@ use quote::quote;
 use syn::{Expr, ItemFn};
 
 use crate::args::{Args, Placement};
-use crate::duration::Ttl;
+use crate::duration::{Ttl, parse_ttl};
 use crate::errors::Errors;
-use crate::expand::{Timing, body_future, key_parts, local, site, with_body};
+use crate::expand::{Timing, body_future, key_parts, local, value_site, with_body};
 use crate::signature::{Function, Returns};
 
 const VALID: &[&str] = &[
@@ -24,6 +24,7 @@ const VALID: &[&str] = &[
     "local",
     "load_timeout",
     "tags",
+    "refresh_in_caller",
     "crate",
 ];
 
@@ -34,7 +35,9 @@ struct Cached {
     condition: Option<Expr>,
     timing: Timing,
     returns: Returns,
-    owns_its_inputs: bool,
+    error_is_owned: bool,
+    /// Refreshes of stale or early-refreshed values run in a background task.
+    background_refresh: bool,
 }
 
 fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
@@ -54,7 +57,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             None
         }
         Some((_, None)) => Some(Ttl::Short),
-        Some((_, Some(lit))) => match Ttl::parse(&lit.value()) {
+        Some((_, Some(lit))) => match parse_ttl(&lit.value()) {
             Ok(ttl) => Some(ttl),
             Err(message) => {
                 errors.at(lit.span(), message);
@@ -62,6 +65,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             }
         },
     };
+    let refresh_span = args.span("stale").or(args.span("early_refresh"));
     let timing = Timing {
         stale: args.duration("stale", &mut errors),
         early_refresh: args.beta("early_refresh", &mut errors),
@@ -75,6 +79,19 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             "`load_timeout` needs a function returning `Result<T, E>` with `E: From<cache_runtime::LoadTimedOut>`",
         );
     }
+    let in_caller = args.flag("refresh_in_caller", &mut errors);
+    if let (Some(span), None) = (in_caller, refresh_span) {
+        errors.at(
+            span,
+            "`refresh_in_caller` needs `stale` or `early_refresh`: without them nothing is refreshed",
+        );
+    }
+    // A background task needs a body that outlives the call: owned inputs, a syntactic test
+    // (trait selection ignores lifetimes).
+    let background_refresh = refresh_span.is_some()
+        && in_caller.is_none()
+        && function.owns_its_inputs
+        && function.returns == Returns::Result;
     let private = args.private_path(&mut errors);
     errors.finish(Cached {
         private,
@@ -83,36 +100,19 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         condition,
         timing,
         returns: function.returns,
-        owns_its_inputs: function.owns_its_inputs,
+        error_is_owned: function.error_is_owned,
+        background_refresh,
     })
 }
 
-// Input:
-//     #[cached(entity = "product", ttl = "medium", key = "{id}")]
-//     async fn product(&self, id: u64) -> Result<Product, DbError> { body }
-// Output:
-//     async fn product(&self, id: u64) -> Result<Product, DbError> {
-//         static __CACHE_SITE: Site = Site::new("product", None, Ttl::Medium, None);
-//         let __cache_key = Some(KeyParts { id: KeyWriter::new().value(&(id)).finish(), variant: None });
-//         let __cache_body = async move { body };
-//         let __cache_errors = (&Probe::of(&__cache_body)).error_sharing();
-//         let __cache_spawner = None;
-//         cached_result(&__CACHE_SITE, __cache_key, __cache_errors, __cache_spawner, __cache_body).await
-//     }
+/// The expansion; `snapshots/cached_method.rs` shows one as `cargo expand` prints it.
 fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
     let Cached {
         private, placement, ..
     } = cached;
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
-    let site = site(
-        private,
-        &placement.entity,
-        placement.version,
-        placement.ttl,
-        &cached.timing,
-        cached.negative_ttl,
-    );
+    let site = value_site(private, placement, &cached.timing, cached.negative_ttl);
     let parts = key_parts(
         private,
         &placement.key,
@@ -132,31 +132,32 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
             let errors_ident = local("__cache_errors");
             let body = match cached.timing.load_timeout {
                 Some(limit) => {
-                    let limit = limit.duration_tokens(private);
+                    let limit = limit.tokens(private);
                     quote!(#private::with_load_timeout(#body, #limit))
                 }
                 None => body,
             };
-            // Refreshes run in a background task when the body can outlive the call (owned
-            // inputs, a syntactic test: trait selection ignores lifetimes) and can be sent to
-            // another thread (the probe). Only stale or early-refreshed values are refreshed.
-            let background = cached.owns_its_inputs
-                && (cached.timing.stale.is_some() || cached.timing.early_refresh.is_some());
             let spawner_ident = local("__cache_spawner");
-            let spawner = if background {
+            // A body that is not `Send` fails the bound of `background_refresh`, whose error
+            // points at the value that is not `Send` and suggests `refresh_in_caller`.
+            let spawner = if cached.background_refresh {
+                quote!(#private::background_refresh(&#body_ident))
+            } else {
+                quote!(::core::option::Option::None)
+            };
+            // Error sharing is probed only on an error type without borrows: selection would
+            // pick sharing for a borrowed one too, and the borrow checker then reject it.
+            let errors = if cached.error_is_owned {
                 quote! {{
-                    use #private::{RefreshInBackground as _, RefreshInCaller as _};
-                    (&#private::BodyProbe::of(&#body_ident)).refresh_spawner()
+                    use #private::{KeepErrors as _, ShareClonedErrors as _};
+                    (&#private::Probe::of(&#body_ident)).error_sharing()
                 }}
             } else {
                 quote!(::core::option::Option::None)
             };
             quote! {
                 let #body_ident = #body;
-                let #errors_ident = {
-                    use #private::{KeepErrors as _, ShareClonedErrors as _};
-                    (&#private::Probe::of(&#body_ident)).error_sharing()
-                };
+                let #errors_ident = #errors;
                 let #spawner_ident = #spawner;
                 #private::cached_result(
                     &#site_ident,

@@ -4,7 +4,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::{Ident, ItemFn, LitStr, ReturnType};
 
-use crate::duration::Ttl;
+use crate::args::Placement;
+use crate::duration::{LiteralDuration, Ttl, ttl_tokens};
 use crate::template::{Segment, Template};
 
 /// A generated local: `__cache_*` at mixed-site hygiene, so it never clashes with (or captures)
@@ -80,28 +81,28 @@ pub(crate) fn key_parts(
 /// How a site treats time, as written in its attribute.
 #[derive(Default)]
 pub(crate) struct Timing {
-    pub(crate) stale: Option<Ttl>,
+    pub(crate) stale: Option<LiteralDuration>,
     pub(crate) early_refresh: Option<f64>,
-    pub(crate) refresh_timeout: Option<Ttl>,
+    pub(crate) refresh_timeout: Option<LiteralDuration>,
     /// Also keep values in the in-process tier.
     pub(crate) local: bool,
     /// Bound the body: past it, `E::from(LoadTimedOut)`.
-    pub(crate) load_timeout: Option<Ttl>,
+    pub(crate) load_timeout: Option<LiteralDuration>,
 }
 
 /// `ReadOptions::new(ttl).stale(…)…`, a const expression.
 fn read_options(private: &TokenStream, ttl: Ttl, timing: &Timing) -> TokenStream {
-    let ttl = ttl.tokens(private);
+    let ttl = ttl_tokens(ttl, private);
     let mut options = quote!(#private::ReadOptions::new(#ttl));
     if let Some(stale) = timing.stale {
-        let stale = stale.duration_tokens(private);
+        let stale = stale.tokens(private);
         options = quote!(#options.stale(#stale));
     }
     if let Some(beta) = timing.early_refresh {
         options = quote!(#options.early_refresh(#beta));
     }
     if let Some(timeout) = timing.refresh_timeout {
-        let timeout = timeout.duration_tokens(private);
+        let timeout = timeout.tokens(private);
         options = quote!(#options.refresh_timeout(#timeout));
     }
     if timing.local {
@@ -119,30 +120,39 @@ pub(crate) fn rendered_list(private: &TokenStream, templates: &[Template]) -> To
     quote!(::std::vec![#(#rendered),*])
 }
 
-/// The per-function `Site` static.
-pub(crate) fn site(
+/// `EntitySite::new(entity, version)`: which entity a function works on.
+pub(crate) fn entity_site(
     private: &TokenStream,
     entity: &LitStr,
     version: Option<u32>,
-    ttl: Ttl,
-    timing: &Timing,
-    negative_ttl: Option<Ttl>,
 ) -> TokenStream {
-    let site = local("__CACHE_SITE");
     let version = match version {
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
-    let options = read_options(private, ttl, timing);
+    quote!(#private::EntitySite::new(#entity, #version))
+}
+
+/// The `ValueSite` static of `#[cached]` and `#[cache_put]`: the entity, and how its values
+/// are read and written.
+pub(crate) fn value_site(
+    private: &TokenStream,
+    placement: &Placement,
+    timing: &Timing,
+    negative_ttl: Option<Ttl>,
+) -> TokenStream {
+    let site = local("__CACHE_SITE");
+    let entity = entity_site(private, &placement.entity, placement.version);
+    let options = read_options(private, placement.ttl, timing);
     let negative_ttl = match negative_ttl {
         Some(t) => {
-            let t = t.tokens(private);
+            let t = ttl_tokens(t, private);
             quote!(::core::option::Option::Some(#t))
         }
         None => quote!(::core::option::Option::None),
     };
     quote! {
-        static #site: #private::Site = #private::Site::new(#entity, #version, #options, #negative_ttl);
+        static #site: #private::ValueSite = #private::ValueSite::new(#entity, #options, #negative_ttl);
     }
 }
 

@@ -5,9 +5,8 @@ use quote::quote;
 use syn::{ItemFn, LitStr};
 
 use crate::args::Args;
-use crate::duration::Ttl;
 use crate::errors::Errors;
-use crate::expand::{Timing, body_future, local, render_id, rendered_list, site, with_body};
+use crate::expand::{body_future, entity_site, local, render_id, rendered_list, with_body};
 use crate::signature::{Function, Returns};
 use crate::template::Template;
 
@@ -76,30 +75,14 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
     })
 }
 
-// Input:
-//     #[invalidates(entity = "product", key = "{id}")]
-//     async fn update(&self, id: u64, update: &ProductUpdate) -> Result<(), DbError> { body }
-// Output:
-//     async fn update(&self, id: u64, update: &ProductUpdate) -> Result<(), DbError> {
-//         static __CACHE_SITE: Site = Site::new("product", None, Ttl::Medium, None);
-//         let __cache_target = Target::Id(KeyWriter::new().value(&(id)).finish());
-//         let __cache_ret = async move { body }.await;
-//         if __cache_ret.is_ok() { invalidate(&__CACHE_SITE, Some(__cache_target)).await; }
-//         __cache_ret
-//     }
+/// The expansion; `snapshots/invalidates.rs` shows one as `cargo expand` prints it.
 fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     let Invalidates { private, .. } = inv;
     let site_ident = local("__CACHE_SITE");
     let target_ident = local("__cache_target");
     let ret = local("__cache_ret");
-    let site = site(
-        private,
-        &inv.entity,
-        inv.version,
-        Ttl::Medium,
-        &Timing::default(),
-        None,
-    );
+    let entity_site = entity_site(private, &inv.entity, inv.version);
+    let site = quote!(static #site_ident: #private::EntitySite = #entity_site;);
     let succeeded = local("__cache_succeeded");
     let target = match &inv.target {
         Target::Id(template) => {

@@ -103,4 +103,6 @@ fn expand_with(
 }
 
 #[cfg(test)]
+mod shared_rules_tests;
+#[cfg(test)]
 mod tests;

@@ -24,6 +24,9 @@ pub(crate) struct Function {
     /// generics): only then can its future outlive the call, so refreshes may run in the
     /// background. Lifetimes cannot be told apart by trait selection, hence this syntactic test.
     pub(crate) owns_its_inputs: bool,
+    /// Whether the error type of a `Result` return has no reference or lifetime written in it:
+    /// only then may the macros probe whether it can be shared (see the runtime's `probes`).
+    pub(crate) error_is_owned: bool,
 }
 
 impl Function {
@@ -57,6 +60,7 @@ impl Function {
             params,
             returns: returns(&item.sig.output),
             owns_its_inputs,
+            error_is_owned: error_type(&item.sig.output).is_none_or(is_owned),
         }
     }
 }
@@ -87,6 +91,24 @@ fn is_owned(ty: &Type) -> bool {
         Type::Paren(paren) => is_owned(&paren.elem),
         Type::Group(group) => is_owned(&group.elem),
         _ => false,
+    }
+}
+
+/// `E` of a return type written `Result<T, E>`; `None` when it is not written (`io::Result<T>`).
+fn error_type(output: &ReturnType) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(path) = &**ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.iter().nth(1)? {
+        GenericArgument::Type(error) => Some(error),
+        _ => None,
     }
 }
 

@@ -17,14 +17,6 @@ pub(crate) struct Template {
     pub(crate) segments: Vec<Segment>,
 }
 
-/// Characters literal template text may not contain: they are escaped in values, so allowing
-/// them in literals would let two templates produce colliding keys or widen patterns.
-fn forbidden_in_literal(c: char) -> bool {
-    matches!(c, '%' | '*' | '?' | '[' | ']' | '\\' | '{' | '}')
-        || c.is_whitespace()
-        || c.is_control()
-}
-
 impl Template {
     /// Parses `lit`, reporting every problem into `errors`; `params` are the names a value may
     /// start with.
@@ -39,10 +31,13 @@ impl Template {
         while !rest.is_empty() {
             let literal_end = rest.find(['{', '}']).unwrap_or(rest.len());
             let literal = &rest[..literal_end];
-            if let Some(bad) = literal.chars().find(|c| forbidden_in_literal(*c)) {
+            if let Some(bad) = literal
+                .chars()
+                .find(|c| !cache_schema::allowed_in_literal(*c))
+            {
                 errors.at(
                     span,
-                    format!("`{bad}` is not allowed in the literal text of a key template; use letters, digits and `_ - . : = /`"),
+                    format!("{bad:?} is not allowed in the literal text of a key template: values escape it (`%`, `*`, `?`, `[`, `]`, `\\`, spaces and control characters), so a literal one could collide with a value or widen a pattern"),
                 );
             } else if !literal.is_empty() {
                 segments.push(Segment::Literal(literal.to_owned()));

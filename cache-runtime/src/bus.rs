@@ -45,7 +45,9 @@ pub(crate) enum Event {
 }
 
 impl Event {
-    /// `{origin:016x} {k|i|p} {subject}`: small, and readable in `redis-cli SUBSCRIBE`.
+    /// `{origin:016x} {kind} [{epoch}] {subject}`, the kind one letter (`k` key, `i` id, `p`
+    /// prefix, `e` entity mark, `t` tag mark, `h` echo): small, and readable in
+    /// `redis-cli SUBSCRIBE`. The `events_round_trip_and_garbage_is_ignored` test covers every kind.
     pub(crate) fn encode(&self, origin: u64) -> String {
         match self {
             Self::Key(key) => format!("{origin:016x} k {key}"),

@@ -5,52 +5,8 @@
 
 use std::fmt::{self, Write as _};
 
-/// The longest app prefix or entity name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
-
-/// A name (app prefix or entity) that is not a short `[a-z0-9_-]+` identifier.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} `{name}`: {reason}")]
-pub struct NameError {
-    what: &'static str,
-    name: String,
-    reason: &'static str,
-}
-
-/// Checks that `name` is a non-empty `[a-z0-9_-]+` identifier of at most [`MAX_NAME_LEN`] bytes.
-///
-/// `what` says which kind of name it is ("app prefix", "entity") in the error.
-pub fn validate_name(what: &'static str, name: &str) -> Result<(), NameError> {
-    let reason = if name.is_empty() {
-        "it is empty"
-    } else if name.len() > MAX_NAME_LEN {
-        "it is longer than 64 bytes"
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        "use only lowercase ASCII letters, digits, `_` and `-`"
-    } else {
-        return Ok(());
-    };
-    Err(NameError {
-        what,
-        name: name.to_owned(),
-        reason,
-    })
-}
-
-/// Whether `b` must be percent-encoded inside an interpolated key value.
-///
-/// `%` keeps the encoding reversible (so injective), `:` separates key parts, `* ? [ ] \` are
-/// glob metacharacters that could widen an invalidation pattern, braces are Redis Cluster hash
-/// tags, and whitespace and control bytes make keys unreadable in tools.
-fn needs_escape(b: u8) -> bool {
-    matches!(
-        b,
-        b'%' | b':' | b'*' | b'?' | b'[' | b']' | b'\\' | b'{' | b'}' | b' ' | 0x7f
-    ) || b < 0x20
-}
+use cache_schema::needs_escape;
+pub use cache_schema::{NameError, validate_name};
 
 /// Appends `value` to `out`, percent-encoding `%`, `:`, the glob metacharacters `* ? [ ] \`,
 /// braces, space and control bytes (as `%XX`), so no value can forge a key part or a pattern.

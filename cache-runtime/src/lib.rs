@@ -62,8 +62,8 @@ mod local;
 mod macro_support;
 mod marks;
 mod metrics;
+mod probes;
 mod report;
-mod return_kind;
 mod share;
 mod ttl;
 
@@ -100,7 +100,7 @@ pub mod __private {
     pub use crate::freshness::ReadOptions;
     pub use crate::load_timeout::with_load_timeout;
     pub use crate::macro_support::*;
-    pub use crate::return_kind::*;
+    pub use crate::probes::return_kind::*;
     pub use crate::ttl::Ttl;
     pub use core::time::Duration;
 }

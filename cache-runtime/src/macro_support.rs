@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,7 +15,8 @@ use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
 use crate::global::{self, Mode};
 use crate::key::KeyPart;
-pub use crate::share::{ErrorSharing, KeepErrors, Probe, ShareClonedErrors};
+pub use crate::probes::{KeepErrors, Probe, ShareClonedErrors};
+pub use crate::share::ErrorSharing;
 use crate::ttl::Ttl;
 
 /// Builds an escaped id or variant from a key template: literal text as written, interpolated
@@ -55,29 +55,20 @@ pub struct KeyParts {
     pub tags: Vec<String>,
 }
 
-/// One annotated function: its entity and caching options, and the entity resolved for the
-/// cache last used here (so a call does not look the entity up by name).
+/// The entity an annotated function works on, resolved for the cache last used here (so a
+/// call does not look the entity up by name). `#[invalidates]` needs only this.
 #[derive(Debug)]
-pub struct Site {
-    entity: &'static str,
+pub struct EntitySite {
+    name: &'static str,
     version: Option<u32>,
-    options: ReadOptions,
-    negative_ttl: Option<Ttl>,
     resolved: RwLock<Option<(u64, Entity)>>,
 }
 
-impl Site {
-    pub const fn new(
-        entity: &'static str,
-        version: Option<u32>,
-        options: ReadOptions,
-        negative_ttl: Option<Ttl>,
-    ) -> Self {
+impl EntitySite {
+    pub const fn new(name: &'static str, version: Option<u32>) -> Self {
         Self {
-            entity,
+            name,
             version,
-            options,
-            negative_ttl,
             resolved: RwLock::new(None),
         }
     }
@@ -92,7 +83,7 @@ impl Site {
         }
         drop(cached);
         let version = self.version.unwrap_or(cache.config().version());
-        match cache.entity_at_version(self.entity, version) {
+        match cache.entity_at_version(self.name, version) {
             Ok(entity) => {
                 *self
                     .resolved
@@ -105,6 +96,25 @@ impl Site {
                 tracing::warn!(%error, "invalid entity; running uncached");
                 None
             }
+        }
+    }
+}
+
+/// Where `#[cached]` and `#[cache_put]` keep values: the entity, and how its values are read
+/// and written.
+#[derive(Debug)]
+pub struct ValueSite {
+    entity: EntitySite,
+    options: ReadOptions,
+    negative_ttl: Option<Ttl>,
+}
+
+impl ValueSite {
+    pub const fn new(entity: EntitySite, options: ReadOptions, negative_ttl: Option<Ttl>) -> Self {
+        Self {
+            entity,
+            options,
+            negative_ttl,
         }
     }
 
@@ -120,22 +130,40 @@ impl Site {
     }
 }
 
+/// What one cached call works with once the cache, the entity and the mode are known.
+struct Prepared {
+    cache: Cache,
+    key: CacheKey,
+    tags: Vec<String>,
+    /// `refreshing(…)`: load even when a value is cached.
+    refresh: bool,
+}
+
+impl Prepared {
+    fn policy<'a>(&'a self, site: &ValueSite) -> Policy<'a> {
+        site.policy(self.refresh, &self.tags)
+    }
+}
+
 static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// The cache, key, refresh flag and tags for a read, or `None` to run the body uncached.
-fn prepare(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, bool, Vec<String>)> {
+/// The cache, key and tags for a read, or `None` to run the body uncached.
+fn prepare(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let refresh = match global::mode() {
         Mode::Normal => false,
         Mode::Refresh => true,
         Mode::Bypass => return None,
     };
-    let (cache, key, tags) = prepare_write(site, key)?;
-    Some((cache, key, refresh, tags))
+    let prepared = prepare_write(site, key)?;
+    Some(Prepared {
+        refresh,
+        ..prepared
+    })
 }
 
 /// The cache, key and tags for a write, which applies in every mode (`uncached` only bypasses
 /// reads).
-fn prepare_write(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey, Vec<String>)> {
+fn prepare_write(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let key = key?;
     let Some(cache) = global::current() else {
         if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
@@ -145,9 +173,14 @@ fn prepare_write(site: &Site, key: Option<KeyParts>) -> Option<(Cache, CacheKey,
         }
         return None;
     };
-    let entity = site.entity(&cache)?;
+    let entity = site.entity.entity(&cache)?;
     let cache_key = entity.key_from_escaped(&key.id, key.variant.as_deref());
-    Some((cache, cache_key, key.tags))
+    Some(Prepared {
+        cache,
+        key: cache_key,
+        tags: key.tags,
+        refresh: false,
+    })
 }
 
 fn never<T>(result: Result<T, Infallible>) -> T {
@@ -157,42 +190,16 @@ fn never<T>(result: Result<T, Infallible>) -> T {
     }
 }
 
-/// Stands for the body future, for the macros' autoref specialization on whether it can run
-/// in the background.
-#[derive(Debug)]
-pub struct BodyProbe<F>(PhantomData<F>);
-
-impl<F> BodyProbe<F> {
-    pub fn of(_body: &F) -> Self {
-        Self(PhantomData)
-    }
-}
-
-/// Chosen when the body can outlive its caller: refreshes run in a task.
-pub trait RefreshInBackground<F> {
-    fn refresh_spawner(&self) -> Option<Spawner<F>>;
-}
-
-impl<F, T, E> RefreshInBackground<F> for BodyProbe<F>
+/// `stale` or `early_refresh` on a function whose inputs are all owned: refreshes of a value
+/// due for one run in a background task, so the body must be `Send + 'static`. The bound's
+/// error names the value that is not `Send`; the comment on it is shown with the error.
+pub fn background_refresh<F, T, E>(_body: &F) -> Option<Spawner<F>>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
+    F: Future<Output = Result<T, E>> + Send + 'static, // not `Send`? add `refresh_in_caller`
     T: Serialize + DeserializeOwned + Send + 'static,
     E: Send + 'static,
 {
-    fn refresh_spawner(&self) -> Option<Spawner<F>> {
-        Some(spawn_refresh::<F, T, E>)
-    }
-}
-
-/// Chosen otherwise (the body borrows, e.g. `&self`): the caller that claims a refresh runs it.
-pub trait RefreshInCaller<F> {
-    fn refresh_spawner(&self) -> Option<Spawner<F>>;
-}
-
-impl<F> RefreshInCaller<F> for &BodyProbe<F> {
-    fn refresh_spawner(&self) -> Option<Spawner<F>> {
-        None
-    }
+    Some(spawn_refresh::<F, T, E>)
 }
 
 /// `#[cached]` on a function returning `Result<T, E>`: caches `Ok` only; concurrent callers
@@ -200,7 +207,7 @@ impl<F> RefreshInCaller<F> for &BodyProbe<F> {
 /// refresh is returned at once and, when `spawner` is given, one background task refreshes it;
 /// without one, the caller that claims the refresh runs it.
 pub async fn cached_result<T, E, F>(
-    site: &Site,
+    site: &ValueSite,
     key: Option<KeyParts>,
     errors: Option<ErrorSharing<E>>,
     spawner: Option<Spawner<F>>,
@@ -210,46 +217,45 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
 {
-    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
+    let Some(call) = prepare(site, key) else {
         return body.await;
     };
-    let policy = site.policy(refresh, &tags);
-    cache
-        .read_or_refresh(&key, &policy, errors, spawner, body)
+    call.cache
+        .read_or_refresh(&call.key, &call.policy(site), errors, spawner, body)
         .await
 }
 
 /// `#[cached]` on a function returning `Option<T>`: caches `Some`, and `None` with `cache_none`.
-pub async fn cached_option<T, F>(site: &Site, key: Option<KeyParts>, body: F) -> Option<T>
+pub async fn cached_option<T, F>(site: &ValueSite, key: Option<KeyParts>, body: F) -> Option<T>
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Option<T>>,
 {
-    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
+    let Some(call) = prepare(site, key) else {
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Optional(body.await)) };
     never(
-        cache
-            .read_through(&key, &site.policy(refresh, &tags), None, loader)
+        call.cache
+            .read_through(&call.key, &call.policy(site), None, loader)
             .await,
     )
     .0
 }
 
 /// `#[cached]` on a function returning any other `T`.
-pub async fn cached_value<T, F>(site: &Site, key: Option<KeyParts>, body: F) -> T
+pub async fn cached_value<T, F>(site: &ValueSite, key: Option<KeyParts>, body: F) -> T
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = T>,
 {
-    let Some((cache, key, refresh, tags)) = prepare(site, key) else {
+    let Some(call) = prepare(site, key) else {
         return body.await;
     };
     let loader = async { Ok::<_, Infallible>(Plain(body.await)) };
     never(
-        cache
-            .read_through(&key, &site.policy(refresh, &tags), None, loader)
+        call.cache
+            .read_through(&call.key, &call.policy(site), None, loader)
             .await,
     )
     .0
@@ -293,11 +299,14 @@ impl<T: Serialize> PutValue for PutPlain<'_, T> {
 }
 
 /// `#[cache_put]`: stores what the body returned (never changes the result).
-pub async fn put<P: PutValue>(site: &Site, key: Option<KeyParts>, returned: P) {
+pub async fn put<P: PutValue>(site: &ValueSite, key: Option<KeyParts>, returned: P) {
     let Some(value) = returned.put_value() else {
         return;
     };
-    let Some((cache, key, tags)) = prepare_write(site, key) else {
+    let Some(Prepared {
+        cache, key, tags, ..
+    }) = prepare_write(site, key)
+    else {
         return;
     };
     let grace = site.options.stale.unwrap_or_default();
@@ -326,7 +335,7 @@ pub enum Target {
 }
 
 /// `#[invalidates]`: removes the target; failures are logged, never returned.
-pub async fn invalidate(site: &Site, target: Option<Target>) {
+pub async fn invalidate(site: &EntitySite, target: Option<Target>) {
     let Some(target) = target else { return };
     let Some(cache) = global::current() else {
         return;
@@ -357,7 +366,11 @@ mod tests {
 
     use super::*;
 
-    static SITE: Site = Site::new("product", None, ReadOptions::new(Ttl::Short), None);
+    static SITE: ValueSite = ValueSite::new(
+        EntitySite::new("product", None),
+        ReadOptions::new(Ttl::Short),
+        None,
+    );
 
     fn key() -> Option<KeyParts> {
         Some(KeyParts {

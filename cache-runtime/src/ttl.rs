@@ -28,15 +28,8 @@ pub enum Ttl {
     Fixed(Duration),
 }
 
-/// A TTL or duration string that could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid duration `{input}`: {reason} (write `short`, `medium`, `long`, or a number with a unit: `250ms`, `90s`, `15m`, `2h`, `1d`)"
-)]
-pub struct DurationParseError {
-    input: String,
-    reason: &'static str,
-}
+pub use cache_schema::DurationParseError;
+use cache_schema::TtlSpec;
 
 /// Parses a literal duration: an integer followed by `ms`, `s`, `m`, `h` or `d`.
 ///
@@ -46,48 +39,19 @@ pub struct DurationParseError {
 /// assert!(cache_runtime::parse_duration("90").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<Duration, DurationParseError> {
-    let error = |reason| DurationParseError {
-        input: input.to_owned(),
-        reason,
-    };
-    let trimmed = input.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| error("the unit is missing"))?;
-    let (number, unit) = trimmed.split_at(digits_end);
-    if number.is_empty() {
-        return Err(error("it does not start with a number"));
-    }
-    let n: u64 = number
-        .parse()
-        .map_err(|_| error("the number is too large"))?;
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(error("the unit is not one of ms, s, m, h, d")),
-    };
-    let millis = n
-        .checked_mul(millis_per_unit)
-        .ok_or_else(|| error("the number is too large"))?;
-    if millis == 0 {
-        return Err(error("it is zero"));
-    }
-    Ok(Duration::from_millis(millis))
+    cache_schema::parse_millis(input).map(Duration::from_millis)
 }
 
 impl FromStr for Ttl {
     type Err = DurationParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "short" => Ok(Self::Short),
-            "medium" => Ok(Self::Medium),
-            "long" => Ok(Self::Long),
-            other => parse_duration(other).map(Self::Fixed),
-        }
+        Ok(match cache_schema::parse_ttl(s)? {
+            TtlSpec::Short => Self::Short,
+            TtlSpec::Medium => Self::Medium,
+            TtlSpec::Long => Self::Long,
+            TtlSpec::Millis(ms) => Self::Fixed(Duration::from_millis(ms)),
+        })
     }
 }
 

@@ -2,10 +2,10 @@
 //! system, for return types the macros cannot recognise by name (`type DbResult<T> =
 //! Result<T, DbError>`, `anyhow::Result<T>`, `io::Result<T>`).
 //!
-//! # How: autoref specialization
+//! # How
 //!
-//! The expansion calls a method on `&&&Kind(..)` with three traits in scope, each implemented
-//! for one level of reference:
+//! Autoref specialization (see [`crate::probes`]): the expansion calls a method on
+//! `&&&Kind(..)` with three traits in scope, each implemented for one level of reference:
 //!
 //! | trait | implemented for | when it applies |
 //! | --- | --- | --- |
@@ -13,10 +13,9 @@
 //! | `*AsOption` | `&Kind<…>` | the type is `Option<T>` (and `T` can be cached) |
 //! | `*AsPlain` | `Kind<…>` | anything else that can be cached |
 //!
-//! Method lookup tries the receiver as written (`&&&Kind`) first, then one dereference at a
-//! time, and at each step keeps only implementations whose bounds hold. So the first
-//! applicable row wins: an alias of `Result` is a `Result` by then (aliases are resolved before
-//! lookup), hence `Ok` is cached and `Err` passes through, exactly as when written `Result`.
+//! The first applicable row wins: an alias of `Result` is a `Result` by then (aliases are
+//! resolved before lookup), hence `Ok` is cached and `Err` passes through, exactly as when
+//! written `Result`.
 //!
 //! # Where it falls back
 //!
@@ -33,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::macro_support::{
-    KeyParts, PutOption, PutPlain, PutResult, Site, cached_option, cached_result, cached_value,
+    KeyParts, PutOption, PutPlain, PutResult, ValueSite, cached_option, cached_result, cached_value,
 };
 
 /// What a function returned, for the lookup above.
@@ -55,7 +54,7 @@ impl<F> BodyKind<F> {
 pub trait ReadAsResult<F> {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output>
@@ -70,7 +69,7 @@ where
 {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output> {
@@ -82,7 +81,7 @@ where
 pub trait ReadAsOption<F> {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output>
@@ -97,7 +96,7 @@ where
 {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output> {
@@ -109,7 +108,7 @@ where
 pub trait ReadAsPlain<F> {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output>
@@ -124,7 +123,7 @@ where
 {
     fn read_through(
         &self,
-        site: &'static Site,
+        site: &'static ValueSite,
         key: Option<KeyParts>,
         body: F,
     ) -> impl Future<Output = F::Output> {
