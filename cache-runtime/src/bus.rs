@@ -182,7 +182,9 @@ async fn listen<L: Listener>(
             }
             _ = heartbeat.tick() => {
                 let Some(inner) = cache.upgrade() else { return Ended::CacheGone };
-                let answered = tokio::time::timeout(deadline, sink.ping::<String>()).await;
+                // Any reply proves the connection alive: on a subscribed RESP2 connection PONG comes as
+                // `["pong", ""]`, not a string.
+                let answered = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
                     tracing::warn!("invalidation subscriber: heartbeat unanswered, reconnecting");
                     return Ended::Lost;

@@ -49,6 +49,28 @@ async fn a_local_hit_needs_no_redis_round_trip() {
 }
 
 #[tokio::test]
+async fn a_healthy_subscription_survives_its_heartbeats() {
+    let server = RedisServer::start();
+    let cache = instance(&server);
+    eventually("subscribed", || cache.invalidation_bus_connected()).await;
+    assert_eq!(read(&cache, 1, "v1").await, "v1");
+    // Three heartbeats (one a second), each a `PING` on the subscribed connection.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert!(server.command_calls("ping") >= 3, "the heartbeats ran");
+    assert_eq!(
+        server.command_calls("subscribe"),
+        1,
+        "answered heartbeats keep the one subscription"
+    );
+    assert_eq!(
+        cache.local_tier_len(),
+        1,
+        "the local tier was never flushed"
+    );
+    assert_eq!(read(&cache, 1, "unused").await, "v1");
+}
+
+#[tokio::test]
 async fn a_write_in_one_instance_evicts_the_local_copy_in_another() {
     let server = RedisServer::start();
     let (a, b) = (instance(&server), instance(&server));
