@@ -25,9 +25,11 @@ pub use env::{ENV_VARS, EnvVar};
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default schema version in keys (`v1`).
 pub const DEFAULT_VERSION: u32 = 1;
-/// Default number of multiplexed connections. One already saturates two cores; the second
-/// keeps a stall on one socket from stalling every call.
-pub const DEFAULT_POOL_SIZE: usize = 2;
+/// Default number of multiplexed connections. One: every call on it is pipelined with the
+/// others in flight, so Redis reads and answers many commands per system call; a second
+/// connection halves those batches and cost Redis about 40 % more CPU per call on a two-core
+/// host (BENCHMARKS.md, "Redis hits against the peers"). docs/failures.md says when more help.
+pub const DEFAULT_POOL_SIZE: usize = 1;
 /// The largest pool accepted.
 pub const MAX_POOL_SIZE: usize = 64;
 /// Default deadline of one Redis operation.

@@ -76,7 +76,11 @@ impl Pool {
 
     /// The next connection in turn, with a ticket for [`Self::replace`].
     pub(crate) fn connection(&self) -> (Ticket, ConnectionManager) {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        // One slot (the default): no turn to take, and no counter for the cores to fight over.
+        let index = match self.slots.len() {
+            1 => 0,
+            len => self.next.fetch_add(1, Ordering::Relaxed) % len,
+        };
         let slot = self.slots[index].load();
         let ticket = Ticket {
             index,

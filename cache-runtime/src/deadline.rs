@@ -6,6 +6,9 @@
 //! tenth of the timeout wakes the overdue ones. Deadlines are counted in sweeper ticks, not read
 //! from the clock per call: a call gives up between `timeout` and `timeout + tick` after it
 //! started, and if the sweeper runs late, later, never earlier.
+//!
+//! The table is split in shards, each thread registering in its own: one shared lock taken
+//! twice per call bounced between cores and cost multi-thread runtimes throughput.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,10 +16,18 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+/// Shards of the table: enough that threads rarely share one.
+const SHARDS: usize = 16;
+
+/// One shard, on its own cache lines so that threads using neighbouring shards do not contend.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Table>);
+
 /// The table of pending calls, shared with the sweeper.
 #[derive(Debug)]
 pub(crate) struct Deadlines {
-    table: Arc<Mutex<Table>>,
+    shards: Arc<[Shard]>,
     /// Whole ticks in one timeout.
     ticks_per_timeout: u64,
     tick: Duration,
@@ -45,12 +56,12 @@ pub(crate) struct Elapsed;
 impl Deadlines {
     /// A table for calls bounded by `timeout`; spawn [`Self::sweeper`] to enforce them.
     pub(crate) fn new(timeout: Duration) -> Self {
-        let table = Arc::new(Mutex::new(Table::default()));
+        let shards = (0..SHARDS).map(|_| Shard::default()).collect();
         let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
         let ticks_per_timeout =
             u64::try_from(timeout.as_nanos().div_ceil(tick.as_nanos().max(1))).unwrap_or(u64::MAX);
         Self {
-            table,
+            shards,
             ticks_per_timeout,
             tick,
         }
@@ -59,7 +70,7 @@ impl Deadlines {
     /// The sweeper's task (it ends by itself when the table is dropped); spawned again if the
     /// runtime it ran on has shut down.
     pub(crate) fn sweeper(&self) -> impl Future<Output = ()> + Send + 'static {
-        sweep(Arc::downgrade(&self.table), self.tick)
+        sweep(Arc::downgrade(&self.shards), self.tick)
     }
 
     /// `future`, failing with [`Elapsed`] once the timeout has passed.
@@ -71,9 +82,13 @@ impl Deadlines {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        lock(&self.table)
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Table> {
+        lock(&self.shards[shard].0)
     }
+}
+
+fn own_shard() -> usize {
+    crate::thread_shard::index(SHARDS)
 }
 
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
@@ -83,19 +98,23 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn sweep(table: Weak<Mutex<Table>>, tick: Duration) {
+async fn sweep(shards: Weak<[Shard]>, tick: Duration) {
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let Some(table) = table.upgrade() else { return };
-        let mut table = lock(&table);
-        table.tick += 1;
-        let now = table.tick;
-        for entry in table.entries.iter_mut().flatten() {
-            if !entry.expired && entry.expires_at_tick <= now {
-                entry.expired = true;
-                entry.waker.wake_by_ref();
+        let Some(shards) = shards.upgrade() else {
+            return;
+        };
+        for shard in shards.iter() {
+            let mut table = lock(&shard.0);
+            table.tick += 1;
+            let now = table.tick;
+            for entry in table.entries.iter_mut().flatten() {
+                if !entry.expired && entry.expires_at_tick <= now {
+                    entry.expired = true;
+                    entry.waker.wake_by_ref();
+                }
             }
         }
     }
@@ -107,14 +126,15 @@ pin_project_lite::pin_project! {
         #[pin]
         future: F,
         deadlines: &'a Deadlines,
-        slot: Option<usize>,
+        // (shard, index in it) once registered.
+        slot: Option<(usize, usize)>,
     }
 
     impl<'a, F> PinnedDrop for Bounded<'a, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(slot) = this.slot.take() {
-                let mut table = this.deadlines.lock();
+            if let Some((shard, slot)) = this.slot.take() {
+                let mut table = this.deadlines.lock(shard);
                 table.entries[slot] = None;
                 table.free.push(slot);
             }
@@ -130,9 +150,11 @@ impl<F: Future> Future for Bounded<'_, F> {
         if let Poll::Ready(output) = this.future.poll(cx) {
             return Poll::Ready(Ok(output));
         }
-        let mut table = this.deadlines.lock();
+        // A future stays in the shard it registered in, whichever thread polls it later.
+        let shard = this.slot.map_or_else(own_shard, |(shard, _)| shard);
+        let mut table = this.deadlines.lock(shard);
         match *this.slot {
-            Some(slot) => {
+            Some((_, slot)) => {
                 let Some(entry) = table.entries[slot].as_mut() else {
                     return Poll::Pending;
                 };
@@ -160,7 +182,7 @@ impl<F: Future> Future for Bounded<'_, F> {
                         table.entries.len() - 1
                     }
                 };
-                *this.slot = Some(slot);
+                *this.slot = Some((shard, slot));
             }
         }
         Poll::Pending
@@ -189,7 +211,7 @@ mod tests {
             .await;
         assert_eq!(out, Ok(7));
         assert!(
-            deadlines.lock().entries.iter().all(Option::is_none),
+            (0..SHARDS).all(|shard| deadlines.lock(shard).entries.iter().all(Option::is_none)),
             "slot released"
         );
     }
@@ -215,6 +237,6 @@ mod tests {
         for _ in 0..10 {
             let _ = deadlines.bound(tokio::task::yield_now()).await;
         }
-        assert!(deadlines.lock().entries.len() <= 1);
+        assert!(deadlines.lock(own_shard()).entries.len() <= 1);
     }
 }

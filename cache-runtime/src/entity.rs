@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::key::{EntityPrefix, KeyPart};
 use crate::marks::MarkCell;
-use crate::metrics::{Counters, EntityMetrics};
+use crate::metrics::{Counters, EntityMetrics, ShardedCounters};
 
 /// One kind of cached value (`product`, `product_list`): its key namespace and its counters.
 ///
@@ -15,9 +15,12 @@ pub struct Entity {
     inner: Arc<EntityInner>,
 }
 
+/// Aligned to a cache line pair so that the `Arc`'s reference counts, changed by every call
+/// that builds a key, sit on other lines than the fields every call reads.
+#[repr(align(128))]
 struct EntityInner {
     prefix: EntityPrefix,
-    counters: Counters,
+    counters: ShardedCounters,
     /// This instance's knowledge of the entity's invalidation mark.
     mark: Arc<MarkCell>,
     mark_key: String,
@@ -29,7 +32,7 @@ impl Entity {
             inner: Arc::new(EntityInner {
                 mark_key: prefix.mark_key(),
                 prefix,
-                counters: Counters::default(),
+                counters: ShardedCounters::default(),
                 mark,
             }),
         }
@@ -102,8 +105,14 @@ impl Entity {
         &self.inner.prefix
     }
 
+    /// The calling thread's shard of this entity's counters.
     pub(crate) fn counters(&self) -> &Counters {
-        &self.inner.counters
+        self.inner.counters.local()
+    }
+
+    /// Whether the oversize warning was logged for this entity already.
+    pub(crate) fn oversize_logged(&self) -> &std::sync::atomic::AtomicBool {
+        &self.inner.counters.oversize_logged
     }
 }
 

@@ -42,6 +42,31 @@ pub fn current() -> Option<Cache> {
         .or_else(|| GLOBAL.get().cloned())
 }
 
+/// The cache in effect, for the macros: the installed one is borrowed, not cloned, so a call
+/// touches no reference count shared with every other thread.
+pub(crate) enum InEffect {
+    Installed(&'static Cache),
+    Scoped(Cache),
+}
+
+impl std::ops::Deref for InEffect {
+    type Target = Cache;
+
+    fn deref(&self) -> &Cache {
+        match self {
+            Self::Installed(cache) => cache,
+            Self::Scoped(cache) => cache,
+        }
+    }
+}
+
+pub(crate) fn in_effect() -> Option<InEffect> {
+    match SCOPED.try_with(Cache::clone) {
+        Ok(scoped) => Some(InEffect::Scoped(scoped)),
+        Err(_) => GLOBAL.get().map(InEffect::Installed),
+    }
+}
+
 /// Runs `future` with `cache` in effect instead of the global one (tests, multi-tenant programs).
 pub async fn with_cache<F: Future>(cache: Cache, future: F) -> F::Output {
     SCOPED.scope(cache, future).await

@@ -65,6 +65,7 @@ mod metrics;
 mod probes;
 mod report;
 mod share;
+mod thread_shard;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, RwLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +13,7 @@ use crate::cache::{Cache, Optional, Plain, Policy, Stored, spawn_refresh};
 pub use crate::cache::{RefreshJob, Spawner};
 use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
-use crate::global::{self, Mode};
+use crate::global::{self, InEffect, Mode};
 use crate::key::KeyPart;
 pub use crate::probes::{KeepErrors, Probe, ShareClonedErrors};
 pub use crate::share::ErrorSharing;
@@ -55,13 +55,16 @@ pub struct KeyParts {
     pub tags: Vec<String>,
 }
 
-/// The entity an annotated function works on, resolved for the cache last used here (so a
-/// call does not look the entity up by name). `#[invalidates]` needs only this.
+/// The entity an annotated function works on, resolved once per cache (so a call does not look
+/// the entity up by name). `#[invalidates]` needs only this.
 #[derive(Debug)]
 pub struct EntitySite {
     name: &'static str,
     version: Option<u32>,
-    resolved: RwLock<Option<(u64, Entity)>>,
+    /// For the first cache seen (nearly always the only one): read without a lock.
+    first: OnceLock<(u64, Entity)>,
+    /// For any other cache (`with_cache` scopes): the one used last.
+    other: RwLock<Option<(u64, Entity)>>,
 }
 
 impl EntitySite {
@@ -69,27 +72,41 @@ impl EntitySite {
         Self {
             name,
             version,
-            resolved: RwLock::new(None),
+            first: OnceLock::new(),
+            other: RwLock::new(None),
+        }
+    }
+
+    /// `f` of the entity for `cache`; the usual case borrows it, touching no reference count.
+    fn with_entity<R>(&self, cache: &Cache, f: impl FnOnce(&Entity) -> R) -> Option<R> {
+        match self.first.get().filter(|(id, _)| *id == cache.id()) {
+            Some((_, entity)) => Some(f(entity)),
+            None => self.entity(cache).as_ref().map(f),
         }
     }
 
     fn entity(&self, cache: &Cache) -> Option<Entity> {
-        let cached = self
-            .resolved
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, entity)) = cached.as_ref().filter(|(id, _)| *id == cache.id()) {
+        if let Some((_, entity)) = self.first.get().filter(|(id, _)| *id == cache.id()) {
             return Some(entity.clone());
         }
-        drop(cached);
+        let other = self
+            .other
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, entity)) = other.as_ref().filter(|(id, _)| *id == cache.id()) {
+            return Some(entity.clone());
+        }
+        drop(other);
         let version = self.version.unwrap_or(cache.config().version());
         match cache.entity_at_version(self.name, version) {
             Ok(entity) => {
-                *self
-                    .resolved
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((cache.id(), entity.clone()));
+                if self.first.set((cache.id(), entity.clone())).is_err() {
+                    *self
+                        .other
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some((cache.id(), entity.clone()));
+                }
                 Some(entity)
             }
             Err(error) => {
@@ -132,7 +149,7 @@ impl ValueSite {
 
 /// What one cached call works with once the cache, the entity and the mode are known.
 struct Prepared {
-    cache: Cache,
+    cache: InEffect,
     key: CacheKey,
     tags: Vec<String>,
     /// `refreshing(…)`: load even when a value is cached.
@@ -165,7 +182,7 @@ fn prepare(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
 /// reads).
 fn prepare_write(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let key = key?;
-    let Some(cache) = global::current() else {
+    let Some(cache) = global::in_effect() else {
         if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "no cache installed (cache_runtime::install): #[cached] functions run uncached"
@@ -173,8 +190,9 @@ fn prepare_write(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
         }
         return None;
     };
-    let entity = site.entity.entity(&cache)?;
-    let cache_key = entity.key_from_escaped(&key.id, key.variant.as_deref());
+    let cache_key = site.entity.with_entity(&cache, |entity| {
+        entity.key_from_escaped(&key.id, key.variant.as_deref())
+    })?;
     Some(Prepared {
         cache,
         key: cache_key,
@@ -337,7 +355,7 @@ pub enum Target {
 /// `#[invalidates]`: removes the target; failures are logged, never returned.
 pub async fn invalidate(site: &EntitySite, target: Option<Target>) {
     let Some(target) = target else { return };
-    let Some(cache) = global::current() else {
+    let Some(cache) = global::in_effect() else {
         return;
     };
     let Some(entity) = site.entity(&cache) else {

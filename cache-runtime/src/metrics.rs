@@ -2,7 +2,55 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Live counters of one entity.
+/// Live counters of one entity, one set per shard (see [`crate::thread_shard`]): every call
+/// bumps a counter, and one set shared by all cores costs multi-thread runtimes throughput.
+#[derive(Debug)]
+pub(crate) struct ShardedCounters {
+    shards: Box<[PaddedCounters]>,
+    /// Whether the oversize warning was logged already: once per entity is enough.
+    pub(crate) oversize_logged: AtomicBool,
+}
+
+/// One shard, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedCounters(Counters);
+
+/// Shards per entity: a few more than the cores of a typical service host.
+const COUNTER_SHARDS: usize = 8;
+
+impl Default for ShardedCounters {
+    fn default() -> Self {
+        Self {
+            shards: (0..COUNTER_SHARDS)
+                .map(|_| PaddedCounters::default())
+                .collect(),
+            oversize_logged: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ShardedCounters {
+    /// The calling thread's counters.
+    pub(crate) fn local(&self) -> &Counters {
+        &self.shards[crate::thread_shard::index(self.shards.len())].0
+    }
+
+    /// The sums over every shard.
+    pub(crate) fn snapshot(&self, entity: &str, version: u32) -> EntityMetrics {
+        let mut total = EntityMetrics {
+            entity: entity.to_owned(),
+            version,
+            ..EntityMetrics::default()
+        };
+        for shard in self.shards.iter() {
+            shard.0.add_to(&mut total);
+        }
+        total
+    }
+}
+
+/// One shard's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
@@ -19,8 +67,6 @@ pub(crate) struct Counters {
     pub(crate) fallbacks: AtomicU64,
     pub(crate) oversize_skips: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
-    /// Whether the oversize warning was logged already: once per entity is enough.
-    pub(crate) oversize_logged: AtomicBool,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -28,26 +74,22 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, entity: &str, version: u32) -> EntityMetrics {
+    fn add_to(&self, total: &mut EntityMetrics) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        EntityMetrics {
-            entity: entity.to_owned(),
-            version,
-            hits: get(&self.hits),
-            local_hits: get(&self.local_hits),
-            misses: get(&self.misses),
-            loader_calls: get(&self.loader_calls),
-            coalesced: get(&self.coalesced),
-            stale_sets_prevented: get(&self.stale_sets_prevented),
-            stale_served: get(&self.stale_served),
-            fail_safe: get(&self.fail_safe),
-            early_refreshes: get(&self.early_refreshes),
-            loader_errors: get(&self.loader_errors),
-            redis_errors: get(&self.redis_errors),
-            fallbacks: get(&self.fallbacks),
-            oversize_skips: get(&self.oversize_skips),
-            decode_failures: get(&self.decode_failures),
-        }
+        total.hits += get(&self.hits);
+        total.local_hits += get(&self.local_hits);
+        total.misses += get(&self.misses);
+        total.loader_calls += get(&self.loader_calls);
+        total.coalesced += get(&self.coalesced);
+        total.stale_sets_prevented += get(&self.stale_sets_prevented);
+        total.stale_served += get(&self.stale_served);
+        total.fail_safe += get(&self.fail_safe);
+        total.early_refreshes += get(&self.early_refreshes);
+        total.loader_errors += get(&self.loader_errors);
+        total.redis_errors += get(&self.redis_errors);
+        total.fallbacks += get(&self.fallbacks);
+        total.oversize_skips += get(&self.oversize_skips);
+        total.decode_failures += get(&self.decode_failures);
     }
 }
 
@@ -130,5 +172,29 @@ impl EntityMetrics {
             oversize_skips: self.oversize_skips.saturating_sub(earlier.oversize_skips),
             decode_failures: self.decode_failures.saturating_sub(earlier.decode_failures),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_every_thread_add_up() {
+        let counters = ShardedCounters::default();
+        std::thread::scope(|scope| {
+            for _ in 0..COUNTER_SHARDS + 3 {
+                scope.spawn(|| {
+                    for _ in 0..1_000 {
+                        bump(&counters.local().hits);
+                    }
+                    bump(&counters.local().misses);
+                });
+            }
+        });
+        let total = counters.snapshot("product", 1);
+        assert_eq!(total.hits, 1_000 * (COUNTER_SHARDS as u64 + 3));
+        assert_eq!(total.misses, COUNTER_SHARDS as u64 + 3);
+        assert_eq!((total.entity.as_str(), total.version), ("product", 1));
     }
 }

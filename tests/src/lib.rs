@@ -123,6 +123,11 @@ impl RedisServer {
             .is_ok()
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port

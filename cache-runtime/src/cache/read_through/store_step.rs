@@ -126,7 +126,7 @@ impl Cache {
             }
             Err(CacheError::TooLarge { size, limit }) => {
                 bump(&counters.oversize_skips);
-                if !counters.oversize_logged.swap(true, Ordering::Relaxed) {
+                if !key.entity().oversize_logged().swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         entity = key.entity().name(),
                         size,

@@ -1,0 +1,338 @@
+//! Redis-hit throughput of `#[cached]` against its peers, in one process and one run:
+//! hand-written redis-rs (`GET` + postcard decode on one multiplexed connection), the `cached`
+//! crate's Redis store (`#[concurrent_cached(redis = true)]`), and this project's `#[cached]`
+//! with the default configuration (one connection), with a pool of 2, and with `local`.
+//!
+//! A 1 KiB struct under 1,000 warm keys; 1, 64 and 256 tasks calling in a loop; rounds
+//! interleaved (the order rotates each round) so drift on a shared machine hits every setup
+//! alike; medians of the per-round figures and of the per-round ratios to hand-written code.
+//! The multi-thread runtime (`#[tokio::main]`) first; the current-thread one in a second
+//! process of this binary, so each table has its own redis-server and runtime.
+//!
+//! `cargo bench -p cache-tests --bench peers` (`PEERS_ROUNDS`, `PEERS_ROUND_MS` to change the
+//! 5 rounds of 1,000 ms; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, CacheConfig, cached};
+use cache_tests::RedisServer;
+use serde::{Deserialize, Serialize};
+
+const KEYS: u64 = 1_000;
+const TASK_COUNTS: [usize; 3] = [1, 64, 256];
+const CHILD_ENV: &str = "PEERS_CURRENT_THREAD";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Product {
+    id: u64,
+    name: String,
+    description: String,
+    tags: Vec<String>,
+    price_cents: u32,
+    stock: u32,
+}
+
+fn product(id: u64) -> Product {
+    Product {
+        id,
+        name: format!("Adjustable desk lamp #{id}"),
+        description: "A warm-white LED desk lamp with a weighted base. ".repeat(18),
+        tags: vec!["lighting".to_owned(), "office".to_owned(), "led".to_owned()],
+        price_cents: 4_999,
+        stock: 120,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct BenchError(String);
+
+/// Counts source calls: after warming, every measured call must be a hit.
+static SOURCE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+async fn source(id: u64) -> Result<Product, BenchError> {
+    SOURCE_CALLS.fetch_add(1, Ordering::Relaxed);
+    Ok(product(id))
+}
+
+#[cached(entity = "product", ttl = "long", key = "{id}")]
+async fn ours(id: u64) -> Result<Product, BenchError> {
+    source(id).await
+}
+
+#[cached(entity = "product_local", ttl = "long", key = "{id}", local)]
+async fn ours_local(id: u64) -> Result<Product, BenchError> {
+    source(id).await
+}
+
+static PEER_URL: OnceLock<String> = OnceLock::new();
+
+#[cached::macros::concurrent_cached(
+    map_error = r##"|e| BenchError(format!("{e:?}"))"##,
+    ty = "cached::AsyncRedisCache<u64, Product>",
+    create = r##" {
+        cached::AsyncRedisCache::builder("peer_product")
+            .ttl(Duration::from_secs(24 * 3600))
+            .connection_string(PEER_URL.get().expect("set before the first call"))
+            .build()
+            .await
+            .expect("cached crate's Redis store")
+    } "##
+)]
+async fn peer(id: u64) -> Result<Product, BenchError> {
+    source(id).await
+}
+
+/// One way of reading product `id`.
+#[derive(Clone)]
+enum Setup {
+    HandWritten(redis::aio::MultiplexedConnection),
+    CachedCrate,
+    /// `#[cached]` under the installed cache (the default configuration).
+    Default,
+    /// `#[cached]` under a scoped cache.
+    Scoped(Cache),
+    Local,
+}
+
+impl Setup {
+    async fn read(&self, id: u64) -> Product {
+        match self {
+            Self::HandWritten(conn) => {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("raw:product:{id}"))
+                    .query_async(&mut conn.clone())
+                    .await
+                    .expect("GET");
+                postcard::from_bytes(&bytes).expect("decode")
+            }
+            Self::CachedCrate => peer(id).await.expect("peer"),
+            Self::Default => ours(id).await.expect("ours"),
+            Self::Scoped(cache) => cache_runtime::with_cache(cache.clone(), ours(id))
+                .await
+                .expect("ours"),
+            Self::Local => ours_local(id).await.expect("local"),
+        }
+    }
+}
+
+/// Calls per second with `tasks` tasks looping for `round`.
+async fn throughput(setup: &Setup, tasks: usize, round: Duration) -> f64 {
+    let calls = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + round;
+    let handles: Vec<_> = (0..tasks as u64)
+        .map(|task| {
+            let (setup, calls) = (setup.clone(), calls.clone());
+            tokio::spawn(async move {
+                let mut id = task * 7919 % KEYS;
+                let mut done = 0;
+                while Instant::now() < deadline {
+                    std::hint::black_box(setup.read(id).await);
+                    id = (id + 1) % KEYS;
+                    done += 1;
+                }
+                calls.fetch_add(done, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("task");
+    }
+    calls.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
+}
+
+/// User and system CPU seconds of a process so far (`/proc/<pid>/stat`, in clock ticks of
+/// 10 ms: read over seconds, not per call).
+fn cpu_time(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks") / 100.0;
+    (ticks(11), ticks(12))
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn cache(url: &str, app: &str, pool_size: Option<usize>) -> Cache {
+    let mut config = CacheConfig::builder()
+        .redis_url(url)
+        .app_prefix(app)
+        .metrics_log_interval(None);
+    if let Some(size) = pool_size {
+        config = config.pool_size(size);
+    }
+    Cache::new(config.build().expect("config")).expect("cache")
+}
+
+async fn run(runtime_name: &str) {
+    let server = RedisServer::start();
+    let url = server.url();
+    PEER_URL.set(url.clone()).expect("once");
+    cache_runtime::install(cache(&url, "bench", None)).expect("install");
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let setups: Vec<(String, Setup)> = vec![
+        (
+            "hand-written redis-rs GET + postcard".into(),
+            Setup::HandWritten(conn.clone()),
+        ),
+        (
+            "`cached` 4.1 `#[concurrent_cached(redis = true)]`".into(),
+            Setup::CachedCrate,
+        ),
+        (
+            format!(
+                "`#[cached]`, default (pool of {})",
+                cache_runtime::DEFAULT_POOL_SIZE
+            ),
+            Setup::Default,
+        ),
+        (
+            "`#[cached]`, `pool_size(2)`".into(),
+            Setup::Scoped(cache(&url, "bench", Some(2))),
+        ),
+        ("`#[cached]`, `local`".into(), Setup::Local),
+    ];
+    for id in 0..KEYS {
+        let encoded = postcard::to_stdvec(&product(id)).expect("encode");
+        let _: () = redis::cmd("SET")
+            .arg(format!("raw:product:{id}"))
+            .arg(encoded)
+            .query_async(&mut conn.clone())
+            .await
+            .expect("seed");
+        for (_, setup) in &setups {
+            assert_eq!(
+                setup.read(id).await,
+                product(id),
+                "every setup reads the same value"
+            );
+        }
+    }
+    let warmed = SOURCE_CALLS.load(Ordering::Relaxed);
+    if let Ok(only) = std::env::var("PEERS_PROFILE") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+        // For a profiler: one setup (by its row, 0 = hand-written), 64 tasks, 10 s.
+        let row: usize = only.parse().expect("PEERS_PROFILE is a row number");
+        let tasks = env_number("PEERS_TASKS", 64) as usize;
+        let client = cpu_time("self");
+        let redis = cpu_time(&server.pid().expect("running").to_string());
+        let seconds = env_number("PEERS_SECONDS", 10);
+        let rate = throughput(&setups[row].1, tasks, Duration::from_secs(seconds)).await;
+        let calls = rate * seconds as f64;
+        let per_call = |(before_user, before_sys): (f64, f64), (user, sys): (f64, f64)| {
+            (
+                (user - before_user) * 1e6 / calls,
+                (sys - before_sys) * 1e6 / calls,
+            )
+        };
+        let (client_user, client_sys) = per_call(client, cpu_time("self"));
+        let (redis_user, redis_sys) =
+            per_call(redis, cpu_time(&server.pid().expect("running").to_string()));
+        println!(
+            "{}, {tasks} tasks: {rate:.0} calls/s; CPU per call: client {client_user:.2} µs user + {client_sys:.2} µs system, redis-server {redis_user:.2} + {redis_sys:.2} µs",
+            setups[row].0
+        );
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn.clone())
+            .await
+            .expect("INFO");
+        println!("{stats}");
+        return;
+    }
+
+    let rounds = env_number("PEERS_ROUNDS", 5).max(1) as usize;
+    let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
+    // [setup][task count] -> per-round calls/s.
+    let mut figures = vec![vec![Vec::new(); TASK_COUNTS.len()]; setups.len()];
+    for r in 0..rounds {
+        for (t, &tasks) in TASK_COUNTS.iter().enumerate() {
+            for s in 0..setups.len() {
+                let s = (s + r) % setups.len();
+                figures[s][t].push(throughput(&setups[s].1, tasks, round).await);
+            }
+        }
+    }
+    assert_eq!(
+        SOURCE_CALLS.load(Ordering::Relaxed),
+        warmed,
+        "every measured call was a hit"
+    );
+
+    println!(
+        "\n{runtime_name} runtime, {rounds} interleaved rounds of {round:?}, medians (ratio: median of per-round ratios to hand-written)\n"
+    );
+    let header: Vec<String> = TASK_COUNTS.iter().map(|t| format!("{t} tasks")).collect();
+    println!("| calls/s | {} |", header.join(" | "));
+    println!("| --- |{}", " --- |".repeat(TASK_COUNTS.len()));
+    for (s, (name, _)) in setups.iter().enumerate() {
+        let cells: Vec<String> = (0..TASK_COUNTS.len())
+            .map(|t| {
+                let mut rates = figures[s][t].clone();
+                let mut ratios: Vec<f64> = figures[s][t]
+                    .iter()
+                    .zip(&figures[0][t])
+                    .map(|(own, base)| own / base)
+                    .collect();
+                format!(
+                    "{:.1}k ({:.2}×)",
+                    median(&mut rates) / 1_000.0,
+                    median(&mut ratios)
+                )
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() || std::env::var_os("PEERS_PROFILE").is_some() {
+        if std::env::var_os(CHILD_ENV).is_none() {
+            // Profiling: the multi-thread runtime only.
+            return tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(run("multi-thread"));
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(run("current-thread"));
+        return;
+    }
+    // What `#[tokio::main]` builds: one worker per core.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run("multi-thread"));
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .env(CHILD_ENV, "1")
+        .status()
+        .expect("second table");
+    assert!(status.success(), "current-thread table failed");
+}
