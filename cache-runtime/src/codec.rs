@@ -56,9 +56,12 @@ impl Codec for Postcard {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json;
 
+/// The envelope byte of JSON payloads, known to inspection without the `json` feature.
+pub(crate) const JSON_ID: u8 = 2;
+
 #[cfg(feature = "json")]
 impl Codec for Json {
-    const ID: u8 = 2;
+    const ID: u8 = JSON_ID;
     const NAME: &'static str = "json";
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {

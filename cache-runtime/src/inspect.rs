@@ -1,0 +1,26 @@
+//! Read-only inspection of a live Redis for operators: server health, keys and memory per
+//! namespace, TTL distribution, and what one stored key holds and whether it would be served.
+//!
+//! `cachectl` is a thin command line over this module, so a service can expose the same answers
+//! (an admin endpoint, a health check). Everything here reads: the commands are those the
+//! `cacheops` user of `redis.conf` may run. Work against Redis is done in bounded steps
+//! (`SCAN` batches, pipelines of per-key commands), never one call that grows with the keyspace.
+
+mod health;
+mod key_report;
+mod keyspace;
+
+pub use health::{Finding, Health, Severity, health};
+pub use key_report::{KeyReport, Validity, inspect_key};
+pub use keyspace::{KeySpace, Namespace, ScanOptions, TTL_BUCKETS, TtlHistogram, scan_keyspace};
+
+use std::collections::HashMap;
+
+/// `INFO` output as field → value.
+fn parse_info(info: &str) -> HashMap<String, String> {
+    info.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(field, value)| (field.to_owned(), value.trim().to_owned()))
+        .collect()
+}

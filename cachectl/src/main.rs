@@ -1,0 +1,149 @@
+//! `cachectl`: look at a cache's Redis and act on it, without writing code.
+//!
+//! Human tables by default, `--json` for machines. Exit codes: 0 ok, 1 unhealthy (`health`),
+//! 2 a usage or connection error, reported in one line. Credentials in `--url` are never
+//! printed. Everything that reads uses `cache_runtime::inspect`; invalidations and purges go
+//! through `cache_runtime::Cache`, so they publish the same events as the library.
+
+mod format;
+mod health;
+mod inspect;
+mod keys;
+mod write;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Operations for a cache-runtime cache in Redis.
+#[derive(Debug, Parser)]
+#[command(name = "cachectl", version, about)]
+struct Cli {
+    /// Redis URL (also CACHE_REDIS_URL); credentials in it are never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "CACHE_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    url: String,
+    /// The app prefix (also CACHE_APP_PREFIX): only its keys are looked at or changed.
+    #[arg(long, global = true, env = "CACHE_APP_PREFIX")]
+    app: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Server health as a cache sees it; exits 1 when something will make the cache misbehave.
+    Health,
+    /// Key count and memory per app, version and entity, from one SCAN pass.
+    Keys {
+        /// MEMORY USAGE on this many keys per namespace (the rest is extrapolated).
+        #[arg(long, default_value_t = 100)]
+        sample: u64,
+        /// Stop after this many keys.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// TTL distribution per entity; keys without a TTL are flagged.
+    Ttl {
+        /// Stop after this many keys.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// What a key holds, and whether a read would serve it.
+    Inspect(inspect::InspectArgs),
+    /// Invalidate an entity, an id with its variants, a tag, or keys matching a pattern.
+    Invalidate(write::InvalidateArgs),
+    /// Delete the keys of versions older than --version, rate-limited and resumable.
+    Purge(write::PurgeArgs),
+}
+
+/// A failure reported as one line, exit code 2.
+#[derive(Debug)]
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Self(error.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start: {error}")),
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok(code) => code,
+        Err(Failure(message)) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("cachectl: {message}");
+    ExitCode::from(2)
+}
+
+async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
+    match &cli.command {
+        Command::Health => health::run(cli).await,
+        Command::Keys { sample, limit } => keys::run_keys(cli, *sample, *limit).await,
+        Command::Ttl { limit } => keys::run_ttl(cli, *limit).await,
+        Command::Inspect(args) => inspect::run(cli, args).await,
+        Command::Invalidate(args) => write::invalidate(cli, args).await,
+        Command::Purge(args) => write::purge(cli, args).await,
+    }
+}
+
+/// The URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "the given URL".to_owned(),
+    }
+}
+
+/// A connection for reading, or a one-line failure.
+async fn connect(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure> {
+    let client = redis::Client::open(cli.url.as_str())
+        .map_err(|e| Failure(format!("invalid Redis URL {}: {e}", redacted(&cli.url))))?;
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(Failure(format!(
+            "cannot connect to {}: {e}",
+            redacted(&cli.url)
+        ))),
+        Err(_) => Err(Failure(format!(
+            "cannot connect to {}: no answer within 3 s",
+            redacted(&cli.url)
+        ))),
+    }
+}
+
+/// The app prefix, required by commands that change keys.
+fn required_app(cli: &Cli) -> Result<&str, Failure> {
+    cli.app
+        .as_deref()
+        .ok_or_else(|| Failure("--app (or CACHE_APP_PREFIX) is required for this command".into()))
+}

@@ -1,0 +1,218 @@
+//! `cachectl invalidate` and `cachectl purge`: through `cache_runtime::Cache`, so they do what
+//! the library does and publish the same events to every instance.
+
+use std::process::ExitCode;
+
+use cache_runtime::{Cache, CacheConfig, PurgeOptions};
+use clap::Args;
+use serde_json::json;
+
+use crate::inspect::build_key;
+use crate::{Cli, Failure, connect, required_app};
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["entity", "tag"])))]
+pub(crate) struct InvalidateArgs {
+    /// Every value of this entity (or, with --id or --pattern, some of them).
+    #[arg(long)]
+    entity: Option<String>,
+    /// One id of --entity, with all its variants (the id as the function received it).
+    #[arg(long, requires = "entity", conflicts_with = "pattern")]
+    id: Option<String>,
+    /// Keys of --entity whose part after the entity matches this glob (SCAN + UNLINK).
+    #[arg(long, requires = "entity")]
+    pattern: Option<String>,
+    /// Every value carrying this tag, across entities and versions.
+    #[arg(long, conflicts_with = "entity")]
+    tag: Option<String>,
+    /// The entity's schema version (also CACHE_VERSION).
+    #[arg(long, env = "CACHE_VERSION", default_value_t = 1)]
+    version: u32,
+    /// Say what would be invalidated; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// The current version: keys of older versions are deleted.
+    #[arg(long)]
+    version: u32,
+    /// At most this many keys deleted per second.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u32,
+    /// Stop after this many SCAN steps (run again to resume).
+    #[arg(long)]
+    batches: Option<usize>,
+}
+
+/// A cache for `app` at `version`, after checking that Redis answers (so an unreachable server
+/// is one clear line rather than a failed invalidation kept for a replay that never comes).
+async fn cache(cli: &Cli, app: &str, version: u32) -> Result<Cache, Failure> {
+    connect(cli).await?;
+    let config = CacheConfig::builder()
+        .redis_url(cli.url.as_str())
+        .app_prefix(app)
+        .version(version)
+        .metrics_log_interval(None)
+        .build()?;
+    Ok(Cache::new(config)?)
+}
+
+pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
+    let app = required_app(cli)?;
+    if args.dry_run {
+        return dry_run(cli, app, args).await;
+    }
+    let cache = cache(cli, app, args.version).await?;
+    let (what, removed) = match (&args.entity, &args.tag) {
+        (Some(name), _) => {
+            let entity = cache.entity(name)?;
+            match (&args.id, &args.pattern) {
+                (Some(id), _) => {
+                    cache.invalidate_id(&entity, id.as_str()).await?;
+                    (format!("id {id} of {name} with its variants"), None)
+                }
+                (None, Some(glob)) => {
+                    let removed = cache.invalidate_matching(&entity, glob).await?;
+                    (format!("keys of {name} matching {glob}"), Some(removed))
+                }
+                (None, None) => {
+                    cache.invalidate_entity(&entity).await?;
+                    (format!("every value of {name} (v{})", args.version), None)
+                }
+            }
+        }
+        (None, Some(tag)) => {
+            cache.invalidate_tag(tag).await?;
+            (format!("every value tagged {tag}"), None)
+        }
+        (None, None) => return Err(Failure("give --entity or --tag".into())),
+    };
+    if cli.json {
+        println!(
+            "{:#}",
+            json!({"invalidated": what, "deleted_keys": removed})
+        );
+    } else {
+        let deleted = removed.map_or(String::new(), |n| format!(" ({n} keys deleted)"));
+        println!("invalidated {what}{deleted}; every instance was told");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
+    let mut conn = connect(cli).await?;
+    let channel = format!("{app}:%invalidations");
+    let plan = match (&args.entity, &args.tag) {
+        (Some(entity), _) => {
+            let prefix = build_key(app, args.version, entity, "", None)?;
+            match (&args.id, &args.pattern) {
+                (Some(id), _) => {
+                    let key = build_key(app, args.version, entity, id, None)?;
+                    let token = format!("{{{key}}}:%variants");
+                    let exists: bool = redis::cmd("EXISTS")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await?;
+                    json!({
+                        "action": "delete the id's key and its variants token",
+                        "keys": [key, token], "key_exists": exists,
+                    })
+                }
+                (None, Some(glob)) => {
+                    let pattern = format!("{prefix}{glob}");
+                    let keys = matching(&mut conn, &pattern).await?;
+                    json!({
+                        "action": "delete the matching keys (SCAN + UNLINK)",
+                        "pattern": pattern, "matching_keys": keys.len(),
+                        "examples": keys.iter().take(10).collect::<Vec<_>>(),
+                    })
+                }
+                (None, None) => {
+                    let mark = format!("{prefix}%mark");
+                    json!({
+                        "action": "raise the entity's invalidation mark: every value written before becomes a miss; nothing is deleted",
+                        "keys": [mark],
+                    })
+                }
+            }
+        }
+        (None, Some(tag)) => json!({
+            "action": "raise the tag's invalidation mark: every value carrying it becomes a miss; nothing is deleted",
+            "keys": [format!("{app}:%tag:{tag}")],
+        }),
+        (None, None) => return Err(Failure("give --entity or --tag".into())),
+    };
+    if cli.json {
+        println!(
+            "{:#}",
+            json!({"dry_run": true, "plan": plan, "channel": channel})
+        );
+    } else {
+        println!(
+            "dry run, nothing changed. Would {}",
+            plan["action"].as_str().unwrap_or("")
+        );
+        for field in ["keys", "pattern", "matching_keys", "key_exists", "examples"] {
+            if let Some(value) = plan.get(field) {
+                println!("  {field}: {value}");
+            }
+        }
+        println!("  and tell every instance on {channel}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keys matching `pattern`, by `SCAN` (what the real invalidation walks).
+async fn matching(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> Result<Vec<String>, Failure> {
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            return Ok(keys);
+        }
+    }
+}
+
+pub(crate) async fn purge(cli: &Cli, args: &PurgeArgs) -> Result<ExitCode, Failure> {
+    let app = required_app(cli)?;
+    let cache = cache(cli, app, args.version).await?;
+    let mut options = PurgeOptions::default().max_keys_per_second(args.rate);
+    if let Some(batches) = args.batches {
+        options = options.max_batches(batches);
+    }
+    let report = cache.purge_old_versions(options).await?;
+    if cli.json {
+        println!(
+            "{:#}",
+            json!({"removed": report.removed, "scanned": report.scanned, "done": report.done})
+        );
+    } else {
+        println!(
+            "purged {} keys of versions older than v{} ({} scanned){}",
+            report.removed,
+            args.version,
+            report.scanned,
+            if report.done {
+                "; done"
+            } else {
+                "; not done: run again to resume"
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,392 @@
+//! `cachectl` against real redis-server processes, seeded through the library.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use cache_runtime::{Cache, CacheConfig, CodecKind, Ttl};
+use cache_tests::RedisServer;
+use serde_json::Value;
+
+fn cachectl(server: &RedisServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cachectl"))
+        .args(["--url", &server.url(), "--app", "shop"])
+        .args(args)
+        .env_remove("CACHE_REDIS_URL")
+        .env_remove("CACHE_APP_PREFIX")
+        .env_remove("CACHE_VERSION")
+        .output()
+        .expect("run cachectl")
+}
+
+/// `cachectl --json …`, which must succeed, parsed.
+fn json(server: &RedisServer, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = cachectl(server, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn cache(server: &RedisServer, version: u32) -> Cache {
+    let config = CacheConfig::builder()
+        .redis_url(server.url())
+        .app_prefix("shop")
+        .version(version)
+        .codec(CodecKind::Json)
+        .metrics_log_interval(None)
+        .build()
+        .expect("config");
+    Cache::new(config).expect("cache")
+}
+
+/// 30 products and 12 listings (3 categories × 4 pages) under v1, 5 products under v2, and 7
+/// keys of another app.
+async fn seed(server: &RedisServer) -> (Cache, Cache) {
+    let v1 = cache(server, 1);
+    let v2 = cache(server, 2);
+    let products = v1.entity("product").expect("entity");
+    for id in 0..30u32 {
+        let ttl = if id % 2 == 0 { Ttl::Short } else { Ttl::Long };
+        v1.set(&products.key(&id), &format!("product {id}"), ttl)
+            .await
+            .expect("set");
+    }
+    let lists = v1.entity("product_list").expect("entity");
+    for category in 0..3u32 {
+        for page in 0..4u32 {
+            let key = lists.variant_key(&category, &format!("p{page}"));
+            v1.set(&key, &vec![category, page], Ttl::Medium)
+                .await
+                .expect("set");
+        }
+    }
+    let products_v2 = v2.entity("product").expect("entity");
+    for id in 0..5u32 {
+        v2.set(&products_v2.key(&id), &id, Ttl::Medium)
+            .await
+            .expect("set");
+    }
+    let mut other = server.connection().expect("connect");
+    for i in 0..7 {
+        let () = redis::cmd("SET")
+            .arg(format!("blog:v1:post:{i}"))
+            .arg("x")
+            .query(&mut other)
+            .expect("set");
+    }
+    (v1, v2)
+}
+
+fn namespace<'a>(out: &'a Value, version: u64, entity: &str) -> &'a Value {
+    out["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|ns| ns["version"] == version && ns["entity"] == entity && ns["bookkeeping"] == false)
+        .unwrap_or_else(|| panic!("no namespace v{version}:{entity} in {out:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_counted_per_namespace_and_ttl_buckets_add_up() {
+    let server = RedisServer::start();
+    let _caches = seed(&server).await;
+    let keys = json(&server, &["keys", "--sample", "5"]);
+    assert_eq!(namespace(&keys, 1, "product")["keys"], 30);
+    assert_eq!(namespace(&keys, 1, "product_list")["keys"], 12);
+    assert_eq!(namespace(&keys, 2, "product")["keys"], 5);
+    assert_eq!(namespace(&keys, 1, "product")["memory_is_sampled"], true);
+    assert!(namespace(&keys, 1, "product")["bytes"].as_u64() > Some(0));
+    assert_eq!(keys["complete"], true);
+    let other_app = keys["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .any(|ns| ns["app"] == "blog");
+    assert!(!other_app, "only the app's keys");
+
+    let ttl = json(&server, &["ttl"]);
+    for (version, entity, count) in [
+        (1, "product", 30),
+        (1, "product_list", 12),
+        (2, "product", 5),
+    ] {
+        let ns = namespace(&ttl, version, entity);
+        let in_buckets: u64 = ns["buckets"]
+            .as_object()
+            .expect("buckets")
+            .values()
+            .map(|n| n.as_u64().expect("count"))
+            .sum();
+        let total = in_buckets
+            + ns["no_ttl"].as_u64().expect("no_ttl")
+            + ns["gone"].as_u64().expect("gone");
+        assert_eq!(
+            total, count,
+            "{entity} v{version}: buckets add up to the keys"
+        );
+        assert_eq!(ns["no_ttl"], 0, "every value has a TTL");
+    }
+    // Short (60 s ± 10 %) and long (24 h ± 10 %) products fall in different buckets.
+    let products = namespace(&ttl, 1, "product");
+    assert_eq!(
+        products["buckets"]["≤1m00s"].as_u64().unwrap_or(0)
+            + products["buckets"]["≤10m00s"].as_u64().unwrap_or(0),
+        15
+    );
+    assert_eq!(
+        products["buckets"]["≤1d00h"].as_u64().unwrap_or(0)
+            + products["buckets"][">1d00h"].as_u64().unwrap_or(0),
+        15
+    );
+
+    let limited = json(&server, &["keys", "--limit", "10"]);
+    assert_eq!(
+        (limited["scanned"].as_u64(), &limited["complete"]),
+        (Some(10), &Value::Bool(false))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_decodes_a_stored_value_and_says_whether_it_would_be_served() {
+    let server = RedisServer::start();
+    let (v1, _v2) = seed(&server).await;
+    let products = v1.entity("product").expect("entity");
+    // A read sets the marks the value is checked against, as in a running service.
+    assert_eq!(
+        v1.get::<String>(&products.key(&7u32)).await.expect("get"),
+        Some("product 7".into())
+    );
+    let report = json(&server, &["inspect", "--entity", "product", "--id", "7"]);
+    assert_eq!(report["key"], "shop:v1:product:7");
+    assert_eq!(report["value"], "product 7");
+    assert_eq!(report["validity"], "valid", "{report:#}");
+    assert_eq!(report["header"]["codec"], 2);
+    assert!(report["ttl_ms"].as_u64() > Some(0));
+
+    let list = json(&server, &["inspect", "shop:v1:product_list:2:p3"]);
+    assert_eq!(list["value"], serde_json::json!([2, 3]));
+
+    v1.invalidate_entity(&products).await.expect("invalidate");
+    let report = json(&server, &["inspect", "shop:v1:product:7"]);
+    assert_eq!(report["exists"], true, "marks invalidate without deleting");
+    assert_eq!(report["validity"], "invalidated", "{report:#}");
+
+    let missing = json(&server, &["inspect", "shop:v1:product:999"]);
+    assert_eq!(missing["exists"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_changes_nothing() {
+    let server = RedisServer::start();
+    let _caches = seed(&server).await;
+    let before = server.scan("*");
+    let published = server.command_calls("publish");
+    for args in [
+        vec!["invalidate", "--entity", "product", "--dry-run"],
+        vec![
+            "invalidate",
+            "--entity",
+            "product",
+            "--id",
+            "3",
+            "--dry-run",
+        ],
+        vec![
+            "invalidate",
+            "--entity",
+            "product",
+            "--pattern",
+            "1*",
+            "--dry-run",
+        ],
+        vec!["invalidate", "--tag", "category:1", "--dry-run"],
+    ] {
+        let plan = json(&server, &args);
+        assert_eq!(plan["dry_run"], true);
+    }
+    let pattern = json(
+        &server,
+        &[
+            "invalidate",
+            "--entity",
+            "product",
+            "--pattern",
+            "1*",
+            "--dry-run",
+        ],
+    );
+    // 1 and 10..=19.
+    assert_eq!(pattern["plan"]["matching_keys"], 11);
+    assert_eq!(
+        server.scan("*"),
+        before,
+        "no key added, changed away or removed"
+    );
+    assert_eq!(
+        server.command_calls("publish"),
+        published,
+        "no instance was told anything"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_remove_exactly_their_keys_and_other_instances_see_them() {
+    let server = RedisServer::start();
+    let (v1, _v2) = seed(&server).await;
+    let products = v1.entity("product").expect("entity");
+    // Another instance with values in its local tier.
+    let other = Cache::new(
+        CacheConfig::builder()
+            .redis_url(server.url())
+            .app_prefix("shop")
+            .codec(CodecKind::Json)
+            .metrics_log_interval(None)
+            .local_tier_for_all(true)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    while !other.invalidation_bus_connected() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let other_lists = other.entity("product_list").expect("entity");
+    let read = |category: u32| {
+        let (other, lists) = (other.clone(), other_lists.clone());
+        async move {
+            other
+                .get_or_set(&lists.variant_key(&category, "p0"), Ttl::Medium, || async {
+                    Ok::<_, std::io::Error>(vec![999u32])
+                })
+                .await
+                .expect("read")
+        }
+    };
+    assert_eq!(read(1).await, vec![1, 0]);
+
+    let out = cachectl(
+        &server,
+        &["invalidate", "--entity", "product_list", "--id", "1"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The id's variants token went: its pages are invalid (left to their TTL), the others not.
+    for (category, expected) in [(0, "valid"), (1, "invalidated"), (2, "valid")] {
+        for page in 0..4 {
+            let key = format!("shop:v1:product_list:{category}:p{page}");
+            let report = json(&server, &["inspect", &key]);
+            assert_eq!(report["validity"], expected, "{key}: {report:#}");
+        }
+    }
+    assert_eq!(
+        server.cached_keys("shop:v1:product:*").len(),
+        30,
+        "another entity untouched"
+    );
+    assert_eq!(
+        read(1).await,
+        vec![999],
+        "the other instance's local copy went too"
+    );
+    assert_eq!(read(2).await, vec![2, 0]);
+
+    let out = cachectl(
+        &server,
+        &["invalidate", "--entity", "product", "--pattern", "2?"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.cached_keys("shop:v1:product:2?").len(), 0);
+    assert_eq!(server.cached_keys("shop:v1:product:*").len(), 20);
+
+    let out = cachectl(&server, &["invalidate", "--entity", "product"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        v1.get::<String>(&products.key(&3u32)).await.expect("get"),
+        None,
+        "an entity invalidation turns every value into a miss"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_removes_only_the_old_version() {
+    let server = RedisServer::start();
+    let _caches = seed(&server).await;
+    let report = json(&server, &["purge", "--version", "2"]);
+    assert_eq!(report["done"], true);
+    // The 42 values, and v1's own marks with them.
+    assert!(report["removed"].as_u64() >= Some(42), "{report:#}");
+    assert!(server.scan("shop:v1:*").is_empty());
+    assert_eq!(server.cached_keys("shop:v2:*").len(), 5);
+    assert_eq!(
+        server.scan("blog:*").len(),
+        7,
+        "another app's keys are untouched"
+    );
+}
+
+#[test]
+fn an_unreachable_redis_is_exit_2_and_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachectl"))
+        .args([
+            "--url",
+            "redis://ops:s3cret@127.0.0.1:1",
+            "--app",
+            "shop",
+            "keys",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("cachectl: cannot connect"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password is never printed: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let usage = Command::new(env!("CARGO_BIN_EXE_cachectl"))
+        .args(["inspect"])
+        .output()
+        .expect("run");
+    assert_eq!(usage.status.code(), Some(2), "a usage error");
+}
+
+#[test]
+fn health_is_unhealthy_on_a_server_that_does_not_suit_a_cache() {
+    let unbounded = RedisServer::start();
+    let out = cachectl(&unbounded, &["--json", "health"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["healthy"], false);
+    assert_eq!(report["bus_channel"], "shop:%invalidations");
+
+    let suited =
+        RedisServer::start_with_args(&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lfu"]);
+    let out = cachectl(&suited, &["--json", "health"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["maxmemory_policy"], "allkeys-lfu");
+    assert_eq!(report["maxmemory"], 64 * 1024 * 1024);
+    let human = cachectl(&suited, &["health"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("allkeys-lfu") && text.trim_end().ends_with("healthy"),
+        "{text}"
+    );
+}
