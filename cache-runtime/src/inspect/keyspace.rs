@@ -40,7 +40,7 @@ impl Default for ScanOptions {
             memory_samples: 100,
             ttl: false,
             limit: None,
-            batch: 1_000,
+            batch: 500,
         }
     }
 }
