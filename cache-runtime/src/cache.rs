@@ -77,6 +77,9 @@ pub(crate) struct Inner {
     jitter: Jitter,
     entities: Mutex<HashMap<(String, u32), Entity>>,
     flights: Flights,
+    /// The Redis latency histogram's handles (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    redis_times: std::sync::OnceLock<crate::export::RedisTimes>,
     /// This instance's id in invalidation events, so it can ignore its own.
     origin: u64,
     /// The invalidation channel.
@@ -224,11 +227,18 @@ impl Cache {
             pool,
             entities: Mutex::new(HashMap::new()),
             flights: Flights::default(),
+            #[cfg(feature = "metrics")]
+            redis_times: std::sync::OnceLock::new(),
             config,
         });
         redis::Client::open(inner.config.redis_url.as_str()).map_err(CacheError::from_redis)?;
         tasks::spawn_all(&inner, &runtime);
         Ok(Self { inner })
+    }
+
+    #[cfg(feature = "metrics")]
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
     }
 
     pub(crate) fn id(&self) -> u64 {

@@ -53,6 +53,15 @@ impl CacheError {
 
     /// Whether this error says Redis is unreachable or unhealthy (as opposed to a bad command
     /// or value); only these trip the circuit breaker.
+    /// Whether sending the same command later may succeed: a connection-class failure, or a
+    /// refusal that lasts only while the server is in a state (`OOM` under `noeviction` until
+    /// memory frees, `BUSY` while a script runs, `READONLY` on a replica until a failover's
+    /// clients reconnect to the new primary). Invalidations that fail so are kept for replay.
+    pub(crate) fn is_worth_retrying(&self) -> bool {
+        self.is_connection_class()
+            || matches!(self, Self::Redis(e) if matches!(e.code(), Some("OOM" | "BUSY" | "READONLY" | "NOREPLICAS")))
+    }
+
     pub fn is_connection_class(&self) -> bool {
         match self {
             Self::BreakerOpen | Self::Timeout(_) | Self::Authentication(_) => true,

@@ -53,6 +53,8 @@ mod deadline;
 mod entity;
 mod envelope;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod flight;
 mod freshness;
 mod global;

@@ -44,6 +44,10 @@ pub(crate) struct PurgeArgs {
     /// Stop after this many SCAN steps (run again to resume).
     #[arg(long)]
     batches: Option<usize>,
+    /// Also keep this older version (repeatable): an entity the service pins to it with
+    /// `entity_at_version` would otherwise be purged with the rest.
+    #[arg(long = "keep-version")]
+    keep_versions: Vec<u32>,
 }
 
 /// A cache for `app` at `version`, after checking that Redis answers (so an unreachable server
@@ -194,6 +198,9 @@ pub(crate) async fn purge(cli: &Cli, args: &PurgeArgs) -> Result<ExitCode, Failu
     let mut options = PurgeOptions::default().max_keys_per_second(args.rate);
     if let Some(batches) = args.batches {
         options = options.max_batches(batches);
+    }
+    for version in &args.keep_versions {
+        options = options.keep_version(*version);
     }
     let report = cache.purge_old_versions(options).await?;
     if cli.json {

@@ -390,3 +390,17 @@ fn health_is_unhealthy_on_a_server_that_does_not_suit_a_cache() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_keeps_the_versions_it_is_told_to() {
+    let server = RedisServer::start();
+    let _caches = seed(&server).await;
+    let v3 = cache(&server, 3);
+    let key = v3.entity("product").expect("entity").key(&1u32);
+    v3.set(&key, &1u32, Ttl::Medium).await.expect("set");
+    let report = json(&server, &["purge", "--version", "3", "--keep-version", "1"]);
+    assert_eq!(report["done"], true);
+    assert_eq!(server.cached_keys("shop:v1:*").len(), 42, "kept");
+    assert!(server.scan("shop:v2:*").is_empty(), "purged");
+    assert_eq!(server.cached_keys("shop:v3:*").len(), 1);
+}

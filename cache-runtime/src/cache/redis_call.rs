@@ -85,7 +85,22 @@ impl Cache {
                 other => other,
             }
         };
-        match inner.deadlines.bound(attempt).await {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let result = inner.deadlines.bound(attempt).await;
+        #[cfg(feature = "metrics")]
+        inner
+            .redis_times
+            .get_or_init(|| crate::export::RedisTimes::new(&inner.config.app_prefix))
+            .record(
+                match &result {
+                    Ok(Ok(_)) => Ok(true),
+                    Ok(Err(_)) => Ok(false),
+                    Err(_) => Err(()),
+                },
+                started.elapsed(),
+            );
+        match result {
             Err(_) => {
                 inner.pool.replace(ticket);
                 let cause = format!("no answer within {:?}", inner.config.operation_timeout);

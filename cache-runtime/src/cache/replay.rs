@@ -252,7 +252,8 @@ enum Replayed {
     Done,
     /// Redis is unreachable or slow: stop and retry later.
     Later,
-    /// Redis refused the command itself (ACL, wrong type): retrying cannot help.
+    /// Redis refused the command itself (ACL, wrong type): retrying cannot help. (A refusal
+    /// that lasts only while the server is in a state, such as `OOM`, is [`Self::Later`].)
     Refused,
 }
 
@@ -290,7 +291,7 @@ impl Cache {
                 self.forget_locally(intent);
                 Replayed::Done
             }
-            Err(error) if !error.is_connection_class() => {
+            Err(error) if !error.is_worth_retrying() => {
                 tracing::error!(%intent, %error, "Redis refuses this invalidation: dropped from the replay queue");
                 Replayed::Refused
             }

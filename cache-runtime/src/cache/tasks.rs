@@ -62,6 +62,14 @@ pub(crate) fn spawn_all(inner: &Arc<Inner>, runtime: &tokio::runtime::Handle) {
             report::run(weak, interval).await;
         });
     }
+    #[cfg(feature = "metrics")]
+    {
+        let (weak, watch) = (weak.clone(), watch(false));
+        runtime.spawn(async move {
+            let _watch = watch;
+            crate::export::run(weak).await;
+        });
+    }
     let (replay_weak, replay_watch) = (weak.clone(), watch(false));
     runtime.spawn(async move {
         let _watch = replay_watch;

@@ -339,3 +339,52 @@ async fn a_replay_lands_when_redis_answers_not_when_the_breaker_cooldown_ends() 
         .await;
     assert_eq!(read.as_deref(), Ok("new"));
 }
+
+#[tokio::test]
+async fn an_invalidation_refused_while_a_script_runs_is_replayed_afterwards() {
+    // Past 100 ms a running script makes Redis answer every other command with BUSY.
+    let server = RedisServer::start_with_args(&["--busy-reply-threshold", "100"]);
+    let writer = crate::cache(&server);
+    let reader = crate::cache(&server);
+    crate::subscribed(&[&writer, &reader]).await;
+    let products = reader.entity("product").expect("entity");
+    let key = products.key(&1u32);
+    writer.set(&key, "old", Ttl::Medium).await.expect("set");
+    assert_eq!(
+        reader.get::<String>(&key).await.expect("get").as_deref(),
+        Some("old")
+    );
+
+    let mut busy = server.connection().expect("connect");
+    let script = std::thread::spawn(move || {
+        let _: redis::RedisResult<()> = redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query(&mut busy);
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writer_products = writer.entity("product").expect("entity");
+    let refused = writer.invalidate_entity(&writer_products).await;
+    let error = refused.expect_err("Redis answers BUSY while the script runs");
+    assert!(error.to_string().contains("BUSY"), "{error}");
+    assert_eq!(writer.pending_invalidations(), 1, "kept for replay");
+    // Replays while the script still runs are refused the same way, and keep it.
+    assert_eq!(
+        writer.flush_pending(Duration::from_millis(300)).await,
+        1,
+        "a BUSY refusal is not dropped"
+    );
+
+    let _: () = server.query(redis::cmd("SCRIPT").arg("KILL"));
+    script.join().expect("script thread");
+    assert_eq!(
+        writer.flush_pending(Duration::from_secs(5)).await,
+        0,
+        "replayed"
+    );
+    assert_eq!(
+        reader.get::<String>(&key).await.expect("get"),
+        None,
+        "another instance no longer serves the old value"
+    );
+}
