@@ -6,6 +6,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::{Instrument as _, Span, field};
+
 use super::Cache;
 use super::loaded::Loaded;
 use super::policy::{Known, Policy};
@@ -74,17 +76,51 @@ enum Ran<L, E> {
     Failed(Outcome, Result<L, E>),
 }
 
+/// Records where a read's answer came from on its span: `tier` is `local`, `redis` or
+/// `source`; `outcome` is `hit`, `miss`, `stale`, `coalesced`, `fallback` or `error`.
+fn served(span: &Span, tier: &'static str, outcome: &'static str) {
+    span.record("tier", tier);
+    span.record("outcome", outcome);
+}
+
 impl Cache {
     /// The cached value under `key`, or else `loader`'s, stored per `policy`. Redis trouble
     /// never fails the call; the loader's error passes through and is not cached unless an old
     /// value may be served instead (fail-safe). Concurrent misses on one key share one loader
     /// call: in this process through a flight, across processes through a lease.
+    ///
+    /// Runs in a `cache_read` span (DEBUG) with the entity, the key, and where the answer came
+    /// from (`tier`, `outcome`).
     pub(crate) async fn read_through<L, E, Fut>(
         &self,
         key: &CacheKey,
         policy: &Policy<'_>,
         errors: Option<ErrorSharing<E>>,
         loader: Fut,
+    ) -> Result<L, E>
+    where
+        L: Loaded,
+        Fut: Future<Output = Result<L, E>>,
+    {
+        let span = tracing::debug_span!(
+            "cache_read",
+            entity = key.entity().name(),
+            key = key.as_str(),
+            tier = field::Empty,
+            outcome = field::Empty,
+        );
+        self.read_through_steps(key, policy, errors, loader, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn read_through_steps<L, E, Fut>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        errors: Option<ErrorSharing<E>>,
+        loader: Fut,
+        span: &Span,
     ) -> Result<L, E>
     where
         L: Loaded,
@@ -99,11 +135,15 @@ impl Cache {
             .filter(|_| policy.known.is_none())
             .and_then(|local| self.local_hit::<L>(local, key, policy))
         {
+            served(span, "local", "hit");
             return Ok(hit);
         }
         let (mut fallback, id_token, redis_up) =
             match self.look_up_in_redis::<L>(key, policy, local, seen).await {
-                FromRedis::Fresh(value) => return Ok(value),
+                FromRedis::Fresh(value) => {
+                    served(span, "redis", "hit");
+                    return Ok(value);
+                }
                 FromRedis::Load { fallback, id_token } => (fallback, id_token, true),
                 FromRedis::Unavailable => (None, None, false),
             };
@@ -111,11 +151,19 @@ impl Cache {
             // A refresh runs its own load: what a load in flight read may be what it replaces.
             self.inner.flights.detach_key(key.as_str());
         }
+        // A caller with an old value at hand is answered with it when someone else loads.
+        let had_old_value = fallback.is_some();
         let mut leader = match self
             .join_flight(key, &mut fallback, errors.as_ref(), counters)
             .await
         {
-            Joined::Done(answer) => return answer,
+            Joined::Done(answer) => {
+                match had_old_value {
+                    true => served(span, "redis", "stale"),
+                    false => served(span, "source", "coalesced"),
+                }
+                return answer;
+            }
             Joined::Lead(leader) => leader,
         };
         let ttl = self.jittered(policy.options.ttl);
@@ -129,7 +177,13 @@ impl Cache {
                 .lease(key, policy, stamp, &mut leader, &mut fallback)
                 .await
             {
-                Leased::Served(value) => return Ok(value),
+                Leased::Served(value) => {
+                    match had_old_value && fallback.is_none() {
+                        true => served(span, "redis", "stale"),
+                        false => served(span, "source", "coalesced"),
+                    }
+                    return Ok(value);
+                }
                 Leased::Load(guard) => guard,
             },
             None => Guard::NoStore,
@@ -150,6 +204,10 @@ impl Cache {
         let loaded = match ran {
             Ran::Loaded(loaded) => loaded,
             Ran::Failed(outcome, answer) => {
+                match &answer {
+                    Ok(_) => served(span, "redis", "stale"),
+                    Err(_) => served(span, "source", "error"),
+                }
                 self.abandon(key, leader, guard, outcome).await;
                 return answer;
             }
@@ -165,6 +223,7 @@ impl Cache {
         );
         self.store_loaded(key, policy, encoded, guard, ttl, seen)
             .await;
+        served(span, "source", if redis_up { "miss" } else { "fallback" });
         Ok(loaded)
     }
 

@@ -139,3 +139,46 @@ fn an_outage_logs_its_backlog_once_not_once_per_invalidation() {
     assert_eq!(backlog_lines, 1, "one WARN when the backlog starts:\n{log}");
     assert!(log.lines().count() <= 3, "no flood:\n{log}");
 }
+
+#[test]
+fn each_read_runs_in_a_span_saying_where_its_answer_came_from() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    let server = RedisServer::start();
+
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
+            let key = cache.entity("product").expect("entity").key(&1u8);
+            let loader = CountingLoader::default();
+            for _ in 0..2 {
+                cache
+                    .get_or_set(&key, Ttl::Short, || loader.load(1u8))
+                    .await
+                    .expect("value");
+            }
+        });
+    });
+
+    let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    let closed: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("cache_read{") && line.contains("close"))
+        .collect();
+    assert_eq!(closed.len(), 2, "one span per read:\n{output}");
+    for (line, (tier, outcome)) in closed.iter().zip([("source", "miss"), ("redis", "hit")]) {
+        assert!(line.contains(r#"entity="product""#), "{line}");
+        assert!(line.contains(&format!(r#"tier="{tier}""#)), "{line}");
+        assert!(line.contains(&format!(r#"outcome="{outcome}""#)), "{line}");
+    }
+}
