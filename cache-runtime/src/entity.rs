@@ -110,6 +110,11 @@ impl Entity {
         self.inner.counters.local()
     }
 
+    /// Whether the decode-failure warning was logged for this entity already.
+    pub(crate) fn decode_failure_logged(&self) -> &std::sync::atomic::AtomicBool {
+        &self.inner.counters.decode_failure_logged
+    }
+
     /// Whether the oversize warning was logged for this entity already.
     pub(crate) fn oversize_logged(&self) -> &std::sync::atomic::AtomicBool {
         &self.inner.counters.oversize_logged

@@ -9,6 +9,8 @@ pub(crate) struct ShardedCounters {
     shards: Box<[PaddedCounters]>,
     /// Whether the oversize warning was logged already: once per entity is enough.
     pub(crate) oversize_logged: AtomicBool,
+    /// Whether the decode-failure warning was logged already.
+    pub(crate) decode_failure_logged: AtomicBool,
 }
 
 /// One shard, on cache lines of its own.
@@ -26,6 +28,7 @@ impl Default for ShardedCounters {
                 .map(|_| PaddedCounters::default())
                 .collect(),
             oversize_logged: AtomicBool::new(false),
+            decode_failure_logged: AtomicBool::new(false),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! What goes over the wire: envelope + codec + compression, reads and writes of one key.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -122,7 +123,17 @@ impl Cache {
             Err(reason) => {
                 bump(&counters.decode_failures);
                 bump(&counters.misses);
-                tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
+                // A deploy that changed a type without a version bump makes every key of the
+                // entity fail once: one WARN per entity, the rest at DEBUG and in the counter.
+                if key
+                    .entity()
+                    .decode_failure_logged()
+                    .swap(true, Ordering::Relaxed)
+                {
+                    tracing::debug!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
+                } else {
+                    tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss (logged once per entity; the decode_failures counter has them all)");
+                }
                 Lookup::Miss
             }
         })

@@ -182,3 +182,53 @@ fn each_read_runs_in_a_span_saying_where_its_answer_came_from() {
         assert!(line.contains(&format!(r#"outcome="{outcome}""#)), "{line}");
     }
 }
+
+#[test]
+fn undecodable_values_warn_once_per_entity_and_are_all_counted() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let server = RedisServer::start();
+
+    let failures = tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
+            let products = cache.entity("product").expect("entity");
+            // A byte where the reader now expects a text of that length: every key fails to
+            // decode once (the bytes run out), then holds the new shape.
+            for id in 0..5u8 {
+                cache
+                    .set(&products.key(&id), &200u8, Ttl::Short)
+                    .await
+                    .expect("set");
+            }
+            for id in 0..5u8 {
+                let loader = CountingLoader::default();
+                let value = cache
+                    .get_or_set(&products.key(&id), Ttl::Short, || {
+                        loader.load("new shape".to_owned())
+                    })
+                    .await
+                    .expect("value");
+                assert_eq!((value.as_str(), loader.calls()), ("new shape", 1));
+            }
+            products.metrics().decode_failures
+        })
+    });
+
+    let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    let warnings = output
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("undecodable cached value"))
+        .count();
+    assert_eq!(warnings, 1, "{output}");
+    assert_eq!(failures, 5, "every failure is counted");
+}
