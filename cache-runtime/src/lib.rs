@@ -66,7 +66,9 @@ mod macro_support;
 mod marks;
 mod metrics;
 mod probes;
+mod rate_limit;
 mod report;
+mod session;
 mod share;
 mod thread_shard;
 mod ttl;
@@ -91,6 +93,8 @@ pub use key::{KeyPart, NameError, escape_into, validate_name};
 pub use load_timeout::{LoadTimedOut, with_load_timeout};
 pub use local::DEFAULT_LOCAL_TIER_BYTES;
 pub use metrics::EntityMetrics;
+pub use rate_limit::{Decision, RateLimiter, WhenUnavailable};
+pub use session::Sessions;
 pub use ttl::{
     DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,
     DurationParseError, Jitter, MAX_JITTER_PERCENT, Ttl, TtlClasses, parse_duration,
