@@ -1,0 +1,234 @@
+//! `catalog demo`: the service under load without the cache, then with it, in one table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, CacheConfig, EntityMetrics, RateLimiter};
+
+use crate::db::{CATEGORIES, Db, PRODUCTS};
+use crate::http::{App, router};
+use crate::load::{self, Load, Outcome};
+use crate::redis_setup;
+use crate::repo::Catalog;
+
+pub struct Options {
+    pub seconds: u64,
+    pub warmup: u64,
+    pub clients: usize,
+}
+
+struct Phase {
+    name: &'static str,
+    outcome: Outcome,
+    queries: u64,
+    metrics: Vec<EntityMetrics>,
+}
+
+pub async fn run(options: Options) -> Result<(), String> {
+    let url =
+        std::env::var("CACHE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let redis = redis_setup::find_or_start(&url).await;
+    println!("{}", redis.describe());
+
+    let path = std::env::temp_dir().join(format!("catalog-demo-{}.db", std::process::id()));
+    let started = Instant::now();
+    let db = Db::create(&path, 4).map_err(|e| format!("cannot create the database: {}", e.0))?;
+    println!(
+        "SQLite at {}: {PRODUCTS} products in {CATEGORIES} categories, seeded in {:.1?}",
+        path.display(),
+        started.elapsed()
+    );
+
+    let cache = match redis.url() {
+        Some(url) => Some(start_cache(url).await?),
+        None => None,
+    };
+    let limiter = match &cache {
+        // Generous: the load stays under it; a client over it gets 429 with Retry-After.
+        Some(cache) => Some(
+            RateLimiter::new(cache, "api", 1_000_000, Duration::from_secs(1))
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let bypass = Arc::new(AtomicBool::new(true));
+    let app = App {
+        catalog: Catalog { db: db.clone() },
+        cache: cache.clone(),
+        bypass: bypass.clone(),
+        limiter,
+    };
+    let service = router(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    if let Ok(address) = listener.local_addr() {
+        println!(
+            "service at http://{address} (e.g. curl http://{address}/products/42) while the demo runs"
+        );
+    }
+    let served = service.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, served).await;
+    });
+
+    let load = Arc::new(Load::new(service));
+    let duration = Duration::from_secs(options.seconds.max(1));
+    let warmup = match cache {
+        Some(_) => format!(
+            ", {}s of warm-up before the cached one (not measured)",
+            options.warmup
+        ),
+        None => String::new(),
+    };
+    println!(
+        "\n{} clients, {}s per phase{warmup}: 70 % product reads, 15 % category pages, 7 % searches, 3 % price statistics (Zipf-distributed), 5 % price changes (uniform)\n",
+        options.clients,
+        duration.as_secs(),
+    );
+    let mut phases = vec![
+        measure(
+            &load,
+            &db,
+            cache.as_ref(),
+            &options,
+            duration,
+            "without cache",
+        )
+        .await,
+    ];
+    if cache.is_some() {
+        bypass.store(false, Ordering::Relaxed);
+        // A service runs warm: the cache fills for a few seconds before the measurement.
+        let warmup = Duration::from_secs(options.warmup);
+        if !warmup.is_zero() {
+            load::run(load.clone(), options.clients, warmup, "warming cache").await;
+        }
+        phases.push(measure(&load, &db, cache.as_ref(), &options, duration, "with cache").await);
+    }
+    print_table(&phases);
+    if let Some(cache) = &cache {
+        print_hit_ratios(&phases[1].metrics);
+        println!(
+            "\ncircuit breaker: {:?}; invalidation bus connected: {}",
+            cache.breaker_state(),
+            cache.invalidation_bus_connected()
+        );
+        if let [without, with] = &phases[..] {
+            let per_request = |p: &Phase| p.queries as f64 / p.outcome.requests.max(1) as f64;
+            println!(
+                "database queries per request: {:.1}× fewer with the cache ({:.1}× more requests served)",
+                per_request(without) / per_request(with).max(1e-9),
+                with.outcome.per_second() / without.outcome.per_second().max(1e-9)
+            );
+        }
+    } else {
+        println!("\nno cache was used: {}", redis.describe());
+    }
+    let stale: u64 = phases.iter().map(|p| p.outcome.stale_reads).sum();
+    println!(
+        "stale reads: {stale} (every product read is checked against the last committed write)"
+    );
+    drop(redis);
+    let _ = std::fs::remove_file(&path);
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    if stale > 0 {
+        return Err(format!("{stale} stale reads"));
+    }
+    Ok(())
+}
+
+async fn start_cache(url: &str) -> Result<Cache, String> {
+    let config = CacheConfig::builder()
+        .redis_url(url)
+        .app_prefix("catalog")
+        .metrics_log_interval(None)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let cache = Cache::new(config).map_err(|e| e.to_string())?;
+    // The database is new: nothing cached by an earlier run may be served (constant work).
+    cache
+        .invalidate_all()
+        .await
+        .map_err(|e| format!("cannot reset the cache: {e}"))?;
+    cache_runtime::install(cache.clone()).map_err(|e| e.to_string())?;
+    Ok(cache)
+}
+
+async fn measure(
+    load: &Arc<Load>,
+    db: &Db,
+    cache: Option<&Cache>,
+    options: &Options,
+    duration: Duration,
+    name: &'static str,
+) -> Phase {
+    let queries = db.queries();
+    let before = cache.map(Cache::metrics).unwrap_or_default();
+    let outcome = load::run(load.clone(), options.clients, duration, name).await;
+    let after = cache.map(Cache::metrics).unwrap_or_default();
+    let metrics = after
+        .iter()
+        .map(|now| match before.iter().find(|b| b.entity == now.entity) {
+            Some(earlier) => now.since(earlier),
+            None => now.clone(),
+        })
+        .collect();
+    Phase {
+        name,
+        outcome,
+        queries: db.queries() - queries,
+        metrics,
+    }
+}
+
+fn print_table(phases: &[Phase]) {
+    println!(
+        "| | requests/s | p50 | p99 | database queries | per request | stale reads | errors | 429s |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for p in phases {
+        let o = &p.outcome;
+        println!(
+            "| {} | {:.0} | {:.2?} | {:.2?} | {} ({:.0}/s) | {:.3} | {} | {} | {} |",
+            p.name,
+            o.per_second(),
+            o.percentile(0.5),
+            o.percentile(0.99),
+            p.queries,
+            p.queries as f64 / o.elapsed.as_secs_f64(),
+            p.queries as f64 / o.requests.max(1) as f64,
+            o.stale_reads,
+            o.errors,
+            o.limited
+        );
+    }
+}
+
+fn print_hit_ratios(metrics: &[EntityMetrics]) {
+    let mut by_entity: BTreeMap<&str, &EntityMetrics> = BTreeMap::new();
+    for m in metrics {
+        by_entity.insert(&m.entity, m);
+    }
+    println!("\nhit ratio with the cache, per entity and tier:");
+    for (entity, m) in by_entity {
+        let reads = m.local_hits + m.hits + m.misses;
+        if reads == 0 {
+            continue;
+        }
+        let pct = |n: u64| n as f64 * 100.0 / reads as f64;
+        println!(
+            "  {entity:<15} {:>5.1} %  (local {:.1} %, redis {:.1} %, miss {:.1} %; {} source calls, {} coalesced)",
+            pct(m.local_hits + m.hits),
+            pct(m.local_hits),
+            pct(m.hits),
+            pct(m.misses),
+            m.loader_calls,
+            m.coalesced
+        );
+    }
+}

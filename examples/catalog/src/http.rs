@@ -1,0 +1,223 @@
+//! The HTTP service: JSON endpoints over the repository, health and metrics, and a rate limit
+//! per client.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use cache_runtime::{Cache, RateLimiter};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::db::DbError;
+use crate::repo::Catalog;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub catalog: Catalog,
+    pub cache: Option<Cache>,
+    /// Reads skip the cache (the demo's first half).
+    pub bypass: Arc<AtomicBool>,
+    pub limiter: Option<RateLimiter>,
+}
+
+impl App {
+    /// `read`, through the cache unless bypassed.
+    async fn read<T>(&self, read: impl Future<Output = T>) -> T {
+        match self.bypass.load(Ordering::Relaxed) {
+            true => cache_runtime::uncached(read).await,
+            false => read.await,
+        }
+    }
+}
+
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/products/{id}", get(product).delete(delete))
+        .route("/products/{id}/price", put(set_price))
+        .route("/categories/{id}/products", get(listing))
+        .route("/categories/{id}/stats", get(stats))
+        .route("/categories/{id}/reprice", post(reprice))
+        .route("/search", get(search))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(app.clone(), rate_limit))
+        .with_state(app)
+}
+
+fn db_error(error: DbError) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": error.0})),
+    )
+        .into_response()
+}
+
+async fn product(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    match app.read(app.catalog.product(id)).await {
+        Ok(Some(product)) => Json(product).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    page: u32,
+}
+
+async fn listing(
+    State(app): State<App>,
+    Path(category): Path<u32>,
+    Query(q): Query<Page>,
+) -> Response {
+    match app.read(app.catalog.listing(category, q.page)).await {
+        Ok(page) => Json(page).into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    category: u32,
+    q: String,
+}
+
+/// The id of a search: lowercase words separated by one space.
+pub fn normalise(query: &str) -> String {
+    query
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn search(State(app): State<App>, Query(q): Query<SearchQuery>) -> Response {
+    let query = normalise(&q.q);
+    match app.read(app.catalog.search(q.category, &query)).await {
+        Ok(found) => Json(found).into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+async fn stats(State(app): State<App>, Path(category): Path<u32>) -> Response {
+    match app.read(app.catalog.price_stats(category)).await {
+        Ok(stats) => Json(stats).into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NewPrice {
+    price_cents: u32,
+}
+
+async fn set_price(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+    Json(body): Json<NewPrice>,
+) -> Response {
+    match app.catalog.set_price(id, body.price_cents).await {
+        Ok(Some((version, category))) => {
+            app.catalog.category_changed(category).await;
+            Json(json!({"id": id, "version": version})).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Reprice {
+    percent: i32,
+}
+
+async fn reprice(
+    State(app): State<App>,
+    Path(category): Path<u32>,
+    Json(body): Json<Reprice>,
+) -> Response {
+    match app.catalog.reprice(category, body.percent).await {
+        Ok(changed) => Json(json!({"category": category, "changed": changed})).into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+async fn delete(State(app): State<App>, Path(id): Path<u64>) -> Response {
+    match app.catalog.delete(id).await {
+        Ok(Some(category)) => {
+            app.catalog.category_changed(category).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+async fn health(State(app): State<App>) -> Response {
+    match &app.cache {
+        Some(cache) => Json(json!({
+            "cache": "on",
+            "breaker": format!("{:?}", cache.breaker_state()),
+            "invalidation_bus_connected": cache.invalidation_bus_connected(),
+            "pending_invalidations": cache.pending_invalidations(),
+        }))
+        .into_response(),
+        None => Json(json!({"cache": "off: no Redis"})).into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    let mut out = format!(
+        "catalog_database_queries_total {}\n",
+        app.catalog.db.queries()
+    );
+    for m in app.cache.iter().flat_map(Cache::metrics) {
+        for (name, value) in [
+            ("hits_total{tier=\"redis\"", m.hits),
+            ("hits_total{tier=\"local\"", m.local_hits),
+            ("misses_total{", m.misses),
+            ("loader_calls_total{", m.loader_calls),
+            ("coalesced_total{", m.coalesced),
+            ("fallbacks_total{", m.fallbacks),
+        ] {
+            let sep = if name.ends_with('{') { "" } else { "," };
+            out.push_str(&format!(
+                "cache_{name}{sep}entity=\"{}\"}} {value}\n",
+                m.entity
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// 429 with `Retry-After` once a client (`x-client-id`, else everyone together) is over its
+/// limit.
+async fn rate_limit(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(limiter) = &app.limiter {
+        let client = request
+            .headers()
+            .get("x-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous")
+            .to_owned();
+        let decision = limiter.check(&client).await;
+        if !decision.allowed {
+            let seconds = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, "slow down\n").into_response();
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+    next.run(request).await
+}
