@@ -13,6 +13,7 @@ use crate::load::{self, Load, Outcome};
 use crate::redis_setup;
 use crate::repo::Catalog;
 
+#[derive(Debug)]
 pub struct Options {
     pub seconds: u64,
     pub warmup: u64,

@@ -15,6 +15,7 @@ use tower::ServiceExt;
 use crate::db::{ADJECTIVES, CATEGORIES, PRODUCTS, Product};
 
 /// Ranks drawn with probability ∝ 1 / rank (Zipf, s = 1).
+#[derive(Debug)]
 pub struct Zipf {
     cdf: Vec<f64>,
 }
@@ -57,6 +58,12 @@ pub struct Load {
     pub categories: Zipf,
     /// The last committed version of each product, as the writes' responses said.
     pub committed: Vec<AtomicU64>,
+}
+
+impl std::fmt::Debug for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Load").finish_non_exhaustive()
+    }
 }
 
 impl Load {

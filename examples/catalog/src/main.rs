@@ -3,14 +3,9 @@
 //! `catalog demo [--seconds N] [--clients N]` starts the service in process, loads it without
 //! the cache and then with it, and prints one table. `catalog serve [--port P]` only serves.
 
-mod db;
-mod demo;
-mod http;
-mod load;
-mod redis_setup;
-mod repo;
-
 use std::process::ExitCode;
+
+use catalog::{db, demo, http, repo};
 
 fn usage() -> ExitCode {
     eprintln!(

@@ -1,0 +1,201 @@
+//! The catalog service against a real redis-server: reads are cached, every write invalidates
+//! what it changes, and a client over its limit gets 429 with Retry-After.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use cache_runtime::{Cache, CacheConfig, RateLimiter};
+use cache_tests::RedisServer;
+use catalog::db::{Db, Product, Summary};
+use catalog::http::{App, router};
+use catalog::repo::Catalog;
+use serde_json::Value;
+use tower::ServiceExt;
+
+struct Service {
+    router: Router,
+    db: Db,
+    _server: RedisServer,
+    _dir: TempDb,
+}
+
+/// A database file removed at the end.
+struct TempDb(std::path::PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+async fn service(limit: u32) -> Service {
+    let server = RedisServer::start();
+    let path = std::env::temp_dir().join(format!("catalog-test-{}-{limit}.db", std::process::id()));
+    let db = Db::create(&path, 2).expect("database");
+    let cache = Cache::new(
+        CacheConfig::builder()
+            .redis_url(server.url())
+            .app_prefix("catalog")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let limiter = RateLimiter::new(&cache, "api", limit, Duration::from_secs(60)).expect("limiter");
+    let app = App {
+        catalog: Catalog { db: db.clone() },
+        cache: Some(cache.clone()),
+        bypass: Arc::default(),
+        limiter: Some(limiter),
+    };
+    // Scoped, not installed: each test has its own cache.
+    let router = router(app).layer(axum::middleware::from_fn(
+        move |request, next: axum::middleware::Next| {
+            let cache = cache.clone();
+            async move { cache_runtime::with_cache(cache, next.run(request)).await }
+        },
+    ));
+    Service {
+        router,
+        db,
+        _server: server,
+        _dir: TempDb(path),
+    }
+}
+
+async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, Vec<u8>, Option<String>) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("x-client-id", "test");
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+        .expect("request");
+    let response = router.clone().oneshot(request).await.expect("response");
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, bytes.to_vec(), retry_after)
+}
+
+async fn get<T: serde::de::DeserializeOwned>(router: &Router, uri: &str) -> T {
+    let (status, body, _) = call(router, Method::GET, uri, None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{uri}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_cached_and_writes_invalidate_what_they_change() {
+    let service = service(10_000).await;
+    let router = &service.router;
+
+    let first: Product = get(router, "/products/42").await;
+    let queries = service.db.queries();
+    let again: Product = get(router, "/products/42").await;
+    assert_eq!(again, first);
+    assert_eq!(
+        service.db.queries(),
+        queries,
+        "the second read came from the cache"
+    );
+
+    let page: Vec<Summary> = get(router, &format!("/categories/{}/products", first.category)).await;
+    let stats: Value = get(router, &format!("/categories/{}/stats", first.category)).await;
+    let search: Vec<Summary> = get(
+        router,
+        &format!("/search?category={}&q=%20LAMP%20", first.category),
+    )
+    .await;
+    assert!(!page.is_empty() && !search.is_empty());
+
+    // A price change: the product, and its category's pages, searches and statistics.
+    let (status, body, _) = call(
+        router,
+        Method::PUT,
+        "/products/42/price",
+        Some(r#"{"price_cents":1}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let changed: Product = get(router, "/products/42").await;
+    assert_eq!(
+        (changed.price_cents, changed.version),
+        (1, first.version + 1)
+    );
+    let stats_after: Value = get(router, &format!("/categories/{}/stats", first.category)).await;
+    assert_eq!(
+        stats_after["min_cents"], 1,
+        "statistics recomputed: {stats_after} (was {stats})"
+    );
+    let search_after: Vec<Summary> = get(
+        router,
+        &format!("/search?category={}&q=lamp", first.category),
+    )
+    .await;
+    assert_eq!(
+        search_after[0].id, 42,
+        "the cheapest now, and the normalised query shares the key"
+    );
+
+    // A category re-priced: every product of it, and its pages.
+    let (status, _, _) = call(
+        router,
+        Method::POST,
+        &format!("/categories/{}/reprice", first.category),
+        Some(r#"{"percent":100}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let doubled: Product = get(router, "/products/42").await;
+    assert_eq!(doubled.price_cents, 2);
+    let page_after: Vec<Summary> =
+        get(router, &format!("/categories/{}/products", first.category)).await;
+    // The page's first product is 42 itself (re-priced to 1 above); the second was untouched.
+    assert_eq!((page_after[0].id, page_after[0].price_cents), (42, 2));
+    assert_eq!(page_after[1].id, page[1].id);
+    assert_eq!(page_after[1].price_cents, page[1].price_cents * 2);
+
+    // A delete: gone, and no longer listed.
+    let (status, _, _) = call(router, Method::DELETE, "/products/42", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(router, Method::GET, "/products/42", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_limit_gets_429_with_retry_after() {
+    let service = service(3).await;
+    for _ in 0..3 {
+        let (status, _, _) = call(&service.router, Method::GET, "/products/1", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _, retry_after) = call(&service.router, Method::GET, "/products/1", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // 3 a minute: the next call passes in 20 s.
+    let seconds: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
+    assert!((19..=20).contains(&seconds), "{seconds}");
+}
