@@ -9,10 +9,12 @@
 mod health;
 mod key_report;
 mod keyspace;
+mod names;
 
 pub use health::{Finding, Health, Severity, health};
 pub use key_report::{KeyReport, Validity, inspect_key};
 pub use keyspace::{KeySpace, Namespace, ScanOptions, TTL_BUCKETS, TtlHistogram, scan_keyspace};
+pub use names::{entity_mark_key, invalidation_channel, tag_mark_key, variants_token_key};
 
 use std::collections::HashMap;
 

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use cache_runtime::{Cache, CacheConfig, PurgeOptions};
+use cache_runtime::{Cache, CacheConfig, PurgeOptions, inspect};
 use clap::Args;
 use serde_json::json;
 
@@ -107,14 +107,15 @@ pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitC
 
 async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
     let mut conn = connect(cli).await?;
-    let channel = format!("{app}:%invalidations");
+    let channel = inspect::invalidation_channel(app);
     let plan = match (&args.entity, &args.tag) {
         (Some(entity), _) => {
             let prefix = build_key(app, args.version, entity, "", None)?;
             match (&args.id, &args.pattern) {
                 (Some(id), _) => {
                     let key = build_key(app, args.version, entity, id, None)?;
-                    let token = format!("{{{key}}}:%variants");
+                    let escaped_id = key.strip_prefix(&prefix).unwrap_or(&key);
+                    let token = inspect::variants_token_key(app, args.version, entity, escaped_id)?;
                     let exists: bool = redis::cmd("EXISTS")
                         .arg(&key)
                         .query_async(&mut conn)
@@ -134,7 +135,7 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
                     })
                 }
                 (None, None) => {
-                    let mark = format!("{prefix}%mark");
+                    let mark = inspect::entity_mark_key(app, args.version, entity)?;
                     json!({
                         "action": "raise the entity's invalidation mark: every value written before becomes a miss; nothing is deleted",
                         "keys": [mark],
@@ -144,7 +145,7 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
         }
         (None, Some(tag)) => json!({
             "action": "raise the tag's invalidation mark: every value carrying it becomes a miss; nothing is deleted",
-            "keys": [format!("{app}:%tag:{tag}")],
+            "keys": [inspect::tag_mark_key(app, tag)],
         }),
         (None, None) => return Err(Failure("give --entity or --tag".into())),
     };

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
+use super::names::{entity_mark_key, variants_token_key};
 use crate::envelope::Header;
 use crate::key::{app_mark_key, tag_mark_key};
 
@@ -165,11 +166,17 @@ async fn validity<C: ConnectionLike>(
         id,
         variant,
     } = parts;
+    let token_key = variant
+        .map(|_| variants_token_key(app, *version, entity, id))
+        .transpose();
+    let (entity_mark, token_key) = match (entity_mark_key(app, *version, entity), token_key) {
+        (Ok(mark), Ok(token)) => (mark, token),
+        (Err(error), _) | (_, Err(error)) => {
+            return Ok(Validity::Unknown(format!("not a value key: {error}")));
+        }
+    };
     let mut marks = vec![
-        (
-            format!("{app}:v{version}:{entity}:%mark"),
-            format!("entity `{entity}`"),
-        ),
+        (entity_mark, format!("entity `{entity}`")),
         (app_mark_key(app), format!("app `{app}`")),
     ];
     for tag in tags {
@@ -179,7 +186,6 @@ async fn validity<C: ConnectionLike>(
     for (mark_key, _) in &marks {
         pipe.cmd("GET").arg(mark_key);
     }
-    let token_key = variant.map(|_| format!("{{{app}:v{version}:{entity}:{id}}}:%variants"));
     if let Some(token_key) = &token_key {
         pipe.cmd("GET").arg(token_key);
     }

@@ -207,7 +207,8 @@ pub async fn scan_keyspace<C: ConnectionLike>(
                 ..Namespace::default()
             });
             namespace.keys += 1;
-            let sample = namespace.sampled + pending_samples(&ours, &name) < options.memory_samples;
+            // The first keys seen of each namespace are its sample.
+            let sample = namespace.keys <= options.memory_samples;
             ours.push((key, name, sample));
         }
         measure(conn, &ours, options, &mut by_name).await?;
@@ -232,10 +233,6 @@ pub async fn scan_keyspace<C: ConnectionLike>(
 }
 
 type Name = (String, Option<u32>, Option<String>, bool);
-
-fn pending_samples(batch: &[(String, Name, bool)], name: &Name) -> u64 {
-    batch.iter().filter(|(_, n, s)| *s && n == name).count() as u64
-}
 
 /// `PTTL` and `MEMORY USAGE` for one step's keys, in one pipeline.
 async fn measure<C: ConnectionLike>(

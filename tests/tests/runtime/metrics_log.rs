@@ -23,42 +23,26 @@ impl Write for Captured {
 
 #[test]
 fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
     let server = RedisServer::start();
-
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let cache = Cache::new(
-                config(&server)
-                    .metrics_log_interval(Some(Duration::from_secs(1)))
-                    .build()
-                    .expect("config"),
-            )
-            .expect("cache");
-            let key = cache.entity("product").expect("entity").key(&1u8);
-            cache.entity("idle").expect("entity");
-            let loader = CountingLoader::default();
-            for _ in 0..4 {
-                cache
-                    .get_or_set(&key, Ttl::Short, || loader.load(1u8))
-                    .await
-                    .expect("value");
-            }
-            tokio::time::sleep(Duration::from_millis(1300)).await;
-        });
+    let (log, ()) = logged(tracing::Level::INFO, false, async {
+        let cache = Cache::new(
+            config(&server)
+                .metrics_log_interval(Some(Duration::from_secs(1)))
+                .build()
+                .expect("config"),
+        )
+        .expect("cache");
+        let key = cache.entity("product").expect("entity").key(&1u8);
+        cache.entity("idle").expect("entity");
+        let loader = CountingLoader::default();
+        for _ in 0..4 {
+            cache
+                .get_or_set(&key, Ttl::Short, || loader.load(1u8))
+                .await
+                .expect("value");
+        }
+        tokio::time::sleep(Duration::from_millis(1300)).await;
     });
-
-    let log = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
     let line = log
         .lines()
         .find(|l| l.contains("cache stats"))
@@ -76,23 +60,39 @@ fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
     );
 }
 
-/// Runs `body` on a current-thread runtime with WARN logs captured; answers the log.
-fn warnings_of(body: impl std::future::Future<Output = ()>) -> String {
+/// Runs `body` on a current-thread runtime with logs up to `level` captured (and spans'
+/// closings, with their fields, when `spans`); answers the log and what `body` returned.
+fn logged<T>(
+    level: tracing::Level,
+    spans: bool,
+    body: impl std::future::Future<Output = T>,
+) -> (String, T) {
     let captured = Captured::default();
     let sink = captured.clone();
+    let span_events = match spans {
+        true => tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+        false => tracing_subscriber::fmt::format::FmtSpan::NONE,
+    };
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || sink.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
+        .with_max_level(level)
+        .with_span_events(span_events)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let out = tracing::subscriber::with_default(subscriber, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(body);
+            .block_on(body)
     });
-    String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8")
+    let log = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    (log, out)
+}
+
+/// The WARN log of `body`.
+fn warnings_of(body: impl std::future::Future<Output = ()>) -> String {
+    logged(tracing::Level::WARN, false, body).0
 }
 
 #[test]
@@ -142,35 +142,18 @@ fn an_outage_logs_its_backlog_once_not_once_per_invalidation() {
 
 #[test]
 fn each_read_runs_in_a_span_saying_where_its_answer_came_from() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .finish();
     let server = RedisServer::start();
-
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
-            let key = cache.entity("product").expect("entity").key(&1u8);
-            let loader = CountingLoader::default();
-            for _ in 0..2 {
-                cache
-                    .get_or_set(&key, Ttl::Short, || loader.load(1u8))
-                    .await
-                    .expect("value");
-            }
-        });
+    let (output, ()) = logged(tracing::Level::DEBUG, true, async {
+        let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
+        let key = cache.entity("product").expect("entity").key(&1u8);
+        let loader = CountingLoader::default();
+        for _ in 0..2 {
+            cache
+                .get_or_set(&key, Ttl::Short, || loader.load(1u8))
+                .await
+                .expect("value");
+        }
     });
-
-    let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
     let closed: Vec<&str> = output
         .lines()
         .filter(|line| line.contains("cache_read{") && line.contains("close"))
@@ -185,46 +168,30 @@ fn each_read_runs_in_a_span_saying_where_its_answer_came_from() {
 
 #[test]
 fn undecodable_values_warn_once_per_entity_and_are_all_counted() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
     let server = RedisServer::start();
-
-    let failures = tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
-            let products = cache.entity("product").expect("entity");
-            // A byte where the reader now expects a text of that length: every key fails to
-            // decode once (the bytes run out), then holds the new shape.
-            for id in 0..5u8 {
-                cache
-                    .set(&products.key(&id), &200u8, Ttl::Short)
-                    .await
-                    .expect("set");
-            }
-            for id in 0..5u8 {
-                let loader = CountingLoader::default();
-                let value = cache
-                    .get_or_set(&products.key(&id), Ttl::Short, || {
-                        loader.load("new shape".to_owned())
-                    })
-                    .await
-                    .expect("value");
-                assert_eq!((value.as_str(), loader.calls()), ("new shape", 1));
-            }
-            products.metrics().decode_failures
-        })
+    let (output, failures) = logged(tracing::Level::INFO, false, async {
+        let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
+        let products = cache.entity("product").expect("entity");
+        // A byte where the reader now expects a text of that length: every key fails to
+        // decode once (the bytes run out), then holds the new shape.
+        for id in 0..5u8 {
+            cache
+                .set(&products.key(&id), &200u8, Ttl::Short)
+                .await
+                .expect("set");
+        }
+        for id in 0..5u8 {
+            let loader = CountingLoader::default();
+            let value = cache
+                .get_or_set(&products.key(&id), Ttl::Short, || {
+                    loader.load("new shape".to_owned())
+                })
+                .await
+                .expect("value");
+            assert_eq!((value.as_str(), loader.calls()), ("new shape", 1));
+        }
+        products.metrics().decode_failures
     });
-
-    let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
     let warnings = output
         .lines()
         .filter(|line| line.contains("WARN") && line.contains("undecodable cached value"))

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use cache_runtime::Sessions;
+use cache_runtime::{Cache, Sessions};
 use serde::{Deserialize, Serialize};
 
 use crate::cache;
@@ -19,17 +19,16 @@ fn login(user: &str) -> Login {
     }
 }
 
+/// The `web` store with these idle and maximum lifetimes.
+fn web(cache: &Cache, idle: Duration, max_lifetime: Duration) -> Sessions<Login> {
+    Sessions::new(cache, "web", idle, max_lifetime).expect("store")
+}
+
 #[tokio::test]
 async fn a_read_extends_a_session_and_an_idle_one_ends() {
     let server = RedisServer::start();
     let cache = cache(&server);
-    let sessions = Sessions::<Login>::new(
-        &cache,
-        "web",
-        Duration::from_millis(400),
-        Duration::from_secs(60),
-    )
-    .expect("store");
+    let sessions = web(&cache, Duration::from_millis(400), Duration::from_secs(60));
     let kept = sessions.create("ann", &login("ann")).await.expect("create");
     let idle = sessions.create("bob", &login("bob")).await.expect("create");
     assert_ne!(kept, idle);
@@ -54,13 +53,11 @@ async fn a_read_extends_a_session_and_an_idle_one_ends() {
 async fn no_read_keeps_a_session_past_its_maximum_lifetime() {
     let server = RedisServer::start();
     let cache = cache(&server);
-    let sessions = Sessions::<Login>::new(
+    let sessions = web(
         &cache,
-        "web",
         Duration::from_millis(300),
         Duration::from_millis(700),
-    )
-    .expect("store");
+    );
     let id = sessions.create("ann", &login("ann")).await.expect("create");
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -82,13 +79,7 @@ async fn no_read_keeps_a_session_past_its_maximum_lifetime() {
 async fn sessions_are_revoked_one_by_one_or_all_of_a_user() {
     let server = RedisServer::start();
     let cache = cache(&server);
-    let sessions = Sessions::<Login>::new(
-        &cache,
-        "web",
-        Duration::from_secs(60),
-        Duration::from_secs(3600),
-    )
-    .expect("store");
+    let sessions = web(&cache, Duration::from_secs(60), Duration::from_secs(3600));
     let phone = sessions.create("ann", &login("ann")).await.expect("create");
     let laptop = sessions.create("ann", &login("ann")).await.expect("create");
     let tablet = sessions.create("ann", &login("ann")).await.expect("create");
@@ -132,13 +123,7 @@ async fn sessions_are_revoked_one_by_one_or_all_of_a_user() {
 async fn without_redis_a_session_read_is_an_error_not_a_guess() {
     let mut server = RedisServer::start();
     let cache = cache(&server);
-    let sessions = Sessions::<Login>::new(
-        &cache,
-        "web",
-        Duration::from_secs(60),
-        Duration::from_secs(3600),
-    )
-    .expect("store");
+    let sessions = web(&cache, Duration::from_secs(60), Duration::from_secs(3600));
     let id = sessions.create("ann", &login("ann")).await.expect("create");
     server.stop();
     assert!(sessions.get(&id).await.is_err());
