@@ -1,5 +1,6 @@
 //! The embedded database: SQLite, seeded at start, reached through a few connections on
-//! blocking threads. Every query is counted, so the demo can show what the cache saves.
+//! blocking threads. Every query is counted (reads and writes apart), so the demo can show what
+//! the cache saves.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,21 @@ pub struct PriceStats {
     pub median_cents: u32,
 }
 
+/// What a price change returns: the product as written, and its position in its category's
+/// listing (which page shows the old price).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceChange {
+    pub product: Product,
+    pub position: u32,
+}
+
+impl PriceChange {
+    /// The listing page (from 0) the product is on.
+    pub fn page(&self) -> u32 {
+        self.position / PAGE_SIZE
+    }
+}
+
 /// A database error, as the service reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DbError(pub String);
@@ -55,7 +71,15 @@ impl From<rusqlite::Error> for DbError {
 pub struct Db {
     connections: Arc<[Mutex<Connection>]>,
     next: Arc<AtomicUsize>,
-    queries: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+}
+
+/// Which counter a query goes to.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Read,
+    Write,
 }
 
 impl std::fmt::Debug for Db {
@@ -89,7 +113,11 @@ impl Db {
                 insert.execute(params![
                     id,
                     category,
-                    format!("{} lamp no. {id}", ADJECTIVES[(id % 8) as usize]),
+                    // Every word occurs in every category (searches differ by category).
+                    format!(
+                        "{} lamp no. {id}",
+                        ADJECTIVES[(id / u64::from(CATEGORIES)) as usize % ADJECTIVES.len()]
+                    ),
                     "A warm-white LED desk lamp with a weighted base. ".repeat(6),
                     price,
                 ])?;
@@ -103,21 +131,51 @@ impl Db {
         Ok(Self {
             connections: all.into(),
             next: Arc::default(),
-            queries: Arc::default(),
+            reads: Arc::default(),
+            writes: Arc::default(),
         })
     }
 
-    /// Queries run so far.
+    /// Queries run so far, reads and writes.
     pub fn queries(&self) -> u64 {
-        self.queries.load(Ordering::Relaxed)
+        self.reads() + self.writes()
+    }
+
+    /// Reading queries run so far: what a cache can save.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Writing queries run so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.run(Kind::Read, query).await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.run(Kind::Write, query).await
     }
 
     /// Runs `query` on a connection, on a blocking thread.
     async fn run<T: Send + 'static>(
         &self,
+        kind: Kind,
         query: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.queries.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            Kind::Read => &self.reads,
+            Kind::Write => &self.writes,
+        }
+        .fetch_add(1, Ordering::Relaxed);
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let connections = self.connections.clone();
         tokio::task::spawn_blocking(move || {
@@ -131,20 +189,11 @@ impl Db {
     }
 
     pub async fn product(&self, id: u64) -> Result<Option<Product>, DbError> {
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT id, category, name, description, price_cents, version FROM products WHERE id = ?1",
                 [id],
-                |row| {
-                    Ok(Product {
-                        id: row.get(0)?,
-                        category: row.get(1)?,
-                        name: row.get(2)?,
-                        description: row.get(3)?,
-                        price_cents: row.get(4)?,
-                        version: row.get(5)?,
-                    })
-                },
+                product,
             )
             .optional()
         })
@@ -152,7 +201,7 @@ impl Db {
     }
 
     pub async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT id, name, price_cents FROM products WHERE category = ?1
                  ORDER BY id LIMIT ?2 OFFSET ?3",
@@ -164,22 +213,38 @@ impl Db {
         .await
     }
 
-    pub async fn search(&self, category: u32, words: String) -> Result<Vec<Summary>, DbError> {
-        self.run(move |c| {
+    /// Products of `category` whose name has every one of `words` (lowercase) as a word,
+    /// cheapest first, at most 50.
+    pub async fn search(&self, category: u32, words: Vec<String>) -> Result<Vec<Summary>, DbError> {
+        self.read(move |c| {
+            let Some(first) = words.first() else {
+                return Ok(Vec::new());
+            };
             let mut statement = c.prepare_cached(
-                "SELECT id, name, price_cents FROM products WHERE category = ?1 AND name LIKE ?2
-                 ORDER BY price_cents LIMIT 50",
+                "SELECT id, name, price_cents FROM products
+                 WHERE category = ?1 AND instr(' ' || lower(name) || ' ', ?2) > 0
+                 ORDER BY price_cents",
             )?;
-            let pattern = format!("%{}%", words.replace(['%', '_'], ""));
-            let rows = statement.query_map(params![category, pattern], summary)?;
-            rows.collect()
+            let rows = statement.query_map(params![category, format!(" {first} ")], summary)?;
+            let mut found = Vec::new();
+            for row in rows {
+                let row = row?;
+                let name = format!(" {} ", row.name.to_lowercase());
+                if words.iter().all(|w| name.contains(&format!(" {w} "))) {
+                    found.push(row);
+                    if found.len() == 50 {
+                        break;
+                    }
+                }
+            }
+            Ok(found)
         })
         .await
     }
 
     /// The expensive read: every price of a category, sorted for the median.
     pub async fn price_stats(&self, category: u32) -> Result<PriceStats, DbError> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut statement = c.prepare_cached(
                 "SELECT price_cents FROM products WHERE category = ?1 ORDER BY price_cents",
             )?;
@@ -199,19 +264,26 @@ impl Db {
         .await
     }
 
-    /// Sets a price; returns the new version and the product's category, or `None` for an
-    /// unknown product.
+    /// Sets a price, in one statement that also returns the product as written and its
+    /// position in its category's listing; `None` for an unknown product.
     pub async fn set_price(
         &self,
         id: u64,
         price_cents: u32,
-    ) -> Result<Option<(u64, u32)>, DbError> {
-        self.run(move |c| {
+    ) -> Result<Option<PriceChange>, DbError> {
+        self.write(move |c| {
             c.query_row(
                 "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1
-                 RETURNING version, category",
+                 RETURNING id, category, name, description, price_cents, version,
+                     (SELECT COUNT(*) FROM products AS earlier
+                      WHERE earlier.category = products.category AND earlier.id < products.id)",
                 params![id, price_cents],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| {
+                    Ok(PriceChange {
+                        product: product(row)?,
+                        position: row.get(6)?,
+                    })
+                },
             )
             .optional()
         })
@@ -220,7 +292,7 @@ impl Db {
 
     /// Moves every price of a category by `percent`; returns how many changed.
     pub async fn reprice(&self, category: u32, percent: i32) -> Result<u64, DbError> {
-        self.run(move |c| {
+        self.write(move |c| {
             let changed = c.execute(
                 "UPDATE products SET price_cents = MAX(1, price_cents * (100 + ?2) / 100),
                  version = version + 1 WHERE category = ?1",
@@ -233,7 +305,7 @@ impl Db {
 
     /// Deletes a product; returns its category, or `None` for an unknown product.
     pub async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
-        self.run(move |c| {
+        self.write(move |c| {
             c.query_row(
                 "DELETE FROM products WHERE id = ?1 RETURNING category",
                 [id],
@@ -243,6 +315,17 @@ impl Db {
         })
         .await
     }
+}
+
+fn product(row: &rusqlite::Row<'_>) -> Result<Product, rusqlite::Error> {
+    Ok(Product {
+        id: row.get(0)?,
+        category: row.get(1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        price_cents: row.get(4)?,
+        version: row.get(5)?,
+    })
 }
 
 fn summary(row: &rusqlite::Row<'_>) -> Result<Summary, rusqlite::Error> {

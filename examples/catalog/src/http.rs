@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::db::DbError;
 use crate::repo::Catalog;
+use crate::search::Search;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -91,18 +92,15 @@ struct SearchQuery {
     q: String,
 }
 
-/// The id of a search: lowercase words separated by one space.
-pub fn normalise(query: &str) -> String {
-    query
-        .split_whitespace()
-        .map(str::to_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 async fn search(State(app): State<App>, Query(q): Query<SearchQuery>) -> Response {
-    let query = normalise(&q.q);
-    match app.read(app.catalog.search(q.category, &query)).await {
+    let Some(search) = Search::parse(&q.q) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "q must hold at least one word"})),
+        )
+            .into_response();
+    };
+    match app.read(app.catalog.search(q.category, &search)).await {
         Ok(found) => Json(found).into_response(),
         Err(error) => db_error(error),
     }
@@ -126,10 +124,7 @@ async fn set_price(
     Json(body): Json<NewPrice>,
 ) -> Response {
     match app.catalog.set_price(id, body.price_cents).await {
-        Ok(Some((version, category))) => {
-            app.catalog.category_changed(category).await;
-            Json(json!({"id": id, "version": version})).into_response()
-        }
+        Ok(Some(product)) => Json(json!({"id": id, "version": product.version})).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => db_error(error),
     }

@@ -7,3 +7,4 @@ pub mod http;
 pub mod load;
 pub mod redis_setup;
 pub mod repo;
+pub mod search;

@@ -36,8 +36,8 @@ async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("demo") => match (
-            flag(&args, "--seconds", 8),
-            flag(&args, "--warmup", 4),
+            flag(&args, "--seconds", 10),
+            flag(&args, "--warmup", 20),
             flag(&args, "--clients", 200),
         ) {
             (Ok(seconds), Ok(warmup), Ok(clients)) => {

@@ -1,8 +1,14 @@
 //! The repository: every read goes through the cache, every write says what it invalidates.
+//!
+//! A price change drops exactly what shows the old price: the product, the one listing page it
+//! is on, the searches its name can match and its category's statistics. Tags name those
+//! (`page:{category}:{page}`, `word:{category}:{word}`); everything listing a category also
+//! carries `category:{category}`, for the writes that change a whole category.
 
 use cache_runtime::{cached, invalidates};
 
 use crate::db::{Db, DbError, PriceStats, Product, Summary};
+use crate::search::Search;
 
 /// The catalog's reads and writes over its database.
 #[derive(Debug, Clone)]
@@ -23,23 +29,26 @@ impl Catalog {
         ttl = "short",
         key = "{category}",
         variant = "p{page}",
-        tags = ["category:{category}"]
+        tags = ["category:{category}", "page:{category}:{page}"]
     )]
     pub async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
         self.db.listing(category, page).await
     }
 
-    /// Products of a category whose name contains `query` (already normalised: the id is the
-    /// query, so two spellings of one search share a key).
+    /// Products of a category whose name has every word of `search`. The normalised query is
+    /// the id, so two spellings of one search share a key; its first word is the tag, since
+    /// every product it finds has that word.
     #[cached(
         entity = "search",
         ttl = "short",
-        key = "{query}",
+        key = "{search.as_str()}",
         variant = "c{category}",
-        tags = ["category:{category}"]
+        tags = ["category:{category}", "word:{category}:{search.first_word()}"]
     )]
-    pub async fn search(&self, category: u32, query: &str) -> Result<Vec<Summary>, DbError> {
-        self.db.search(category, query.to_owned()).await
+    pub async fn search(&self, category: u32, search: &Search) -> Result<Vec<Summary>, DbError> {
+        self.db
+            .search(category, search.words().map(str::to_owned).collect())
+            .await
     }
 
     /// The expensive aggregation.
@@ -54,16 +63,30 @@ impl Catalog {
         self.db.price_stats(category).await
     }
 
-    /// A new price; returns the new version and the product's category. The write is one
-    /// query: the category comes back with it, and `category_changed` invalidates by it.
+    /// A new price: one query, which also says where the product is listed; then the
+    /// product, its page, the searches its name can match and its category's statistics go.
     #[invalidates(entity = "product", key = "{id}")]
-    pub async fn set_price(
-        &self,
-        id: u64,
-        price_cents: u32,
-    ) -> Result<Option<(u64, u32)>, DbError> {
-        self.db.set_price(id, price_cents).await
+    pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Product>, DbError> {
+        let Some(change) = self.db.set_price(id, price_cents).await? else {
+            return Ok(None);
+        };
+        let category = change.product.category;
+        self.page_changed(category, change.page()).await;
+        for word in Search::words_of(&change.product.name) {
+            self.word_changed(category, &word).await;
+        }
+        self.stats_changed(category).await;
+        Ok(Some(change.product))
     }
+
+    #[invalidates(entity = "product_list", tags = ["page:{category}:{page}"])]
+    async fn page_changed(&self, category: u32, page: u32) {}
+
+    #[invalidates(entity = "search", tags = ["word:{category}:{word}"])]
+    async fn word_changed(&self, category: u32, word: &str) {}
+
+    #[invalidates(entity = "category_stats", key = "{category}")]
+    async fn stats_changed(&self, category: u32) {}
 
     /// Everything listing `category` (pages, searches, statistics) is out of date.
     #[invalidates(entity = "product_list", tags = ["category:{category}"])]
@@ -76,7 +99,8 @@ impl Catalog {
         self.db.reprice(category, percent).await
     }
 
-    /// Deletes a product; returns its category.
+    /// Deletes a product; returns its category (whose listings shift: the caller says
+    /// [`Self::category_changed`]).
     #[invalidates(entity = "product", key = "{id}")]
     pub async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
         self.db.delete(id).await

@@ -123,16 +123,20 @@ async fn reads_are_cached_and_writes_invalidate_what_they_change() {
         "the second read came from the cache"
     );
 
-    let page: Vec<Summary> = get(router, &format!("/categories/{}/products", first.category)).await;
-    let stats: Value = get(router, &format!("/categories/{}/stats", first.category)).await;
-    let search: Vec<Summary> = get(
-        router,
-        &format!("/search?category={}&q=%20LAMP%20", first.category),
-    )
-    .await;
-    assert!(!page.is_empty() && !search.is_empty());
+    let category = first.category;
+    let page: Vec<Summary> = get(router, &format!("/categories/{category}/products")).await;
+    let next_page: Vec<Summary> =
+        get(router, &format!("/categories/{category}/products?page=1")).await;
+    let stats: Value = get(router, &format!("/categories/{category}/stats")).await;
+    let search: Vec<Summary> =
+        get(router, &format!("/search?category={category}&q=%20LAMP%20")).await;
+    // 42 is a "brass lamp": a walnut search cannot find it.
+    let walnut: Vec<Summary> = get(router, &format!("/search?category={category}&q=walnut")).await;
+    assert!(!page.is_empty() && !next_page.is_empty() && !search.is_empty() && !walnut.is_empty());
+    assert!(walnut.iter().all(|s| s.id != 42) && page.iter().any(|s| s.id == 42));
 
-    // A price change: the product, and its category's pages, searches and statistics.
+    // A price change: the product, the page that lists it, the searches its name can match and
+    // its category's statistics go; the next page and other searches stay cached.
     let (status, body, _) = call(
         router,
         Method::PUT,
@@ -141,39 +145,51 @@ async fn reads_are_cached_and_writes_invalidate_what_they_change() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let reads = service.db.reads();
+    let next_page_after: Vec<Summary> =
+        get(router, &format!("/categories/{category}/products?page=1")).await;
+    let walnut_after: Vec<Summary> =
+        get(router, &format!("/search?category={category}&q=walnut")).await;
+    assert_eq!((next_page_after, walnut_after), (next_page, walnut));
+    assert_eq!(
+        service.db.reads(),
+        reads,
+        "what does not show product 42 stayed cached"
+    );
     let changed: Product = get(router, "/products/42").await;
     assert_eq!(
         (changed.price_cents, changed.version),
         (1, first.version + 1)
     );
-    let stats_after: Value = get(router, &format!("/categories/{}/stats", first.category)).await;
+    let page_after: Vec<Summary> = get(router, &format!("/categories/{category}/products")).await;
+    let listed = page_after.iter().find(|s| s.id == 42).expect("listed");
+    assert_eq!(listed.price_cents, 1, "the page that lists 42 was reloaded");
+    let stats_after: Value = get(router, &format!("/categories/{category}/stats")).await;
     assert_eq!(
         stats_after["min_cents"], 1,
         "statistics recomputed: {stats_after} (was {stats})"
     );
-    let search_after: Vec<Summary> = get(
-        router,
-        &format!("/search?category={}&q=lamp", first.category),
-    )
-    .await;
+    let search_after: Vec<Summary> =
+        get(router, &format!("/search?category={category}&q=lamp")).await;
     assert_eq!(
         search_after[0].id, 42,
         "the cheapest now, and the normalised query shares the key"
     );
+    let (status, _, _) = call(router, Method::GET, "/search?category=1&q=%20", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a search needs a word");
 
     // A category re-priced: every product of it, and its pages.
     let (status, _, _) = call(
         router,
         Method::POST,
-        &format!("/categories/{}/reprice", first.category),
+        &format!("/categories/{category}/reprice"),
         Some(r#"{"percent":100}"#),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     let doubled: Product = get(router, "/products/42").await;
     assert_eq!(doubled.price_cents, 2);
-    let page_after: Vec<Summary> =
-        get(router, &format!("/categories/{}/products", first.category)).await;
+    let page_after: Vec<Summary> = get(router, &format!("/categories/{category}/products")).await;
     // The page's first product is 42 itself (re-priced to 1 above); the second was untouched.
     assert_eq!((page_after[0].id, page_after[0].price_cents), (42, 2));
     assert_eq!(page_after[1].id, page[1].id);
