@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::{Cache, CacheConfig, EntityMetrics, RateLimiter};
 
-use crate::db::{CATEGORIES, Db, PRODUCTS};
+use crate::db::Db;
 use crate::http::{App, router};
 use crate::load::{self, Load, Outcome};
 use crate::redis_setup;
@@ -35,13 +35,10 @@ pub async fn run(options: Options) -> Result<(), String> {
     println!("{}", redis.describe());
 
     let path = std::env::temp_dir().join(format!("catalog-demo-{}.db", std::process::id()));
-    let started = Instant::now();
-    let db = Db::create(&path, 4).map_err(|e| format!("cannot create the database: {}", e.0))?;
-    println!(
-        "SQLite at {}: {PRODUCTS} products in {CATEGORIES} categories, seeded in {:.1?}",
-        path.display(),
-        started.elapsed()
-    );
+    let (db, described) = Db::from_env(&path, 4)
+        .await
+        .map_err(|e| format!("cannot create the database: {}", e.0))?;
+    println!("{described}");
 
     let cache = match redis.url() {
         Some(url) => Some(start_cache(url).await?),

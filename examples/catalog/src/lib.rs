@@ -1,5 +1,6 @@
-//! A product catalog over SQLite, cached with cache-runtime: the service (`http`), its
-//! repository (`repo`) and database (`db`), and the load demo (`demo`, `load`).
+//! A product catalog over SQLite (or PostgreSQL: `DATABASE_URL`), cached with cache-runtime:
+//! the service (`http`), its repository (`repo`) and database (`db`), and the load demo
+//! (`demo`, `load`).
 
 pub mod db;
 pub mod demo;

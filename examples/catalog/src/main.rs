@@ -1,7 +1,8 @@
-//! A product catalog over SQLite, cached with cache-runtime.
+//! A product catalog over SQLite (or PostgreSQL: `DATABASE_URL`), cached with cache-runtime.
 //!
-//! `catalog demo [--seconds N] [--clients N]` starts the service in process, loads it without
-//! the cache and then with it, and prints one table. `catalog serve [--port P]` only serves.
+//! `catalog demo [--seconds N] [--warmup N] [--clients N]` starts the service in process, loads
+//! it without the cache and then with it, and prints one table. `catalog serve [--port P]` only
+//! serves.
 
 use std::process::ExitCode;
 
@@ -70,7 +71,8 @@ async fn serve(port: u16) -> Result<(), String> {
     let url =
         std::env::var("CACHE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let path = std::env::temp_dir().join("catalog.db");
-    let db = db::Db::create(&path, 4).map_err(|e| e.0)?;
+    let (db, described) = db::Db::from_env(&path, 4).await.map_err(|e| e.0)?;
+    println!("{described}");
     let cache = cache_runtime::Cache::new(
         cache_runtime::CacheConfig::builder()
             .redis_url(url)
@@ -79,6 +81,10 @@ async fn serve(port: u16) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
+    // The database was just seeded: nothing cached by an earlier run may be served.
+    if let Err(error) = cache.invalidate_all().await {
+        eprintln!("catalog: cannot reset the cache ({error}); serving anyway");
+    }
     cache_runtime::install(cache.clone()).map_err(|e| e.to_string())?;
     let app = http::App {
         catalog: repo::Catalog { db },

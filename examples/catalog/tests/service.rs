@@ -19,7 +19,7 @@ struct Service {
     router: Router,
     db: Db,
     _server: RedisServer,
-    _dir: TempDb,
+    _file: Option<TempDb>,
 }
 
 /// A database file removed at the end.
@@ -33,10 +33,15 @@ impl Drop for TempDb {
     }
 }
 
+/// The service over SQLite.
 async fn service(limit: u32) -> Service {
-    let server = RedisServer::start();
     let path = std::env::temp_dir().join(format!("catalog-test-{}-{limit}.db", std::process::id()));
     let db = Db::create(&path, 2).expect("database");
+    service_over(db, Some(TempDb(path)), limit).await
+}
+
+async fn service_over(db: Db, file: Option<TempDb>, limit: u32) -> Service {
+    let server = RedisServer::start();
     let cache = Cache::new(
         CacheConfig::builder()
             .redis_url(server.url())
@@ -64,7 +69,7 @@ async fn service(limit: u32) -> Service {
         router,
         db,
         _server: server,
-        _dir: TempDb(path),
+        _file: file,
     }
 }
 
@@ -110,7 +115,21 @@ async fn get<T: serde::de::DeserializeOwned>(router: &Router, uri: &str) -> T {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_cached_and_writes_invalidate_what_they_change() {
-    let service = service(10_000).await;
+    reads_cached_writes_invalidating(&service(10_000).await).await;
+}
+
+/// The same over PostgreSQL (`DATABASE_URL`, else the local server), in schema `catalog_test`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_postgresql() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1/test".to_owned());
+    let db = Db::create_postgres(&url, "catalog_test", 2)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {}", e.0));
+    reads_cached_writes_invalidating(&service_over(db, None, 10_000).await).await;
+}
+
+async fn reads_cached_writes_invalidating(service: &Service) {
     let router = &service.router;
 
     let first: Product = get(router, "/products/42").await;
