@@ -40,6 +40,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         .map_err(|e| format!("cannot create the database: {}", e.0))?;
     println!("{described}");
 
+    let prometheus = crate::http::install_prometheus();
     let cache = match redis.url() {
         Some(url) => Some(start_cache(url).await?),
         None => None,
@@ -58,6 +59,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         cache: cache.clone(),
         bypass: bypass.clone(),
         limiter,
+        prometheus,
     };
     let service = router(app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

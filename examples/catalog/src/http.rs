@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cache_runtime::{Cache, RateLimiter};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,6 +28,17 @@ pub struct App {
     /// Reads skip the cache (the demo's first half).
     pub bypass: Arc<AtomicBool>,
     pub limiter: Option<RateLimiter>,
+    /// Renders /metrics when a Prometheus recorder is installed ([`install_prometheus`]).
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+/// Installs the process's Prometheus recorder (before the `Cache` is built, so its latency
+/// histogram is recorded too); `None`, with a warning, if another recorder is installed.
+pub fn install_prometheus() -> Option<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .inspect_err(|error| tracing::warn!(%error, "no Prometheus recorder: /metrics shows the counters only"))
+        .ok()
 }
 
 impl App {
@@ -170,12 +182,31 @@ async fn health(State(app): State<App>) -> Response {
     }
 }
 
+/// Prometheus text: the database's query counters, then every cache metric (docs/metrics.md)
+/// through the exporter, or the per-entity counters when no recorder is installed.
 async fn metrics(State(app): State<App>) -> Response {
+    let db = &app.catalog.db;
     let mut out = format!(
-        "catalog_database_queries_total {}\n",
-        app.catalog.db.queries()
+        "# TYPE catalog_database_queries_total counter\n\
+         catalog_database_queries_total{{kind=\"read\"}} {}\n\
+         catalog_database_queries_total{{kind=\"write\"}} {}\n",
+        db.reads(),
+        db.writes()
     );
-    for m in app.cache.iter().flat_map(Cache::metrics) {
+    match &app.prometheus {
+        Some(handle) => {
+            if let Some(cache) = &app.cache {
+                cache.export_metrics();
+            }
+            out.push_str(&handle.render());
+        }
+        None => counters(app.cache.as_ref(), &mut out),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn counters(cache: Option<&Cache>, out: &mut String) {
+    for m in cache.iter().flat_map(|c| c.metrics()) {
         for (name, value) in [
             ("hits_total{tier=\"redis\"", m.hits),
             ("hits_total{tier=\"local\"", m.local_hits),
@@ -191,7 +222,6 @@ async fn metrics(State(app): State<App>) -> Response {
             ));
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// 429 with `Retry-After` once a client (`x-client-id`, else everyone together) is over its

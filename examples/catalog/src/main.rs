@@ -73,6 +73,7 @@ async fn serve(port: u16) -> Result<(), String> {
     let path = std::env::temp_dir().join("catalog.db");
     let (db, described) = db::Db::from_env(&path, 4).await.map_err(|e| e.0)?;
     println!("{described}");
+    let prometheus = http::install_prometheus();
     let cache = cache_runtime::Cache::new(
         cache_runtime::CacheConfig::builder()
             .redis_url(url)
@@ -91,6 +92,7 @@ async fn serve(port: u16) -> Result<(), String> {
         cache: Some(cache),
         bypass: std::sync::Arc::default(),
         limiter: None,
+        prometheus,
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await

@@ -1,7 +1,7 @@
 //! The catalog service against a real redis-server: reads are cached, every write invalidates
 //! what it changes, and a client over its limit gets 429 with Retry-After.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -10,8 +10,9 @@ use axum::http::{Method, Request, StatusCode, header};
 use cache_runtime::{Cache, CacheConfig, RateLimiter};
 use cache_tests::RedisServer;
 use catalog::db::{Db, Product, Summary};
-use catalog::http::{App, router};
+use catalog::http::{App, install_prometheus, router};
 use catalog::repo::Catalog;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -40,7 +41,15 @@ async fn service(limit: u32) -> Service {
     service_over(db, Some(TempDb(path)), limit).await
 }
 
+/// The process's Prometheus recorder, installed before the first cache is built.
+fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(install_prometheus).clone()
+}
+
 async fn service_over(db: Db, file: Option<TempDb>, limit: u32) -> Service {
+    let prometheus = prometheus();
+    assert!(prometheus.is_some(), "the recorder installs");
     let server = RedisServer::start();
     let cache = Cache::new(
         CacheConfig::builder()
@@ -57,6 +66,7 @@ async fn service_over(db: Db, file: Option<TempDb>, limit: u32) -> Service {
         cache: Some(cache.clone()),
         bypass: Arc::default(),
         limiter: Some(limiter),
+        prometheus,
     };
     // Scoped, not installed: each test has its own cache.
     let router = router(app).layer(axum::middleware::from_fn(
@@ -219,6 +229,25 @@ async fn reads_cached_writes_invalidating(service: &Service) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, _) = call(router, Method::GET, "/products/42", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // /metrics: the database's counters, and the cache's through the Prometheus exporter.
+    let (status, body, _) = call(router, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body).expect("text");
+    let line = |start: &str, has: &str| {
+        text.lines()
+            .any(|l| l.starts_with(start) && l.contains(has))
+    };
+    assert!(
+        line("catalog_database_queries_total{kind=\"read\"}", " "),
+        "{text}"
+    );
+    assert!(line("cache_hits_total{", "entity=\"product\""), "{text}");
+    assert!(
+        line("cache_loader_calls_total{", "entity=\"search\""),
+        "{text}"
+    );
+    assert!(line("cache_redis_operation_seconds", ""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
