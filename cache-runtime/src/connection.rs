@@ -1,20 +1,39 @@
-//! The connection pool: N lazily connected, auto-reconnecting multiplexed connections.
+//! The connection pool: N lazily connected multiplexed connections, each replaced when it fails.
 //!
-//! Each slot holds a redis `ConnectionManager` created lazily, so building a cache never
-//! blocks or fails because Redis is down. The manager's own retry series is cut to one attempt:
-//! callers are bounded by the operation timeout and the breaker decides when to try again.
+//! A slot connects on first use, so building a cache never blocks or fails because Redis is
+//! down. Callers send on a clone of the slot's `MultiplexedConnection` itself, which is what
+//! hand-written redis-rs code does: a `ConnectionManager` would add, per command, a boxed
+//! future, a shared-future poll and two reference-count round trips on state every core
+//! shares, measurably slower on the hit path (BENCHMARKS.md). What the manager does on top,
+//! reconnecting, happens here: a connection that reported an I/O error, timed out or had its
+//! credentials refused is replaced by a fresh slot, which the next caller connects (one
+//! attempt; callers are bounded by the operation timeout and the breaker decides when to try
+//! again).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::OnceCell;
 
 struct Slot {
     /// Bumped on every replacement.
     generation: u64,
-    manager: ConnectionManager,
+    /// Connected by the first caller that needs it; a failed attempt leaves it empty for the
+    /// next caller to try.
+    connection: OnceCell<MultiplexedConnection>,
+}
+
+impl Slot {
+    fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            connection: OnceCell::new(),
+        }
+    }
 }
 
 /// Which connection a caller got, and which incarnation of it.
@@ -27,7 +46,7 @@ pub(crate) struct Ticket {
 /// Round-robin pool of connections; one type whatever the topology behind it.
 pub(crate) struct Pool {
     client: redis::Client,
-    manager_config: ConnectionManagerConfig,
+    config: AsyncConnectionConfig,
     /// Read on every call without a lock (arc-swap); replaced rarely, under `replacing`.
     slots: Box<[ArcSwap<Slot>]>,
     replacing: Mutex<()>,
@@ -43,78 +62,88 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool of `size` connections to `url`. Must run inside a Tokio runtime.
+    /// A pool of `size` connections to `url`, none connected yet.
     pub(crate) fn new(url: &str, size: usize, timeout: Duration) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         // No response timeout: every call already runs under the operation timeout, and a
         // second timer per command costs throughput. A connection whose command timed out is
         // replaced instead (see `replace`), which is what the response timeout would trigger.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout.saturating_mul(2)))
             .set_response_timeout(None);
         let slots = (0..size.max(1))
-            .map(|_| {
-                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone()).map(
-                    |manager| {
-                        ArcSwap::from_pointee(Slot {
-                            generation: 0,
-                            manager,
-                        })
-                    },
-                )
-            })
-            .collect::<Result<_, _>>()?;
+            .map(|_| ArcSwap::from_pointee(Slot::new(0)))
+            .collect();
         Ok(Self {
             client,
-            manager_config,
+            config,
             slots,
             replacing: Mutex::new(()),
             next: AtomicUsize::new(0),
         })
     }
 
-    /// The next connection in turn, with a ticket for [`Self::replace`].
-    pub(crate) fn connection(&self) -> (Ticket, ConnectionManager) {
+    /// The next connection in turn (connecting it if needed), with a ticket for
+    /// [`Self::replace`].
+    pub(crate) async fn connection(
+        &self,
+    ) -> Result<(Ticket, MultiplexedConnection), (Ticket, redis::RedisError)> {
         // One slot (the default): no turn to take, and no counter for the cores to fight over.
         let index = match self.slots.len() {
             1 => 0,
             len => self.next.fetch_add(1, Ordering::Relaxed) % len,
         };
-        let slot = self.slots[index].load();
+        {
+            let slot = self.slots[index].load();
+            if let Some(connection) = slot.connection.get() {
+                let ticket = Ticket {
+                    index,
+                    generation: slot.generation,
+                };
+                return Ok((ticket, connection.clone()));
+            }
+        }
+        // On the heap: connecting is rare, and its future is most of a command's.
+        Box::pin(self.connect(index)).await
+    }
+
+    /// Connects slot `index` (or waits for the caller connecting it).
+    async fn connect(
+        &self,
+        index: usize,
+    ) -> Result<(Ticket, MultiplexedConnection), (Ticket, redis::RedisError)> {
+        let slot = self.slots[index].load_full();
         let ticket = Ticket {
             index,
             generation: slot.generation,
         };
-        (ticket, slot.manager.clone())
+        match slot
+            .connection
+            .get_or_try_init(|| {
+                self.client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+            })
+            .await
+        {
+            Ok(connection) => Ok((ticket, connection.clone())),
+            Err(error) => Err((ticket, error)),
+        }
     }
 
-    /// Replaces the connection a ticket was issued for with a fresh lazy one, unless another
-    /// caller replaced it already (so a burst of failures replaces it once).
+    /// Replaces the connection a ticket was issued for with a fresh unconnected one, unless
+    /// another caller replaced it already (so a burst of failures replaces it once).
     ///
-    /// Two failures call for this: a command that timed out (the connection may be hung with
-    /// no I/O error ever coming), and rejected credentials (a manager whose connection attempt
-    /// failed that way repeats the error forever; a fresh one heals once the server is fixed).
+    /// Three failures call for this: an I/O error (the connection is gone: a Redis restart, a
+    /// reset), a command that timed out (the connection may be hung with no I/O error ever
+    /// coming), and rejected credentials (a fresh connection heals once the server is fixed).
     pub(crate) fn replace(&self, ticket: Ticket) {
         let _replacing = self
             .replacing
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.slots[ticket.index].load();
-        if current.generation != ticket.generation {
-            return;
-        }
-        match ConnectionManager::new_lazy_with_config(
-            self.client.clone(),
-            self.manager_config.clone(),
-        ) {
-            Ok(manager) => {
-                self.slots[ticket.index].store(Arc::new(Slot {
-                    generation: current.generation + 1,
-                    manager,
-                }));
-            }
-            Err(error) => tracing::warn!(%error, "could not recreate a Redis connection"),
+        if current.generation == ticket.generation {
+            self.slots[ticket.index].store(Arc::new(Slot::new(current.generation + 1)));
         }
     }
 }

@@ -41,6 +41,15 @@ enum FromRedis<L> {
     Unavailable,
 }
 
+/// What a read that did not end in a hit knows.
+struct Missed<L> {
+    fallback: Option<Fallback<L>>,
+    id_token: Option<u64>,
+    redis_up: bool,
+    /// The local tier's generation before anything was fetched.
+    seen: u64,
+}
+
 /// How the loaded value may be stored.
 enum Guard {
     /// Under this lease: a write or invalidation during the load voids it.
@@ -109,9 +118,13 @@ impl Cache {
             tier = field::Empty,
             outcome = field::Empty,
         );
-        self.read_through_steps(key, policy, errors, loader, &span)
-            .instrument(span.clone())
-            .await
+        let steps = self.read_through_steps(key, policy, errors, loader, &span);
+        // A disabled span (DEBUG off) records nothing: entering and leaving it at every poll
+        // would cost the hit path for nothing.
+        match span.is_disabled() {
+            true => steps.await,
+            false => steps.instrument(span.clone()).await,
+        }
     }
 
     async fn read_through_steps<L, E, Fut>(
@@ -126,7 +139,6 @@ impl Cache {
         L: Loaded,
         Fut: Future<Output = Result<L, E>>,
     {
-        let counters = key.entity().counters();
         let local = self.local_tier(policy);
         // Before anything is fetched: a removal after this keeps what this call fetched out of
         // the local tier.
@@ -138,7 +150,7 @@ impl Cache {
             served(span, "local", "hit");
             return Ok(hit);
         }
-        let (mut fallback, id_token, redis_up) =
+        let (fallback, id_token, redis_up) =
             match self.look_up_in_redis::<L>(key, policy, local, seen).await {
                 FromRedis::Fresh(value) => {
                     served(span, "redis", "hit");
@@ -147,6 +159,46 @@ impl Cache {
                 FromRedis::Load { fallback, id_token } => (fallback, id_token, true),
                 FromRedis::Unavailable => (None, None, false),
             };
+        // On the heap: the steps of a miss are most of this future's size, and a hit would
+        // otherwise move them at every await.
+        Box::pin(self.after_miss(
+            key,
+            policy,
+            errors,
+            loader,
+            span,
+            Missed {
+                fallback,
+                id_token,
+                redis_up,
+                seen,
+            },
+        ))
+        .await
+    }
+
+    /// Everything after a miss (or an old value, or Redis unavailable): join the flight, take
+    /// the lease, load, store.
+    async fn after_miss<L, E, Fut>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        errors: Option<ErrorSharing<E>>,
+        loader: Fut,
+        span: &Span,
+        missed: Missed<L>,
+    ) -> Result<L, E>
+    where
+        L: Loaded,
+        Fut: Future<Output = Result<L, E>>,
+    {
+        let Missed {
+            mut fallback,
+            id_token,
+            redis_up,
+            seen,
+        } = missed;
+        let counters = key.entity().counters();
         if policy.refresh {
             // A refresh runs its own load: what a load in flight read may be what it replaces.
             self.inner.flights.detach_key(key.as_str());

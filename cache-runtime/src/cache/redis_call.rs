@@ -35,7 +35,7 @@ impl<'a> From<&'a Pipeline> for Request<'a> {
 impl Request<'_> {
     async fn send<T: FromRedisValue>(
         self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut redis::aio::MultiplexedConnection,
     ) -> RedisResult<T> {
         match self {
             Self::Cmd(cmd) => cmd.query_async(conn).await,
@@ -66,20 +66,29 @@ impl Cache {
         self.keep_tasks_alive();
         let inner = &*self.inner;
         let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
-        let (ticket, mut conn) = inner.pool.connection();
+        let pool = &inner.pool;
+        // The connection the request last went on, to replace if it failed.
+        let mut used = None;
         let attempt = async {
+            let (ticket, mut conn) = pool.connection().await.map_err(|(ticket, error)| {
+                used = Some(ticket);
+                error
+            })?;
+            used = Some(ticket);
             match request.send(&mut conn).await {
                 // A connection left over from before a Redis restart reports its death once
-                // (refused, reset, broken pipe); the manager has started a fresh connection by
-                // then, so the request goes once more on it. Every request the cache sends is
-                // idempotent, so one that did reach the old server is safe to repeat. Without
-                // this, the breaker's probe after a restart failed on the dead socket and
-                // reopened it for a whole cooldown.
-                Err(error)
-                    if error.is_connection_refusal()
-                        || error.is_connection_dropped()
-                        || error.is_io_error() =>
-                {
+                // (refused, reset, broken pipe): the request goes once more on a fresh one.
+                // Every request the cache sends is idempotent, so one that did reach the old
+                // server is safe to repeat. Without this, the breaker's probe after a restart
+                // failed on the dead socket and reopened it for a whole cooldown.
+                Err(error) if is_dead_connection(&error) => {
+                    pool.replace(ticket);
+                    let (ticket, mut conn) =
+                        pool.connection().await.map_err(|(ticket, error)| {
+                            used = Some(ticket);
+                            error
+                        })?;
+                    used = Some(ticket);
                     request.send(&mut conn).await
                 }
                 other => other,
@@ -100,9 +109,14 @@ impl Cache {
                 },
                 started.elapsed(),
             );
+        let replace = |used: Option<_>| {
+            if let Some(ticket) = used {
+                pool.replace(ticket);
+            }
+        };
         match result {
             Err(_) => {
-                inner.pool.replace(ticket);
+                replace(used);
                 let cause = format!("no answer within {:?}", inner.config.operation_timeout);
                 inner.breaker.record(permit, Err(&cause));
                 Err(CacheError::Timeout(inner.config.operation_timeout))
@@ -112,8 +126,8 @@ impl Cache {
                 Ok(value)
             }
             Ok(Err(error)) => {
-                if is_authentication(&error) {
-                    inner.pool.replace(ticket);
+                if is_authentication(&error) || is_dead_connection(&error) {
+                    replace(used);
                 }
                 let error = CacheError::from_redis(error);
                 let outcome = match error.is_connection_class() {
@@ -125,4 +139,12 @@ impl Cache {
             }
         }
     }
+}
+
+/// The connection an error came from is unusable: the next request needs a fresh one.
+fn is_dead_connection(error: &redis::RedisError) -> bool {
+    error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_io_error()
+        || error.is_unrecoverable_error()
 }

@@ -161,7 +161,19 @@ impl Cache {
         if let Some(mark) = cell.trusted(session) {
             return Ok(mark);
         }
-        let mark_key = mark_key();
+        // On the heap: a round trip here is rare, and its future would otherwise grow every
+        // read's.
+        Box::pin(self.read_mark(entity, cell, mark_key(), session)).await
+    }
+
+    async fn read_mark(
+        &self,
+        entity: &Entity,
+        cell: &MarkCell,
+        mark_key: String,
+        session: u64,
+    ) -> Result<u64, CacheError> {
+        let marks = &self.inner.marks;
         let mut read = redis::pipe();
         read.cmd("GET")
             .arg(&mark_key)
