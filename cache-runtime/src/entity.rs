@@ -56,7 +56,7 @@ impl Entity {
         CacheKey {
             key: self.inner.prefix.key(id),
             variant_at: None,
-            entity: self.clone(),
+            entity: EntityRef::Owned(self.clone()),
         }
     }
 
@@ -70,7 +70,7 @@ impl Entity {
         CacheKey {
             key,
             variant_at: Some(variant_at),
-            entity: self.clone(),
+            entity: EntityRef::Owned(self.clone()),
         }
     }
 
@@ -80,7 +80,23 @@ impl Entity {
         CacheKey {
             key,
             variant_at,
-            entity: self.clone(),
+            entity: EntityRef::Owned(self.clone()),
+        }
+    }
+
+    /// [`Self::key_from_escaped`] for an entity that lives as long as the program (an
+    /// annotated function's, kept in its static site): the key borrows it, so building and
+    /// dropping a key touches no reference count the cores share.
+    pub(crate) fn static_key_from_escaped(
+        &'static self,
+        id: &str,
+        variant: Option<&str>,
+    ) -> CacheKey {
+        let (key, variant_at) = self.inner.prefix.key_from_escaped(id, variant);
+        CacheKey {
+            key,
+            variant_at,
+            entity: EntityRef::Static(self),
         }
     }
 
@@ -138,7 +154,25 @@ pub struct CacheKey {
     key: String,
     /// Offset of the `:` before the variant, for keys with one.
     variant_at: Option<usize>,
-    entity: Entity,
+    entity: EntityRef,
+}
+
+/// A key's entity: borrowed for ever when it can be (see [`Entity::static_key_from_escaped`]).
+#[derive(Clone)]
+enum EntityRef {
+    Static(&'static Entity),
+    Owned(Entity),
+}
+
+impl std::ops::Deref for EntityRef {
+    type Target = Entity;
+
+    fn deref(&self) -> &Entity {
+        match self {
+            Self::Static(entity) => entity,
+            Self::Owned(entity) => entity,
+        }
+    }
 }
 
 impl CacheKey {

@@ -77,11 +77,14 @@ impl EntitySite {
         }
     }
 
-    /// `f` of the entity for `cache`; the usual case borrows it, touching no reference count.
-    fn with_entity<R>(&self, cache: &Cache, f: impl FnOnce(&Entity) -> R) -> Option<R> {
+    /// The key of `id` and `variant` under the entity for `cache`; the usual case borrows the
+    /// entity from this (static) site, touching no reference count.
+    fn key(&'static self, cache: &Cache, id: &str, variant: Option<&str>) -> Option<CacheKey> {
         match self.first.get().filter(|(id, _)| *id == cache.id()) {
-            Some((_, entity)) => Some(f(entity)),
-            None => self.entity(cache).as_ref().map(f),
+            Some((_, entity)) => Some(entity.static_key_from_escaped(id, variant)),
+            None => self
+                .entity(cache)
+                .map(|entity| entity.key_from_escaped(id, variant)),
         }
     }
 
@@ -165,7 +168,7 @@ impl Prepared {
 static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// The cache, key and tags for a read, or `None` to run the body uncached.
-fn prepare(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
+fn prepare(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let refresh = match global::mode() {
         Mode::Normal => false,
         Mode::Refresh => true,
@@ -180,7 +183,7 @@ fn prepare(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
 
 /// The cache, key and tags for a write, which applies in every mode (`uncached` only bypasses
 /// reads).
-fn prepare_write(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
+fn prepare_write(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let key = key?;
     let Some(cache) = global::in_effect() else {
         if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
@@ -190,9 +193,7 @@ fn prepare_write(site: &ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
         }
         return None;
     };
-    let cache_key = site.entity.with_entity(&cache, |entity| {
-        entity.key_from_escaped(&key.id, key.variant.as_deref())
-    })?;
+    let cache_key = site.entity.key(&cache, &key.id, key.variant.as_deref())?;
     Some(Prepared {
         cache,
         key: cache_key,
@@ -225,7 +226,7 @@ where
 /// refresh is returned at once and, when `spawner` is given, one background task refreshes it;
 /// without one, the caller that claims the refresh runs it.
 pub async fn cached_result<T, E, F>(
-    site: &ValueSite,
+    site: &'static ValueSite,
     key: Option<KeyParts>,
     errors: Option<ErrorSharing<E>>,
     spawner: Option<Spawner<F>>,
@@ -244,7 +245,11 @@ where
 }
 
 /// `#[cached]` on a function returning `Option<T>`: caches `Some`, and `None` with `cache_none`.
-pub async fn cached_option<T, F>(site: &ValueSite, key: Option<KeyParts>, body: F) -> Option<T>
+pub async fn cached_option<T, F>(
+    site: &'static ValueSite,
+    key: Option<KeyParts>,
+    body: F,
+) -> Option<T>
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Option<T>>,
@@ -262,7 +267,7 @@ where
 }
 
 /// `#[cached]` on a function returning any other `T`.
-pub async fn cached_value<T, F>(site: &ValueSite, key: Option<KeyParts>, body: F) -> T
+pub async fn cached_value<T, F>(site: &'static ValueSite, key: Option<KeyParts>, body: F) -> T
 where
     T: Serialize + DeserializeOwned,
     F: Future<Output = T>,
@@ -317,7 +322,7 @@ impl<T: Serialize> PutValue for PutPlain<'_, T> {
 }
 
 /// `#[cache_put]`: stores what the body returned (never changes the result).
-pub async fn put<P: PutValue>(site: &ValueSite, key: Option<KeyParts>, returned: P) {
+pub async fn put<P: PutValue>(site: &'static ValueSite, key: Option<KeyParts>, returned: P) {
     let Some(value) = returned.put_value() else {
         return;
     };
