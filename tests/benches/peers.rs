@@ -10,7 +10,8 @@
 //! process of this binary, so each table has its own redis-server and runtime.
 //!
 //! `cargo bench -p cache-tests --bench peers` (`PEERS_ROUNDS`, `PEERS_ROUND_MS` to change the
-//! 5 rounds of 1,000 ms; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
+//! 9 rounds of 1,000 ms: rounds on a shared two-core machine differ by ±10 %, so the median
+//! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -263,7 +264,7 @@ async fn run(runtime_name: &str) {
         return;
     }
 
-    let rounds = env_number("PEERS_ROUNDS", 5).max(1) as usize;
+    let rounds = env_number("PEERS_ROUNDS", 9).max(1) as usize;
     let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
     // [setup][task count] -> per-round calls/s.
     let mut figures = vec![vec![Vec::new(); TASK_COUNTS.len()]; setups.len()];
