@@ -89,10 +89,10 @@ impl Entity {
     /// dropping a key touches no reference count the cores share.
     pub(crate) fn static_key_from_escaped(
         &'static self,
-        id: &str,
+        id: String,
         variant: Option<&str>,
     ) -> CacheKey {
-        let (key, variant_at) = self.inner.prefix.key_from_escaped(id, variant);
+        let (key, variant_at) = self.inner.prefix.key_from_escaped_id(id, variant);
         CacheKey {
             key,
             variant_at,

@@ -147,6 +147,23 @@ impl EntityPrefix {
         (key, variant_at)
     }
 
+    /// [`Self::key_from_escaped`] reusing the id's buffer (one allocation per key on the
+    /// macros' path: [`KeyWriter`](crate::__private::KeyWriter) reserves room for the prefix).
+    pub(crate) fn key_from_escaped_id(
+        &self,
+        mut id: String,
+        variant: Option<&str>,
+    ) -> (String, Option<usize>) {
+        id.insert_str(0, &self.prefix);
+        let variant_at = variant.map(|variant| {
+            let at = id.len();
+            id.push(':');
+            id.push_str(variant);
+            at
+        });
+        (id, variant_at)
+    }
+
     /// The key of an id and optional variant that are already escaped (built by
     /// [`KeyWriter`](crate::__private::KeyWriter)); returns the key and, with a variant, the
     /// offset of the `:` before it.

@@ -25,9 +25,13 @@ use crate::ttl::Ttl;
 #[must_use]
 pub struct KeyWriter(String);
 
+/// Room for a whole key: an id is rendered into the buffer that then becomes its key, the
+/// entity prefix inserted in front without another allocation.
+const KEY_CAPACITY: usize = 64;
+
 impl KeyWriter {
     pub fn new() -> Self {
-        Self(String::new())
+        Self(String::with_capacity(KEY_CAPACITY))
     }
 
     /// Literal template text (checked at compile time to need no escaping).
@@ -79,12 +83,16 @@ impl EntitySite {
 
     /// The key of `id` and `variant` under the entity for `cache`; the usual case borrows the
     /// entity from this (static) site, touching no reference count.
-    fn key(&'static self, cache: &Cache, id: &str, variant: Option<&str>) -> Option<CacheKey> {
-        match self.first.get().filter(|(id, _)| *id == cache.id()) {
+    fn key(&'static self, cache: &Cache, id: String, variant: Option<&str>) -> Option<CacheKey> {
+        match self
+            .first
+            .get()
+            .filter(|(cache_id, _)| *cache_id == cache.id())
+        {
             Some((_, entity)) => Some(entity.static_key_from_escaped(id, variant)),
             None => self
                 .entity(cache)
-                .map(|entity| entity.key_from_escaped(id, variant)),
+                .map(|entity| entity.key_from_escaped(&id, variant)),
         }
     }
 
@@ -193,7 +201,7 @@ fn prepare_write(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prep
         }
         return None;
     };
-    let cache_key = site.entity.key(&cache, &key.id, key.variant.as_deref())?;
+    let cache_key = site.entity.key(&cache, key.id, key.variant.as_deref())?;
     Some(Prepared {
         cache,
         key: cache_key,
