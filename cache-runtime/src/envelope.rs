@@ -19,6 +19,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use twox_hash::XxHash3_64;
+
 const FORMAT: u8 = 2;
 const CHECKSUM_LEN: usize = 8;
 const HEADER_LEN: usize = 31;
@@ -143,7 +145,7 @@ impl Header {
             }
         }
         out.extend_from_slice(payload);
-        let checksum = xxhash_rust::xxh3::xxh3_64(&out);
+        let checksum = XxHash3_64::oneshot(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         out
     }
@@ -154,7 +156,7 @@ impl Header {
         let (bytes, checksum) = bytes
             .split_last_chunk::<CHECKSUM_LEN>()
             .ok_or("value shorter than the envelope")?;
-        if xxhash_rust::xxh3::xxh3_64(bytes) != u64::from_le_bytes(*checksum) {
+        if XxHash3_64::oneshot(bytes) != u64::from_le_bytes(*checksum) {
             return Err("checksum mismatch: the stored value is corrupt");
         }
         let (head, mut rest) = bytes
@@ -252,6 +254,19 @@ mod tests {
             ["category:7", "brand:%3A"]
         );
         assert_eq!(envelope.payload, b"p");
+    }
+
+    /// Values stored by earlier releases (checksummed with xxhash-rust) still verify.
+    #[test]
+    fn the_checksum_is_the_xxh3_of_earlier_releases() {
+        for len in 0..4_096_usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            assert_eq!(
+                XxHash3_64::oneshot(&bytes),
+                xxhash_rust::xxh3::xxh3_64(&bytes),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
