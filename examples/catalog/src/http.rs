@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::db::DbError;
+use crate::db::{DbError, NewProduct};
 use crate::repo::Catalog;
 use crate::search::Search;
 
@@ -53,6 +53,7 @@ impl App {
 
 pub fn router(app: App) -> Router {
     Router::new()
+        .route("/products", post(create))
         .route("/products/{id}", get(product).delete(delete))
         .route("/products/{id}/price", put(set_price))
         .route("/categories/{id}/products", get(listing))
@@ -121,6 +122,13 @@ async fn search(State(app): State<App>, Query(q): Query<SearchQuery>) -> Respons
 async fn stats(State(app): State<App>, Path(category): Path<u32>) -> Response {
     match app.read(app.catalog.price_stats(category)).await {
         Ok(stats) => Json(stats).into_response(),
+        Err(error) => db_error(error),
+    }
+}
+
+async fn create(State(app): State<App>, Json(new): Json<NewProduct>) -> Response {
+    match app.catalog.create(new).await {
+        Ok(product) => (StatusCode::CREATED, Json(product)).into_response(),
         Err(error) => db_error(error),
     }
 }

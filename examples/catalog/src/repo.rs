@@ -5,9 +5,9 @@
 //! (`page:{category}:{page}`, `word:{category}:{word}`); everything listing a category also
 //! carries `category:{category}`, for the writes that change a whole category.
 
-use cache_runtime::{cached, invalidates};
+use cache_runtime::{cache_put, cached, invalidates};
 
-use crate::db::{Db, DbError, PriceStats, Product, Summary};
+use crate::db::{Db, DbError, NewProduct, PriceStats, Product, Summary, Written};
 use crate::search::Search;
 
 /// The catalog's reads and writes over its database.
@@ -67,16 +67,45 @@ impl Catalog {
     /// product, its page, the searches its name can match and its category's statistics go.
     #[invalidates(entity = "product", key = "{id}")]
     pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Product>, DbError> {
-        let Some(change) = self.db.set_price(id, price_cents).await? else {
+        let Some(written) = self.db.set_price(id, price_cents).await? else {
             return Ok(None);
         };
-        let category = change.product.category;
-        self.page_changed(category, change.page()).await;
-        for word in Search::words_of(&change.product.name) {
+        self.listed_product_changed(&written).await;
+        Ok(Some(written.product))
+    }
+
+    /// A new product: one query; what lists it goes, and the product itself is written
+    /// through, so its first reader finds it cached. (Only a new id is safe to write through:
+    /// two concurrent writes of one product could store the older value last, so changes
+    /// invalidate instead.)
+    pub async fn create(&self, new: NewProduct) -> Result<Product, DbError> {
+        let written = self.db.insert(new).await?;
+        self.listed_product_changed(&written).await;
+        let id = written.product.id;
+        self.write_through(id, Some(written.product.clone()))
+            .await?;
+        Ok(written.product)
+    }
+
+    /// Stores `product` as [`Self::product`] caches it (an `Option`, so the types match).
+    #[cache_put(entity = "product", ttl = "medium", key = "{id}")]
+    async fn write_through(
+        &self,
+        id: u64,
+        product: Option<Product>,
+    ) -> Result<Option<Product>, DbError> {
+        Ok(product)
+    }
+
+    /// The page that lists `written`, the searches its name can match and its category's
+    /// statistics are out of date.
+    async fn listed_product_changed(&self, written: &Written) {
+        let category = written.product.category;
+        self.page_changed(category, written.page()).await;
+        for word in Search::words_of(&written.product.name) {
             self.word_changed(category, &word).await;
         }
         self.stats_changed(category).await;
-        Ok(Some(change.product))
     }
 
     #[invalidates(entity = "product_list", tags = ["page:{category}:{page}"])]

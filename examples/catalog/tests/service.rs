@@ -207,6 +207,34 @@ async fn reads_cached_writes_invalidating(service: &Service) {
     let (status, _, _) = call(router, Method::GET, "/search?category=1&q=%20", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a search needs a word");
 
+    // A new product: written through (its first read costs no query), and listed on the
+    // category's last page, which was cached before.
+    let last_page = format!("/categories/{category}/products?page=12");
+    let before: Vec<Summary> = get(router, &last_page).await;
+    let (status, body, _) = call(
+        router,
+        Method::POST,
+        "/products",
+        Some(&format!(
+            r#"{{"category":{category},"name":"Copper lamp","description":"New.","price_cents":999}}"#
+        )),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let created: Product = serde_json::from_slice(&body).expect("JSON");
+    let reads = service.db.reads();
+    let read_back: Product = get(router, &format!("/products/{}", created.id)).await;
+    assert_eq!(read_back, created);
+    assert_eq!(service.db.reads(), reads, "written through: no query");
+    let after: Vec<Summary> = get(router, &last_page).await;
+    assert!(before.iter().all(|s| s.id != created.id), "{before:?}");
+    assert!(after.iter().any(|s| s.id == created.id), "{after:?}");
+
     // A category re-priced: every product of it, and its pages.
     let (status, _, _) = call(
         router,

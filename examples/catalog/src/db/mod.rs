@@ -49,6 +49,15 @@ impl Product {
     }
 }
 
+/// A product to add: everything but its id and version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewProduct {
+    pub category: u32,
+    pub name: String,
+    pub description: String,
+    pub price_cents: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub id: u64,
@@ -80,15 +89,15 @@ impl PriceStats {
     }
 }
 
-/// What a price change returns: the product as written, and its position in its category's
-/// listing (which page shows the old price).
+/// What a write returns: the product as written, and its position in its category's listing
+/// (which page shows it).
 #[derive(Debug, Clone, PartialEq)]
-pub struct PriceChange {
+pub struct Written {
     pub product: Product,
     pub position: u32,
 }
 
-impl PriceChange {
+impl Written {
     /// The listing page (from 0) the product is on.
     pub fn page(&self) -> u32 {
         self.position / PAGE_SIZE
@@ -269,12 +278,14 @@ impl Db {
 
     /// Sets a price, in one statement that also returns the product as written and its
     /// position in its category's listing; `None` for an unknown product.
-    pub async fn set_price(
-        &self,
-        id: u64,
-        price_cents: u32,
-    ) -> Result<Option<PriceChange>, DbError> {
+    pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Written>, DbError> {
         on_backend!(self, writes, |store| store.set_price(id, price_cents))
+    }
+
+    /// Adds a product (the next id, version 1), in one statement that also returns its
+    /// position in its category's listing.
+    pub async fn insert(&self, new: NewProduct) -> Result<Written, DbError> {
+        on_backend!(self, writes, |store| store.insert(&new))
     }
 
     /// Moves every price of a category by `percent`; returns how many changed.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbError, PAGE_SIZE, PRODUCTS, PriceChange, Product, Summary};
+use super::{DbError, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
 
 impl From<rusqlite::Error> for DbError {
     fn from(error: rusqlite::Error) -> Self {
@@ -136,7 +136,7 @@ impl Sqlite {
         &self,
         id: u64,
         price_cents: u32,
-    ) -> Result<Option<PriceChange>, DbError> {
+    ) -> Result<Option<Written>, DbError> {
         self.run(move |c| {
             c.prepare_cached(
                 "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1
@@ -144,13 +144,26 @@ impl Sqlite {
                      (SELECT COUNT(*) FROM products AS earlier
                       WHERE earlier.category = products.category AND earlier.id < products.id)",
             )?
-            .query_row(params![id, price_cents], |row| {
-                Ok(PriceChange {
-                    product: product(row)?,
-                    position: row.get(6)?,
-                })
-            })
+            .query_row(params![id, price_cents], written)
             .optional()
+        })
+        .await
+    }
+
+    pub(super) async fn insert(&self, new: &NewProduct) -> Result<Written, DbError> {
+        let new = new.clone();
+        self.run(move |c| {
+            c.prepare_cached(
+                "INSERT INTO products (category, name, description, price_cents, version)
+                 VALUES (?1, ?2, ?3, ?4, 1)
+                 RETURNING id, category, name, description, price_cents, version,
+                     (SELECT COUNT(*) FROM products AS earlier
+                      WHERE earlier.category = products.category AND earlier.id < products.id)",
+            )?
+            .query_row(
+                params![new.category, new.name, new.description, new.price_cents],
+                written,
+            )
         })
         .await
     }
@@ -188,6 +201,13 @@ fn product(row: &rusqlite::Row<'_>) -> Result<Product, rusqlite::Error> {
         description: row.get(3)?,
         price_cents: row.get(4)?,
         version: row.get(5)?,
+    })
+}
+
+fn written(row: &rusqlite::Row<'_>) -> Result<Written, rusqlite::Error> {
+    Ok(Written {
+        product: product(row)?,
+        position: row.get(6)?,
     })
 }
 
