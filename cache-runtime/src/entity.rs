@@ -199,6 +199,11 @@ impl CacheKey {
         lease_key(&self.key)
     }
 
+    /// Whether the key has a variant (and so a variants token to be valid under).
+    pub(crate) fn has_variant(&self) -> bool {
+        self.variant_at.is_some()
+    }
+
     /// For a key with a variant, the key of its id's variants token.
     pub(crate) fn variants_token_key(&self) -> Option<String> {
         self.variant_at

@@ -99,7 +99,7 @@ impl Cache {
         loop {
             tokio::time::sleep(poll).await;
             let (lease_left, bytes, id_token): (i64, Option<Vec<u8>>, Option<u64>) =
-                if key.variants_token_key().is_some() {
+                if key.has_variant() {
                     self.redis(key.entity(), &pipeline).await.ok()?
                 } else {
                     let (lease_left, bytes) = self.redis(key.entity(), &pipeline).await.ok()?;

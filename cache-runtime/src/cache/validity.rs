@@ -39,8 +39,7 @@ impl Cache {
         tags: Tags<'_>,
         id_token: Option<u64>,
     ) -> Result<bool, CacheError> {
-        if key.variants_token_key().is_some() && (id_token.is_none() || header.id_token != id_token)
-        {
+        if key.has_variant() && (id_token.is_none() || header.id_token != id_token) {
             return Ok(false);
         }
         let entity = key.entity();
