@@ -84,10 +84,8 @@ impl Pool {
     }
 
     /// The next connection in turn (connecting it if needed), with a ticket for
-    /// [`Self::replace`].
-    pub(crate) async fn connection(
-        &self,
-    ) -> Result<(Ticket, MultiplexedConnection), (Ticket, redis::RedisError)> {
+    /// [`Self::replace`] whether or not connecting worked.
+    pub(crate) async fn connection(&self) -> (Ticket, redis::RedisResult<MultiplexedConnection>) {
         // One slot (the default): no turn to take, and no counter for the cores to fight over.
         let index = match self.slots.len() {
             1 => 0,
@@ -100,7 +98,7 @@ impl Pool {
                     index,
                     generation: slot.generation,
                 };
-                return Ok((ticket, connection.clone()));
+                return (ticket, Ok(connection.clone()));
             }
         }
         // On the heap: connecting is rare, and its future is most of a command's.
@@ -108,26 +106,20 @@ impl Pool {
     }
 
     /// Connects slot `index` (or waits for the caller connecting it).
-    async fn connect(
-        &self,
-        index: usize,
-    ) -> Result<(Ticket, MultiplexedConnection), (Ticket, redis::RedisError)> {
+    async fn connect(&self, index: usize) -> (Ticket, redis::RedisResult<MultiplexedConnection>) {
         let slot = self.slots[index].load_full();
         let ticket = Ticket {
             index,
             generation: slot.generation,
         };
-        match slot
+        let connected = slot
             .connection
             .get_or_try_init(|| {
                 self.client
                     .get_multiplexed_async_connection_with_config(&self.config)
             })
-            .await
-        {
-            Ok(connection) => Ok((ticket, connection.clone())),
-            Err(error) => Err((ticket, error)),
-        }
+            .await;
+        (ticket, connected.cloned())
     }
 
     /// Replaces the connection a ticket was issued for with a fresh unconnected one, unless

@@ -70,12 +70,9 @@ impl Cache {
         // The connection the request last went on, to replace if it failed.
         let mut used = None;
         let attempt = async {
-            let (ticket, mut conn) = pool.connection().await.map_err(|(ticket, error)| {
-                used = Some(ticket);
-                error
-            })?;
+            let (ticket, conn) = pool.connection().await;
             used = Some(ticket);
-            match request.send(&mut conn).await {
+            match request.send(&mut conn?).await {
                 // A connection left over from before a Redis restart reports its death once
                 // (refused, reset, broken pipe): the request goes once more on a fresh one.
                 // Every request the cache sends is idempotent, so one that did reach the old
@@ -83,13 +80,9 @@ impl Cache {
                 // failed on the dead socket and reopened it for a whole cooldown.
                 Err(error) if is_dead_connection(&error) => {
                     pool.replace(ticket);
-                    let (ticket, mut conn) =
-                        pool.connection().await.map_err(|(ticket, error)| {
-                            used = Some(ticket);
-                            error
-                        })?;
+                    let (ticket, conn) = pool.connection().await;
                     used = Some(ticket);
-                    request.send(&mut conn).await
+                    request.send(&mut conn?).await
                 }
                 other => other,
             }

@@ -2,6 +2,16 @@
 //! given a `postgres://` URL. Both hold the same seeded catalog and answer the same queries;
 //! every query is counted (reads and writes apart), so the demo can show what the cache saves.
 
+/// The end of a write that returns a [`Written`]: the row, then how many products come before
+/// it in its category's listing (the same SQL for both backends).
+macro_rules! returning_written {
+    () => {
+        " RETURNING id, category, name, description, price_cents, version,
+             (SELECT COUNT(*) FROM products AS earlier
+              WHERE earlier.category = products.category AND earlier.id < products.id)"
+    };
+}
+
 mod postgres;
 mod sqlite;
 

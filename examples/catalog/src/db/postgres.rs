@@ -237,21 +237,17 @@ async fn prepare(client: Client) -> Result<Connection, DbError> {
             .prepare("SELECT price_cents FROM products WHERE category = $1 ORDER BY price_cents")
             .await?,
         set_price: client
-            .prepare(
-                "UPDATE products SET price_cents = $2, version = version + 1 WHERE id = $1
-                 RETURNING id, category, name, description, price_cents, version,
-                     (SELECT COUNT(*) FROM products AS earlier
-                      WHERE earlier.category = products.category AND earlier.id < products.id)",
-            )
+            .prepare(concat!(
+                "UPDATE products SET price_cents = $2, version = version + 1 WHERE id = $1",
+                returning_written!()
+            ))
             .await?,
         insert: client
-            .prepare(
+            .prepare(concat!(
                 "INSERT INTO products (category, name, description, price_cents, version)
-                 VALUES ($1, $2, $3, $4, 1)
-                 RETURNING id, category, name, description, price_cents, version,
-                     (SELECT COUNT(*) FROM products AS earlier
-                      WHERE earlier.category = products.category AND earlier.id < products.id)",
-            )
+                 VALUES ($1, $2, $3, $4, 1)",
+                returning_written!()
+            ))
             .await?,
         reprice: client
             .prepare(

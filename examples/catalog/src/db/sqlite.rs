@@ -138,12 +138,10 @@ impl Sqlite {
         price_cents: u32,
     ) -> Result<Option<Written>, DbError> {
         self.run(move |c| {
-            c.prepare_cached(
-                "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1
-                 RETURNING id, category, name, description, price_cents, version,
-                     (SELECT COUNT(*) FROM products AS earlier
-                      WHERE earlier.category = products.category AND earlier.id < products.id)",
-            )?
+            c.prepare_cached(concat!(
+                "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1",
+                returning_written!()
+            ))?
             .query_row(params![id, price_cents], written)
             .optional()
         })
@@ -153,13 +151,11 @@ impl Sqlite {
     pub(super) async fn insert(&self, new: &NewProduct) -> Result<Written, DbError> {
         let new = new.clone();
         self.run(move |c| {
-            c.prepare_cached(
+            c.prepare_cached(concat!(
                 "INSERT INTO products (category, name, description, price_cents, version)
-                 VALUES (?1, ?2, ?3, ?4, 1)
-                 RETURNING id, category, name, description, price_cents, version,
-                     (SELECT COUNT(*) FROM products AS earlier
-                      WHERE earlier.category = products.category AND earlier.id < products.id)",
-            )?
+                 VALUES (?1, ?2, ?3, ?4, 1)",
+                returning_written!()
+            ))?
             .query_row(
                 params![new.category, new.name, new.description, new.price_cents],
                 written,
