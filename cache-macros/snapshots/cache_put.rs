@@ -14,15 +14,17 @@ async fn save(&self, p: Product) -> Result<Product, DbError> {
         variant: ::core::option::Option::None,
         tags: ::std::vec::Vec::new(),
     });
+    let __cache_write = ::cache_runtime::__private::begin_put(&__CACHE_SITE, __cache_key)
+        .await;
     let __cache_ret = async move {
         let __cache_ret: Result<Product, DbError> = { self.db.save(p).await };
         __cache_ret
     }
         .await;
     ::cache_runtime::__private::put(
-            &__CACHE_SITE,
-            __cache_key,
+            __cache_write,
             ::cache_runtime::__private::PutResult(&__cache_ret),
+            ::core::option::Option::None,
         )
         .await;
     __cache_ret

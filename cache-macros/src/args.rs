@@ -183,13 +183,13 @@ impl Args {
         }
     }
 
-    /// `condition = <expr>`.
-    pub(crate) fn expr(&mut self, name: &str, errors: &mut Errors) -> Option<Expr> {
+    /// `condition = <expr>`, `revision = <expr>`; `example` completes "e.g. `name = …`".
+    pub(crate) fn expr(&mut self, name: &str, example: &str, errors: &mut Errors) -> Option<Expr> {
         let arg = self.take(name)?;
         if arg.value.is_none() {
             errors.at(
                 arg.name.span(),
-                format!("`{name}` takes an expression, e.g. `{name} = !refresh`"),
+                format!("`{name}` takes an expression, e.g. `{name} = {example}`"),
             );
         }
         arg.value

@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::ItemFn;
+use syn::{Expr, ExprClosure, ItemFn};
 
 use crate::args::{Args, Placement};
 use crate::errors::Errors;
@@ -10,7 +10,7 @@ use crate::expand::{Timing, body_future, key_parts, local, value_site, with_body
 use crate::signature::{Function, Returns};
 
 const VALID: &[&str] = &[
-    "entity", "ttl", "key", "variant", "version", "stale", "tags", "crate",
+    "entity", "ttl", "key", "variant", "version", "stale", "tags", "revision", "crate",
 ];
 
 struct CachePut {
@@ -18,6 +18,31 @@ struct CachePut {
     placement: Placement,
     timing: Timing,
     returns: Returns,
+    revision: Option<Revision>,
+}
+
+/// `revision = …`: what orders two writes of one key.
+enum Revision {
+    /// An expression over the arguments, evaluated before the body (like the key).
+    Arguments(Expr),
+    /// A closure over the stored value, called after the body.
+    Value(ExprClosure),
+}
+
+impl Revision {
+    fn parse(expr: Expr, errors: &mut Errors) -> Option<Self> {
+        match expr {
+            Expr::Closure(closure) if closure.inputs.len() == 1 => Some(Self::Value(closure)),
+            Expr::Closure(closure) => {
+                errors.at(
+                    closure.or1_token.span,
+                    "a `revision` closure takes one argument, the stored value: `revision = |product| product.version`",
+                );
+                None
+            }
+            expr => Some(Self::Arguments(expr)),
+        }
+    }
 }
 
 fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
@@ -33,12 +58,16 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<CachePut> {
         stale: args.duration("stale", &mut errors),
         ..Timing::default()
     };
+    let revision = args
+        .expr("revision", "|product| product.version", &mut errors)
+        .and_then(|expr| Revision::parse(expr, &mut errors));
     let private = args.private_path(&mut errors);
     errors.finish(CachePut {
         private,
         placement,
         timing,
         returns: function.returns,
+        revision,
     })
 }
 
@@ -67,6 +96,24 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
             (&&&#private::Kind(&#ret)).put_value()
         }},
     };
+    let write = local("__cache_write");
+    let (revision_before, put) = match &put.revision {
+        None => (
+            quote!(),
+            quote!(#private::put(#write, #value, ::core::option::Option::None)),
+        ),
+        Some(Revision::Arguments(expr)) => {
+            let revision = local("__cache_revision");
+            (
+                quote!(let #revision = #private::revision(#expr);),
+                quote!(#private::put(#write, #value, ::core::option::Option::Some(#revision))),
+            )
+        }
+        Some(Revision::Value(closure)) => (
+            quote!(),
+            quote!(#private::put_ordered_by(#write, #value, #closure)),
+        ),
+    };
     let body = body_future(item);
     with_body(
         item,
@@ -74,8 +121,11 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
             #site
             // The key is rendered before the body takes the arguments.
             let #key_ident = ::core::option::Option::Some(#parts);
+            #revision_before
+            // Stamped before the body: an invalidation made while it runs covers its value.
+            let #write = #private::begin_put(&#site_ident, #key_ident).await;
             let #ret = #body.await;
-            #private::put(&#site_ident, #key_ident, #value).await;
+            #put.await;
             #ret
         },
     )

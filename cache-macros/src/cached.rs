@@ -49,7 +49,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         "`key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",
         &mut errors,
     );
-    let condition = args.expr("condition", &mut errors);
+    let condition = args.expr("condition", "!refresh", &mut errors);
     let negative_ttl = match args.flag_or_string("cache_none", &mut errors) {
         None => None,
         Some((span, _)) if function.returns != Returns::Option => {

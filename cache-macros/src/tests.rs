@@ -65,9 +65,26 @@ fn cache_put_expansion() {
 }
 
 #[test]
+fn ordered_cache_put_expansion() {
+    let out = crate::cache_put::expand(
+        quote!(
+            entity = "product",
+            key = "{id}",
+            revision = |product| product.version
+        ),
+        quote! {
+            async fn set_price(&self, id: u64, cents: u32) -> Result<Product, DbError> {
+                self.db.set_price(id, cents).await
+            }
+        },
+    );
+    check_snapshot("cache_put_ordered", &pretty(out));
+}
+
+#[test]
 fn the_docs_show_the_current_expansions() {
     let docs = include_str!("../../docs/macros.md");
-    for name in ["cached_method", "invalidates"] {
+    for name in ["cached_method", "invalidates", "cache_put_ordered"] {
         let path = format!("{}/snapshots/{name}.rs", env!("CARGO_MANIFEST_DIR"));
         let snapshot = std::fs::read_to_string(&path).expect("snapshot");
         assert!(

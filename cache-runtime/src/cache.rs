@@ -13,6 +13,7 @@ mod replay;
 mod storage;
 mod tasks;
 mod validity;
+mod write;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -47,6 +48,7 @@ pub(crate) use policy::Policy;
 pub use purge::{PurgeOptions, PurgeReport};
 use replay::{Intent, ReplayQueue};
 pub(crate) use storage::Stored;
+pub(crate) use write::{WriteStart, Written};
 
 /// A handle to the cache; clones share one pool, breaker and set of counters.
 ///
@@ -307,6 +309,27 @@ impl Cache {
         }
     }
 
+    /// The values stored under `keys`, in their order (`None`: a miss, as for [`Self::get`]), in
+    /// one round trip however many keys: what a page or a search result needs to read the
+    /// entities it lists. Reads Redis only, not the in-process tier. Loading the misses is the
+    /// caller's (in one query, say), and so is storing them: with [`Self::set_ordered`] and
+    /// the row's version, a value loaded before a change committed cannot replace the
+    /// change's write-through.
+    pub async fn get_many<T: DeserializeOwned>(
+        &self,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<T>>, CacheError> {
+        let found = self.fetch_many(keys).await?;
+        let mut values = Vec::with_capacity(keys.len());
+        for (key, found) in keys.iter().zip(&found) {
+            values.push(match self.lookup(key, found).await? {
+                storage::Lookup::Hit(value, _) => Some(value),
+                storage::Lookup::Absent(_) | storage::Lookup::Miss => None,
+            });
+        }
+        Ok(values)
+    }
+
     /// Stores `value` under `key` for `ttl` (with jitter). A loader computing this key
     /// concurrently will not overwrite it with what it read before (its lease is voided).
     pub async fn set<T: Serialize + ?Sized>(
@@ -315,8 +338,35 @@ impl Cache {
         value: &T,
         ttl: Ttl,
     ) -> Result<(), CacheError> {
-        self.store(key, storage::Stored::Value(value), ttl, Duration::ZERO, &[])
+        self.store(key, storage::Stored::Value(value), ttl, None)
             .await
+            .map(drop)
+    }
+
+    /// Stores `value` under `key` for `ttl` (with jitter) unless the key was already written
+    /// with a higher `revision`: of two writes of one key that race, the newer
+    /// stays, whatever order they reach Redis in. `revision` is whatever orders the source's
+    /// changes (a row version, a commit sequence); a deletion stored as an absence takes the
+    /// deleted row's version plus one. An equal revision is stored again (it is the same
+    /// content). Returns whether the value was stored (`false`: a newer one is there). Like [`Self::set`] otherwise: loaders' leases are voided, the other
+    /// instances told, and a failed write becomes an invalidation of the key.
+    ///
+    /// The record of the highest revision (`{<key>}:%revision`) lives as long as the value
+    /// written with it and survives invalidations of the key; an ordered write reaching Redis
+    /// after that record expired or was evicted is stored. The value is stamped at the call:
+    /// an entity, tag or app invalidation made while it was being read from the source does not
+    /// cover it (`#[cache_put]` stamps before running the function, so there it does).
+    pub async fn set_ordered<T: Serialize + ?Sized>(
+        &self,
+        key: &CacheKey,
+        value: &T,
+        ttl: Ttl,
+        revision: u64,
+    ) -> Result<bool, CacheError> {
+        let written = self
+            .store(key, storage::Stored::Value(value), ttl, Some(revision))
+            .await?;
+        Ok(written == Written::Stored)
     }
 
     /// Deletes `key` alone; `true` when something was deleted. To drop an id together with all

@@ -148,6 +148,11 @@ pub(crate) fn lease_key(key: &str) -> String {
     format!("{{{key}}}:%lease")
 }
 
+/// The revision record of `key` (see [`CacheKey::revision_key`]).
+pub(crate) fn revision_key(key: &str) -> String {
+    format!("{{{key}}}:%revision")
+}
+
 /// A full Redis key together with the entity it belongs to.
 #[derive(Clone)]
 pub struct CacheKey {
@@ -197,6 +202,12 @@ impl CacheKey {
     /// key's own Redis Cluster hash slot, so scripts may touch both.
     pub(crate) fn lease_key(&self) -> String {
         lease_key(&self.key)
+    }
+
+    /// The key recording the highest revision an ordered write stored under this key; in the
+    /// key's own Cluster slot, like the lease.
+    pub(crate) fn revision_key(&self) -> String {
+        revision_key(&self.key)
     }
 
     /// Whether the key has a variant (and so a variants token to be valid under).

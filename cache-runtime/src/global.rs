@@ -44,6 +44,7 @@ pub fn current() -> Option<Cache> {
 
 /// The cache in effect, for the macros: the installed one is borrowed, not cloned, so a call
 /// touches no reference count shared with every other thread.
+#[derive(Debug)]
 pub(crate) enum InEffect {
     Installed(&'static Cache),
     Scoped(Cache),

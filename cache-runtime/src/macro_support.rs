@@ -9,7 +9,7 @@ use std::sync::{OnceLock, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{Cache, Optional, Plain, Policy, Stored, spawn_refresh};
+use crate::cache::{Cache, Optional, Plain, Policy, Stored, WriteStart, spawn_refresh};
 pub use crate::cache::{RefreshJob, Spawner};
 use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
@@ -329,20 +329,66 @@ impl<T: Serialize> PutValue for PutPlain<'_, T> {
     }
 }
 
-/// `#[cache_put]`: stores what the body returned (never changes the result).
-pub async fn put<P: PutValue>(site: &'static ValueSite, key: Option<KeyParts>, returned: P) {
-    let Some(value) = returned.put_value() else {
-        return;
-    };
-    let Some(Prepared {
+/// `#[cache_put]` before its body runs: where the value goes, and the stamp it will carry,
+/// taken now so that an invalidation made while the body runs covers the value.
+#[derive(Debug)]
+pub struct PutStart {
+    cache: InEffect,
+    key: CacheKey,
+    tags: Vec<String>,
+    start: WriteStart,
+}
+
+/// `#[cache_put]`, before the body: `None` when nothing will be written (no cache installed).
+pub async fn begin_put(site: &'static ValueSite, key: Option<KeyParts>) -> Option<PutStart> {
+    let Prepared {
         cache, key, tags, ..
-    }) = prepare_write(site, key)
-    else {
-        return;
-    };
+    } = prepare_write(site, key)?;
     let grace = site.options.stale.unwrap_or_default();
+    let start = cache
+        .begin_write(&key, &tags, site.options.ttl, grace)
+        .await;
+    Some(PutStart {
+        cache,
+        key,
+        tags,
+        start,
+    })
+}
+
+/// `#[cache_put]`, after the body: stores what it returned (never changes the result), with
+/// the `revision` given by `revision = <expr>`, if any.
+pub async fn put<P: PutValue>(start: Option<PutStart>, returned: P, revision: Option<u64>) {
+    if let (Some(start), Some(value)) = (start, returned.put_value()) {
+        write_put(start, value, revision).await;
+    }
+}
+
+/// `#[cache_put(revision = <expr>)]`: the expression's value, any unsigned integer up to 64 bits.
+pub fn revision<R: Into<u64>>(revision: R) -> u64 {
+    revision.into()
+}
+
+/// `#[cache_put(revision = |value| …)]`, after the body: the revision is read off the value.
+pub async fn put_ordered_by<P, R>(start: Option<PutStart>, returned: P, revision: R)
+where
+    P: PutValue,
+    R: FnOnce(&P::Value) -> u64,
+{
+    if let (Some(start), Some(value)) = (start, returned.put_value()) {
+        write_put(start, value, Some(revision(value))).await;
+    }
+}
+
+async fn write_put<T: Serialize + ?Sized>(start: PutStart, value: &T, revision: Option<u64>) {
+    let PutStart {
+        cache,
+        key,
+        tags,
+        start,
+    } = start;
     let result = cache
-        .store(&key, Stored::Value(value), site.options.ttl, grace, &tags)
+        .finish_write(&key, Stored::Value(value), start, &tags, revision)
         .await;
     if let Err(error) = result {
         if error.is_connection_class() {

@@ -7,7 +7,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::replay::Intent;
 use super::validity::Stamp;
 use crate::bus::Event;
 use crate::codec::CodecKind;
@@ -16,7 +15,6 @@ use crate::entity::CacheKey;
 use crate::envelope::{Envelope, Header, MAX_TAG_LEN, MAX_TAGS};
 use crate::error::CacheError;
 use crate::metrics::bump;
-use crate::ttl::Ttl;
 
 /// What a read found.
 pub(crate) enum Lookup<T> {
@@ -85,6 +83,40 @@ impl Cache {
                 Ok(Found { bytes, id_token })
             }
         }
+    }
+
+    /// The stored bytes under each of `keys` (and their ids' tokens, for variants): one round
+    /// trip, however many keys.
+    pub(crate) async fn fetch_many(&self, keys: &[CacheKey]) -> Result<Vec<Found>, CacheError> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        if self.inner.replay.any() {
+            return Ok(keys.iter().map(|_| Found::default()).collect());
+        }
+        let mut pipeline = redis::pipe();
+        for key in keys {
+            pipeline.cmd("GET").arg(key.as_str());
+            if let Some(token_key) = key.variants_token_key() {
+                pipeline.cmd("GET").arg(token_key);
+            }
+        }
+        let replies: Vec<Option<Vec<u8>>> = self.redis(first.entity(), &pipeline).await?;
+        let mut replies = replies.into_iter();
+        let mut found = Vec::with_capacity(keys.len());
+        for key in keys {
+            let bytes = replies.next().flatten();
+            let id_token = match key.has_variant() {
+                // A token that is not a number matches no value's: the variant is a miss.
+                true => replies
+                    .next()
+                    .flatten()
+                    .and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok()),
+                false => None,
+            };
+            found.push(Found { bytes, id_token });
+        }
+        Ok(found)
     }
 
     /// What fetched bytes hold, counted as a hit or a miss. A value that an invalidation made
@@ -221,41 +253,6 @@ impl Cache {
         Ok(header.wrap(stamp.tags, &payload))
     }
 
-    /// Writes `value` under `key` for `ttl` with jitter, overwriting whatever is there, voiding
-    /// any loader's lease (its value would be older than this one) and telling the other
-    /// instances. If the write fails, the key is invalidated instead (and that is replayed if
-    /// Redis is down), so an older value cannot outlive a write that was meant to replace it.
-    pub(crate) async fn store<T: Serialize + ?Sized>(
-        &self,
-        key: &CacheKey,
-        value: Stored<'_, T>,
-        ttl: Ttl,
-        grace: Duration,
-        tags: &[String],
-    ) -> Result<(), CacheError> {
-        let ttl = self.jittered(ttl);
-        let intent = Intent::Key(key.clone());
-        self.forget_locally(&intent);
-        let written = async {
-            let stamp = self.stamp(key, tags, None, ttl + grace).await?;
-            let bytes = self.encode(value, ttl, Duration::ZERO, &stamp)?;
-            self.store_encoded(key, &bytes, ttl + grace, Write::Overwrite)
-                .await
-        }
-        .await;
-        match written {
-            Ok(_) => {
-                self.forget_locally(&intent);
-                Ok(())
-            }
-            Err(error) => {
-                tracing::debug!(key = key.as_str(), %error, "write failed: invalidating the key instead");
-                let _ = self.invalidate(intent).await;
-                Err(error)
-            }
-        }
-    }
-
     /// Writes encoded bytes under `key` to expire from Redis after `ttl` (the jittered
     /// freshness plus any stale grace), unless they exceed the size limit: one round trip.
     /// Returns whether the value was stored: a populate under a voided lease is not.
@@ -278,6 +275,23 @@ impl Cache {
         match write {
             Write::Populate(token) => {
                 pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
+            }
+            Write::Ordered(revision) => {
+                pipeline
+                    .cmd("EVAL")
+                    .arg(WRITE_ORDERED)
+                    .arg(3)
+                    .arg(key.as_str())
+                    .arg(key.revision_key())
+                    .arg(key.lease_key())
+                    .arg(bytes)
+                    .arg(ttl_ms)
+                    .arg(revision.to_string());
+                pipeline
+                    .cmd("PUBLISH")
+                    .arg(&self.inner.channel)
+                    .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
+                    .ignore();
             }
             Write::Overwrite | Write::Unguarded => {
                 if let Write::Overwrite = write {
@@ -310,7 +324,7 @@ impl Cache {
                 .arg("GT")
                 .ignore();
         }
-        let stored = if let Write::Populate(_) = write {
+        let stored = if let Write::Populate(_) | Write::Ordered(_) = write {
             let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
             stored == 1
         } else {
@@ -332,4 +346,20 @@ pub(crate) enum Write<'a> {
     Populate(&'a str),
     /// A loaded value when leases are turned off in the configuration.
     Unguarded,
+    /// An explicit write with a revision: like `Overwrite`, unless the key's revision record
+    /// holds a higher one.
+    Ordered(u64),
 }
+
+/// An ordered write. Revisions are compared as decimal strings (length, then digits) since Lua
+/// numbers lose precision past 2^53. The record lives as long as the value it came with, and
+/// an invalidation of the key leaves it, so a late older write is refused after one too.
+/// KEYS: value, revision record, lease. ARGV: bytes, ttl ms, revision.
+const WRITE_ORDERED: &str = r"
+local held = redis.call('GET', KEYS[2])
+if held and (#held > #ARGV[3] or (#held == #ARGV[3] and held > ARGV[3])) then return 0 end
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+redis.call('UNLINK', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";

@@ -1,7 +1,8 @@
 //! The repository: every read goes through the cache, every write says what it invalidates.
 //!
-//! A price change drops exactly what shows the old price: the product, the one listing page it
-//! is on, the searches its name can match and its category's statistics. Tags name those
+//! A price change writes the product through (ordered by its version, so racing changes keep
+//! the newest) and drops exactly what shows the old price: the one listing page it is on, the
+//! searches its name can match and its category's statistics. Tags name those
 //! (`page:{category}:{page}`, `word:{category}:{word}`); everything listing a category also
 //! carries `category:{category}`, for the writes that change a whole category.
 
@@ -9,6 +10,13 @@ use cache_runtime::{cache_put, cached, invalidates};
 
 use crate::db::{Db, DbError, NewProduct, PriceStats, Product, Summary, Written};
 use crate::search::Search;
+
+/// Why [`Catalog::priced`] stored nothing.
+#[derive(Debug)]
+enum NotPriced {
+    NoSuchProduct,
+    Db(DbError),
+}
 
 /// The catalog's reads and writes over its database.
 #[derive(Debug, Clone)]
@@ -63,39 +71,50 @@ impl Catalog {
         self.db.price_stats(category).await
     }
 
-    /// A new price: one query, which also says where the product is listed; then the
-    /// product, its page, the searches its name can match and its category's statistics go.
-    #[invalidates(entity = "product", key = "{id}")]
+    /// A new price: one query, which also says where the product is listed; then its page,
+    /// the searches its name can match and its category's statistics go, and the product as
+    /// written is stored (see [`Self::priced`]). `None`: no such product.
     pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Product>, DbError> {
-        let Some(written) = self.db.set_price(id, price_cents).await? else {
-            return Ok(None);
-        };
+        match self.priced(id, price_cents).await {
+            Ok(product) => Ok(product),
+            Err(NotPriced::NoSuchProduct) => Ok(None),
+            Err(NotPriced::Db(error)) => Err(error),
+        }
+    }
+
+    /// The write behind [`Self::set_price`], written through so that the next reader of the
+    /// product finds it cached. The version orders racing writes of one product: whichever
+    /// reaches Redis last, the newest stays. (Stored as an `Option`, the type
+    /// [`Self::product`] caches; an unknown product is an error, so nothing is stored.)
+    #[cache_put(
+        entity = "product",
+        ttl = "medium",
+        key = "{id}",
+        revision = |product| product.as_ref().map_or(0, |p| p.version)
+    )]
+    async fn priced(&self, id: u64, price_cents: u32) -> Result<Option<Product>, NotPriced> {
+        let written = self
+            .db
+            .set_price(id, price_cents)
+            .await
+            .map_err(NotPriced::Db)?
+            .ok_or(NotPriced::NoSuchProduct)?;
         self.listed_product_changed(&written).await;
         Ok(Some(written.product))
     }
 
-    /// A new product: one query; what lists it goes, and the product itself is written
-    /// through, so its first reader finds it cached. (Only a new id is safe to write through:
-    /// two concurrent writes of one product could store the older value last, so changes
-    /// invalidate instead.)
+    /// A new product: one query; what lists it goes, and so does any absence of its id cached
+    /// before it existed. (It is not written through: a category re-price committed between
+    /// the insert and the write would not cover the stored value.)
     pub async fn create(&self, new: NewProduct) -> Result<Product, DbError> {
         let written = self.db.insert(new).await?;
         self.listed_product_changed(&written).await;
-        let id = written.product.id;
-        self.write_through(id, Some(written.product.clone()))
-            .await?;
+        self.product_changed(written.product.id).await;
         Ok(written.product)
     }
 
-    /// Stores `product` as [`Self::product`] caches it (an `Option`, so the types match).
-    #[cache_put(entity = "product", ttl = "medium", key = "{id}")]
-    async fn write_through(
-        &self,
-        id: u64,
-        product: Option<Product>,
-    ) -> Result<Option<Product>, DbError> {
-        Ok(product)
-    }
+    #[invalidates(entity = "product", key = "{id}")]
+    async fn product_changed(&self, id: u64) {}
 
     /// The page that lists `written`, the searches its name can match and its category's
     /// statistics are out of date.
@@ -129,9 +148,19 @@ impl Catalog {
     }
 
     /// Deletes a product; returns its category (whose listings shift: the caller says
-    /// [`Self::category_changed`]).
-    #[invalidates(entity = "product", key = "{id}")]
+    /// [`Self::category_changed`]). The product is then cached as absent, one revision above
+    /// its last version, so a price change committed before the delete cannot store it again
+    /// however late its write reaches Redis. (Ids are never reused.)
     pub async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
-        self.db.delete(id).await
+        let Some(deleted) = self.db.delete(id).await? else {
+            return Ok(None);
+        };
+        self.absent(id, deleted.version).await?;
+        Ok(Some(deleted.category))
+    }
+
+    #[cache_put(entity = "product", ttl = "medium", key = "{id}", revision = version + 1)]
+    async fn absent(&self, id: u64, version: u64) -> Result<Option<Product>, DbError> {
+        Ok(None)
     }
 }

@@ -1,6 +1,7 @@
 //! Behaviour of the cache runtime against real `redis-server` processes.
 #![deny(warnings, clippy::all)]
 
+mod batch_reads;
 mod cache_aside;
 mod eviction;
 mod failures;

@@ -114,6 +114,14 @@ impl Written {
     }
 }
 
+/// What a delete removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub category: u32,
+    /// The row's last version.
+    pub version: u64,
+}
+
 /// A database error, as the service reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DbError(pub String);
@@ -303,8 +311,8 @@ impl Db {
         on_backend!(self, writes, |store| store.reprice(category, percent))
     }
 
-    /// Deletes a product; returns its category, or `None` for an unknown product.
-    pub async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
+    /// Deletes a product; `None` for an unknown product.
+    pub async fn delete(&self, id: u64) -> Result<Option<Deleted>, DbError> {
         on_backend!(self, writes, |store| store.delete(id))
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::{DbError, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
+use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -168,13 +168,18 @@ impl Postgres {
             .await?)
     }
 
-    pub(super) async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
+    pub(super) async fn delete(&self, id: u64) -> Result<Option<Deleted>, DbError> {
         let c = self.connection();
         let id = i64::try_from(id).map_err(|_| out_of_range("id"))?;
         c.client
             .query_opt(&c.delete, &[&id])
             .await?
-            .map(|row| uint(row.try_get::<_, i32>(0)?))
+            .map(|row| {
+                Ok(Deleted {
+                    category: uint(row.try_get::<_, i32>(0)?)?,
+                    version: uint(row.try_get::<_, i64>(1)?)?,
+                })
+            })
             .transpose()
     }
 }
@@ -256,7 +261,7 @@ async fn prepare(client: Client) -> Result<Connection, DbError> {
             )
             .await?,
         delete: client
-            .prepare("DELETE FROM products WHERE id = $1 RETURNING category")
+            .prepare("DELETE FROM products WHERE id = $1 RETURNING category, version")
             .await?,
         client,
     })

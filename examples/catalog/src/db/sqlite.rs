@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbError, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
+use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
 
 impl From<rusqlite::Error> for DbError {
     fn from(error: rusqlite::Error) -> Self {
@@ -27,7 +27,7 @@ impl Sqlite {
         first.pragma_update(None, "synchronous", "NORMAL")?;
         first.execute_batch(
             "CREATE TABLE products (
-                 id INTEGER PRIMARY KEY, category INTEGER NOT NULL, name TEXT NOT NULL,
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, category INTEGER NOT NULL, name TEXT NOT NULL,
                  description TEXT NOT NULL, price_cents INTEGER NOT NULL, version INTEGER NOT NULL);
              CREATE INDEX products_by_category ON products (category, id);",
         )?;
@@ -176,12 +176,17 @@ impl Sqlite {
         .await
     }
 
-    pub(super) async fn delete(&self, id: u64) -> Result<Option<u32>, DbError> {
+    pub(super) async fn delete(&self, id: u64) -> Result<Option<Deleted>, DbError> {
         self.run(move |c| {
             c.query_row(
-                "DELETE FROM products WHERE id = ?1 RETURNING category",
+                "DELETE FROM products WHERE id = ?1 RETURNING category, version",
                 [id],
-                |row| row.get(0),
+                |row| {
+                    Ok(Deleted {
+                        category: row.get(0)?,
+                        version: row.get(1)?,
+                    })
+                },
             )
             .optional()
         })

@@ -1,0 +1,61 @@
+//! `Cache::get_many`: many keys in one round trip, each checked as `get` checks one.
+
+use cache_runtime::Ttl;
+use cache_tests::RedisServer;
+
+use crate::cache;
+
+#[tokio::test]
+async fn get_many_answers_in_order_in_one_round_trip() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let pages = cache.entity("product_list").expect("entity");
+    let keys = [
+        products.key(&1u64),
+        products.key(&2u64),
+        pages.variant_key(&7u64, "p2"),
+        products.key(&3u64),
+    ];
+    cache.set(&keys[0], &10u32, Ttl::Medium).await.expect("set");
+    cache.set(&keys[2], &72u32, Ttl::Medium).await.expect("set");
+    cache.set(&keys[3], &30u32, Ttl::Medium).await.expect("set");
+    let gets_before = server.command_calls("get");
+    let values = cache.get_many::<u32>(&keys).await.expect("get_many");
+    assert_eq!(values, [Some(10), None, Some(72), Some(30)]);
+    // One GET per key, and the variant's token beside it, sent in one pipeline.
+    assert_eq!(server.command_calls("get") - gets_before, 5);
+    assert_eq!(cache.get_many::<u32>(&[]).await.expect("none"), []);
+}
+
+#[tokio::test]
+async fn get_many_misses_what_invalidations_removed() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let pages = cache.entity("product_list").expect("entity");
+    let (product, page) = (products.key(&1u64), pages.variant_key(&7u64, "p0"));
+    cache.set(&product, &1u32, Ttl::Medium).await.expect("set");
+    cache.set(&page, &2u32, Ttl::Medium).await.expect("set");
+    let both = [product.clone(), page.clone()];
+    assert_eq!(
+        cache.get_many::<u32>(&both).await.expect("read"),
+        [Some(1), Some(2)]
+    );
+
+    cache
+        .invalidate_entity(&products)
+        .await
+        .expect("invalidate");
+    cache
+        .invalidate_id(&pages, &7u64)
+        .await
+        .expect("invalidate");
+    assert_eq!(
+        cache.get_many::<u32>(&both).await.expect("read"),
+        [None, None]
+    );
+    // Counted like `get`: two hits, then two misses.
+    assert_eq!(products.metrics().hits + pages.metrics().hits, 2);
+    assert_eq!(products.metrics().misses + pages.metrics().misses, 2);
+}

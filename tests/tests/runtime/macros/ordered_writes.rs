@@ -1,0 +1,200 @@
+//! `#[cache_put]` with a `revision`: racing writes keep the newest value, deletions included;
+//! and every write-through is stamped before its body, so an invalidation made meanwhile covers
+//! it.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cache_runtime::{Cache, Ttl, cache_put, cached, with_cache};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::cache;
+use cache_tests::RedisServer;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Row {
+    id: u64,
+    version: u64,
+}
+
+fn row(id: u64, version: u64) -> Row {
+    Row { id, version }
+}
+
+/// The source: rows by id, reads counted. Writers commit to it, then write through.
+#[derive(Debug, Default)]
+struct Rows {
+    rows: Mutex<BTreeMap<u64, Row>>,
+    reads: AtomicUsize,
+}
+
+impl Rows {
+    fn commit(&self, row: Row) {
+        self.rows.lock().expect("rows").insert(row.id, row);
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    #[cached(entity = "row", key = "{id}")]
+    async fn read(&self, id: u64) -> Result<Option<Row>, Infallible> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(self.rows.lock().expect("rows").get(&id).cloned())
+    }
+
+    /// What a writer that committed `row` writes through, ordered by the row's version.
+    #[cache_put(entity = "row", key = "{id}", revision = |row| row.as_ref().map_or(0, |r| r.version))]
+    async fn written(&self, id: u64, row: Row) -> Result<Option<Row>, Infallible> {
+        Ok(Some(row))
+    }
+
+    /// The same write without a revision.
+    #[cache_put(entity = "row", key = "{id}")]
+    async fn written_unordered(&self, id: u64, row: Row) -> Result<Option<Row>, Infallible> {
+        Ok(Some(row))
+    }
+
+    /// A deleted row: its absence, one revision above its last version.
+    #[cache_put(entity = "row", key = "{id}", revision = version + 1)]
+    async fn deleted(&self, id: u64, version: u64) -> Result<Option<Row>, Infallible> {
+        self.rows.lock().expect("rows").remove(&id);
+        Ok(None)
+    }
+
+    /// A write-through whose body says it `started`, then waits for `gate` (a slow commit).
+    #[cache_put(entity = "row", key = "{id}")]
+    async fn written_slowly(
+        &self,
+        id: u64,
+        row: Row,
+        started: &Notify,
+        gate: &Notify,
+    ) -> Result<Option<Row>, Infallible> {
+        started.notify_one();
+        gate.notified().await;
+        Ok(Some(row))
+    }
+}
+
+async fn invalidate_row(cache: &Cache, id: u64) {
+    let rows = cache.entity("row").expect("entity");
+    cache.invalidate_id(&rows, &id).await.expect("invalidate");
+}
+
+#[tokio::test]
+async fn of_two_racing_writes_the_newer_stays_whichever_lands_last() {
+    let server = RedisServer::start();
+    let rows = Rows::default();
+    with_cache(cache(&server), async {
+        // Two writers committed versions 5 then 6; their write-throughs land 6 first.
+        rows.commit(row(1, 6));
+        rows.written(1, row(1, 6)).await.expect("write");
+        rows.written(1, row(1, 5)).await.expect("write");
+        assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
+        // The same revision again is the same content: stored again, harmlessly.
+        rows.written(1, row(1, 6)).await.expect("write");
+        assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
+        assert_eq!(rows.reads(), 0, "every read came from the cache");
+
+        // Without a revision the late write wins: what the revision is for.
+        rows.commit(row(2, 6));
+        rows.written_unordered(2, row(2, 6)).await.expect("write");
+        rows.written_unordered(2, row(2, 5)).await.expect("write");
+        assert_eq!(rows.read(2).await, Ok(Some(row(2, 5))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_late_write_cannot_bring_back_a_deleted_row() {
+    let server = RedisServer::start();
+    let rows = Rows::default();
+    with_cache(cache(&server), async {
+        rows.commit(row(1, 5));
+        rows.deleted(1, 5).await.expect("delete");
+        // The update committed before the delete writes through after it.
+        rows.written(1, row(1, 5)).await.expect("write");
+        assert_eq!(rows.read(1).await, Ok(None));
+        assert_eq!(rows.reads(), 0, "the absence was cached by the delete");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_revision_outlives_an_invalidation_and_a_reload() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let rows = Rows::default();
+    with_cache(cache.clone(), async {
+        rows.commit(row(1, 6));
+        rows.written(1, row(1, 6)).await.expect("write");
+        invalidate_row(&cache, 1).await;
+        assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))), "reloaded");
+        assert_eq!(rows.reads(), 1);
+        rows.written(1, row(1, 5)).await.expect("write");
+        assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
+        assert_eq!(rows.reads(), 1, "the reloaded value stayed");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalidation_made_while_a_write_through_runs_covers_its_value() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let rows = Rows::default();
+    let (started, gate) = (Notify::new(), Notify::new());
+    with_cache(cache.clone(), async {
+        rows.commit(row(1, 5));
+        let write = rows.written_slowly(1, row(1, 5), &started, &gate);
+        let bulk_change = async {
+            // A bulk change commits version 6 and invalidates the entity while the write
+            // runs; the write then stores the version 5 it computed before.
+            started.notified().await;
+            rows.commit(row(1, 6));
+            let entity = cache.entity("row").expect("entity");
+            cache.invalidate_entity(&entity).await.expect("invalidate");
+            gate.notify_one();
+        };
+        let (written, ()) = tokio::join!(write, bulk_change);
+        assert_eq!(written, Ok(Some(row(1, 5))));
+        assert_eq!(
+            rows.read(1).await,
+            Ok(Some(row(1, 6))),
+            "not the older value"
+        );
+        assert_eq!(rows.reads(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_ordered_compares_revisions_exactly() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let key = cache.entity("row").expect("entity").key(&1u64);
+    let big = 1u64 << 60;
+    // Past 2^53 a float comparison would call these equal; 9 and 10 differ in length.
+    for (revision, stored) in [
+        (9, true),
+        (10, true),
+        (9, false),
+        (10, true),
+        (big, true),
+        (big + 1, true),
+        (big, false),
+        (u64::MAX, true),
+        (u64::MAX - 1, false),
+    ] {
+        let written = cache
+            .set_ordered(&key, &revision, Ttl::Medium, revision)
+            .await
+            .expect("set");
+        assert_eq!(written, stored, "revision {revision}");
+    }
+    assert_eq!(cache.get::<u64>(&key).await.expect("get"), Some(u64::MAX));
+}
