@@ -42,6 +42,16 @@ pub fn current() -> Option<Cache> {
         .or_else(|| GLOBAL.get().cloned())
 }
 
+/// The cache reads should go through: [`current`], except inside [`uncached`], where
+/// `#[cached]` functions skip the cache too. For code that reads with the explicit API
+/// (`Cache::get_many`) beside the macros.
+pub fn current_for_reads() -> Option<Cache> {
+    match mode() {
+        Mode::Bypass => None,
+        Mode::Normal | Mode::Refresh => current(),
+    }
+}
+
 /// The cache in effect, for the macros: the installed one is borrowed, not cloned, so a call
 /// touches no reference count shared with every other thread.
 #[derive(Debug)]

@@ -88,7 +88,9 @@ pub use config::{
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;
 pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
-pub use global::{AlreadyInstalled, current, install, refreshing, uncached, with_cache};
+pub use global::{
+    AlreadyInstalled, current, current_for_reads, install, refreshing, uncached, with_cache,
+};
 pub use key::{KeyPart, NameError, escape_into, validate_name};
 pub use load_timeout::{LoadTimedOut, with_load_timeout};
 pub use local::DEFAULT_LOCAL_TIER_BYTES;

@@ -1,15 +1,29 @@
-//! The repository: every read goes through the cache, every write says what it invalidates.
+//! The repository: every read goes through the cache, every write keeps it right.
 //!
-//! A price change writes the product through (ordered by its version, so racing changes keep
-//! the newest) and drops exactly what shows the old price: the one listing page it is on, the
-//! searches its name can match and its category's statistics. Tags name those
-//! (`page:{category}:{page}`, `word:{category}:{word}`); everything listing a category also
-//! carries `category:{category}`, for the writes that change a whole category.
+//! Pages and searches cache the ids they list, not the products: their products come from the
+//! product cache ([`crate::hydrate`]). So a price change touches one product, written through
+//! and ordered by its version so that racing changes keep the newest, and its category's
+//! statistics; every page and search listing the product shows the new price at once. What
+//! they list changes only when products come or go, and that drops everything listing the
+//! category (tag `category:{category}`).
 
 use cache_runtime::{cache_put, cached, invalidates};
 
-use crate::db::{Db, DbError, NewProduct, PriceStats, Product, Summary, Written};
+use crate::db::{Db, DbError, NewProduct, PriceStats, Product, Summary};
+use crate::hydrate;
 use crate::search::Search;
+
+fn ids(products: &[Product]) -> Vec<u64> {
+    products.iter().map(|p| p.id).collect()
+}
+
+fn summaries(products: &[Product]) -> Vec<Summary> {
+    products.iter().map(Summary::from).collect()
+}
+
+fn words(search: &Search) -> Vec<String> {
+    search.words().map(str::to_owned).collect()
+}
 
 /// Why [`Catalog::priced`] stored nothing.
 #[derive(Debug)]
@@ -25,38 +39,60 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// One product (`None`: no such product, cached too, briefly).
+    /// One product (`None`: no such product, cached too).
     #[cached(entity = "product", ttl = "medium", key = "{id}", local)]
     pub async fn product(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.db.product(id).await
     }
 
-    /// One page of a category: pages are variants of the category's listing.
-    #[cached(
-        entity = "product_list",
-        ttl = "short",
-        key = "{category}",
-        variant = "p{page}",
-        tags = ["category:{category}", "page:{category}:{page}"]
-    )]
+    /// One page of a category, in catalog order. Without a cache (or inside `uncached`), one
+    /// query, as a service without one would do it.
     pub async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
-        self.db.listing(category, page).await
+        if cache_runtime::current_for_reads().is_none() {
+            return Ok(summaries(&self.db.listing(category, page).await?));
+        }
+        let ids = self.listing_ids(category, page).await?;
+        self.summaries(&ids).await
     }
 
-    /// Products of a category whose name has every word of `search`. The normalised query is
-    /// the id, so two spellings of one search share a key; its first word is the tag, since
-    /// every product it finds has that word.
+    /// The ids on one page: pages are variants of the category's listing.
+    #[cached(
+        entity = "product_list",
+        ttl = "medium",
+        key = "{category}",
+        variant = "p{page}",
+        tags = ["category:{category}"]
+    )]
+    async fn listing_ids(&self, category: u32, page: u32) -> Result<Vec<u64>, DbError> {
+        Ok(ids(&self.db.listing(category, page).await?))
+    }
+
+    /// Products of a category whose name has every word of `search`, in catalog order (one
+    /// query without a cache, like [`Self::listing`]).
+    pub async fn search(&self, category: u32, search: &Search) -> Result<Vec<Summary>, DbError> {
+        if cache_runtime::current_for_reads().is_none() {
+            return Ok(summaries(&self.db.search(category, words(search)).await?));
+        }
+        let ids = self.search_ids(category, search).await?;
+        self.summaries(&ids).await
+    }
+
+    /// The ids a search finds. The normalised query is the id, so two spellings of one search
+    /// share a key.
     #[cached(
         entity = "search",
         ttl = "short",
         key = "{search.as_str()}",
         variant = "c{category}",
-        tags = ["category:{category}", "word:{category}:{search.first_word()}"]
+        tags = ["category:{category}"]
     )]
-    pub async fn search(&self, category: u32, search: &Search) -> Result<Vec<Summary>, DbError> {
-        self.db
-            .search(category, search.words().map(str::to_owned).collect())
-            .await
+    async fn search_ids(&self, category: u32, search: &Search) -> Result<Vec<u64>, DbError> {
+        Ok(ids(&self.db.search(category, words(search)).await?))
+    }
+
+    /// The products `ids` names, from the product cache (see [`hydrate`]).
+    async fn summaries(&self, ids: &[u64]) -> Result<Vec<Summary>, DbError> {
+        Ok(summaries(&hydrate::products(&self.db, ids).await?))
     }
 
     /// The expensive aggregation.
@@ -71,9 +107,8 @@ impl Catalog {
         self.db.price_stats(category).await
     }
 
-    /// A new price: one query, which also says where the product is listed; then its page,
-    /// the searches its name can match and its category's statistics go, and the product as
-    /// written is stored (see [`Self::priced`]). `None`: no such product.
+    /// A new price: one query; the product as written is stored (see [`Self::priced`]) and
+    /// its category's statistics go. `None`: no such product.
     pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Product>, DbError> {
         match self.priced(id, price_cents).await {
             Ok(product) => Ok(product),
@@ -83,9 +118,10 @@ impl Catalog {
     }
 
     /// The write behind [`Self::set_price`], written through so that the next reader of the
-    /// product finds it cached. The version orders racing writes of one product: whichever
-    /// reaches Redis last, the newest stays. (Stored as an `Option`, the type
-    /// [`Self::product`] caches; an unknown product is an error, so nothing is stored.)
+    /// product (alone, on a page or in a search) finds it cached. The version orders racing
+    /// writes of one product: whichever reaches Redis last, the newest stays. (Stored as an
+    /// `Option`, the type [`Self::product`] caches; an unknown product is an error, so nothing
+    /// is stored.)
     #[cache_put(
         entity = "product",
         ttl = "medium",
@@ -93,58 +129,63 @@ impl Catalog {
         revision = |product| product.as_ref().map_or(0, |p| p.version)
     )]
     async fn priced(&self, id: u64, price_cents: u32) -> Result<Option<Product>, NotPriced> {
-        let written = self
+        let product = self
             .db
             .set_price(id, price_cents)
             .await
             .map_err(NotPriced::Db)?
             .ok_or(NotPriced::NoSuchProduct)?;
-        self.listed_product_changed(&written).await;
-        Ok(Some(written.product))
+        self.stats_changed(product.category).await;
+        Ok(Some(product))
     }
 
-    /// A new product: one query; what lists it goes, and so does any absence of its id cached
-    /// before it existed. (It is not written through: a category re-price committed between
-    /// the insert and the write would not cover the stored value.)
+    /// A new product: one query; what lists its category goes, and so does any absence of its
+    /// id cached before it existed. (It is not written through: a category re-price committed
+    /// between the insert and the write would not cover the stored value.)
     pub async fn create(&self, new: NewProduct) -> Result<Product, DbError> {
-        let written = self.db.insert(new).await?;
-        self.listed_product_changed(&written).await;
-        self.product_changed(written.product.id).await;
-        Ok(written.product)
+        let product = self.db.insert(new).await?;
+        self.category_changed(product.category).await;
+        self.product_changed(product.id).await;
+        Ok(product)
     }
 
     #[invalidates(entity = "product", key = "{id}")]
     async fn product_changed(&self, id: u64) {}
 
-    /// The page that lists `written`, the searches its name can match and its category's
-    /// statistics are out of date.
-    async fn listed_product_changed(&self, written: &Written) {
-        let category = written.product.category;
-        self.page_changed(category, written.page()).await;
-        for word in Search::words_of(&written.product.name) {
-            self.word_changed(category, &word).await;
-        }
-        self.stats_changed(category).await;
-    }
-
-    #[invalidates(entity = "product_list", tags = ["page:{category}:{page}"])]
-    async fn page_changed(&self, category: u32, page: u32) {}
-
-    #[invalidates(entity = "search", tags = ["word:{category}:{word}"])]
-    async fn word_changed(&self, category: u32, word: &str) {}
-
     #[invalidates(entity = "category_stats", key = "{category}")]
     async fn stats_changed(&self, category: u32) {}
 
-    /// Everything listing `category` (pages, searches, statistics) is out of date.
+    /// Everything listing `category` (pages, searches, statistics) is out of date: products
+    /// came or went.
     #[invalidates(entity = "product_list", tags = ["category:{category}"])]
     pub async fn category_changed(&self, category: u32) {}
 
-    /// A whole category re-priced: its products and everything listing it.
-    #[invalidates(entity = "product", all)]
-    #[invalidates(entity = "product_list", tags = ["category:{category}"])]
-    pub async fn reprice(&self, category: u32, percent: i32) -> Result<u64, DbError> {
-        self.db.reprice(category, percent).await
+    /// A whole category re-priced, in one query that returns every product as written: each
+    /// is written through (ordered, like a price change), and the statistics go. Returns how
+    /// many changed.
+    pub async fn reprice(&self, category: u32, percent: i32) -> Result<usize, DbError> {
+        let products = self.db.reprice(category, percent).await?;
+        let changed = products.len();
+        for product in products {
+            self.write_through(product.id, Some(product)).await?;
+        }
+        self.stats_changed(category).await;
+        Ok(changed)
+    }
+
+    /// Stores a product as written by a change, ordered by its version.
+    #[cache_put(
+        entity = "product",
+        ttl = "medium",
+        key = "{id}",
+        revision = |product| product.as_ref().map_or(0, |p| p.version)
+    )]
+    async fn write_through(
+        &self,
+        id: u64,
+        product: Option<Product>,
+    ) -> Result<Option<Product>, DbError> {
+        Ok(product)
     }
 
     /// Deletes a product; returns its category (whose listings shift: the caller says

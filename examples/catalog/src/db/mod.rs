@@ -2,13 +2,10 @@
 //! given a `postgres://` URL. Both hold the same seeded catalog and answer the same queries;
 //! every query is counted (reads and writes apart), so the demo can show what the cache saves.
 
-/// The end of a write that returns a [`Written`]: the row, then how many products come before
-/// it in its category's listing (the same SQL for both backends).
-macro_rules! returning_written {
+/// A product's columns, in the order both backends read them.
+macro_rules! product_columns {
     () => {
-        " RETURNING id, category, name, description, price_cents, version,
-             (SELECT COUNT(*) FROM products AS earlier
-              WHERE earlier.category = products.category AND earlier.id < products.id)"
+        "id, category, name, description, price_cents, version"
     };
 }
 
@@ -43,9 +40,22 @@ pub struct Product {
     pub version: u64,
 }
 
+/// A new row's first version: when it is written, in microseconds since the Unix epoch. Every
+/// change adds 1. Starting from the time keeps versions rising across databases seeded anew at
+/// each start, which matters because the cache orders writes by version (`#[cache_put(revision
+/// = …)]`) and may still hold an earlier run's revisions: a version that went back would be
+/// refused as older.
+pub fn first_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
 impl Product {
-    /// The seeded product `id` (version 1).
-    fn seed(id: u64) -> Self {
+    /// The seeded product `id`, at `version`.
+    fn seed(id: u64, version: u64) -> Self {
         let round = (id / u64::from(CATEGORIES)) as usize;
         Self {
             id,
@@ -54,7 +64,7 @@ impl Product {
             name: format!("{} lamp no. {id}", ADJECTIVES[round % ADJECTIVES.len()]),
             description: "A warm-white LED desk lamp with a weighted base. ".repeat(6),
             price_cents: 500 + (id * 7919 % 100_000) as u32,
-            version: 1,
+            version,
         }
     }
 }
@@ -68,11 +78,22 @@ pub struct NewProduct {
     pub price_cents: u32,
 }
 
+/// A product as listings and searches show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub id: u64,
     pub name: String,
     pub price_cents: u32,
+}
+
+impl From<&Product> for Summary {
+    fn from(product: &Product) -> Self {
+        Self {
+            id: product.id,
+            name: product.name.clone(),
+            price_cents: product.price_cents,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,21 +117,6 @@ impl PriceStats {
             mean_cents: total as f64 / prices.len().max(1) as f64,
             median_cents: prices.get(prices.len() / 2).copied().unwrap_or(0),
         }
-    }
-}
-
-/// What a write returns: the product as written, and its position in its category's listing
-/// (which page shows it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Written {
-    pub product: Product,
-    pub position: u32,
-}
-
-impl Written {
-    /// The listing page (from 0) the product is on.
-    pub fn page(&self) -> u32 {
-        self.position / PAGE_SIZE
     }
 }
 
@@ -141,13 +147,13 @@ fn without_password(url: &str) -> String {
     }
 }
 
-/// Keeps, of `candidates` (cheapest first, all holding the first word), those whose name has
-/// every one of `words` as a word.
-fn matching(candidates: Vec<Summary>, words: &[String]) -> Vec<Summary> {
+/// Of `candidates` (in catalog order, all holding the first word), those whose name has every
+/// one of `words` as a word, at most [`SEARCH_LIMIT`].
+fn matching(candidates: Vec<Product>, words: &[String]) -> Vec<Product> {
     candidates
         .into_iter()
-        .filter(|s| {
-            let name = format!(" {} ", s.name.to_lowercase());
+        .filter(|p| {
+            let name = format!(" {} ", p.name.to_lowercase());
             words.iter().all(|w| name.contains(&format!(" {w} ")))
         })
         .take(SEARCH_LIMIT)
@@ -273,17 +279,26 @@ impl Db {
         on_backend!(self, reads, |store| store.product(id))
     }
 
-    pub async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
+    /// The products `ids` names that exist, in one query (in no particular order).
+    pub async fn products(&self, ids: Vec<u64>) -> Result<Vec<Product>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, reads, |store| store.products(&ids))
+    }
+
+    /// One page of a category, in catalog (id) order.
+    pub async fn listing(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {
         on_backend!(self, reads, |store| store.listing(category, page))
     }
 
-    /// Products of `category` whose name has every one of `words` (lowercase, at least one)
-    /// as a word, cheapest first, at most [`SEARCH_LIMIT`].
-    pub async fn search(&self, category: u32, words: Vec<String>) -> Result<Vec<Summary>, DbError> {
+    /// The products of `category` whose name has every one of `words` (lowercase, at least
+    /// one) as a word, in catalog order, at most [`SEARCH_LIMIT`].
+    pub async fn search(&self, category: u32, words: Vec<String>) -> Result<Vec<Product>, DbError> {
         let Some(first) = words.first().cloned() else {
             return Ok(Vec::new());
         };
-        let candidates: Vec<Summary> =
+        let candidates: Vec<Product> =
             on_backend!(self, reads, |store| store.having_word(category, &first))?;
         Ok(matching(candidates, &words))
     }
@@ -294,20 +309,20 @@ impl Db {
         Ok(PriceStats::of_sorted(category, &prices))
     }
 
-    /// Sets a price, in one statement that also returns the product as written and its
-    /// position in its category's listing; `None` for an unknown product.
-    pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Written>, DbError> {
+    /// Sets a price, in one statement that also returns the product as written; `None` for an
+    /// unknown product.
+    pub async fn set_price(&self, id: u64, price_cents: u32) -> Result<Option<Product>, DbError> {
         on_backend!(self, writes, |store| store.set_price(id, price_cents))
     }
 
-    /// Adds a product (the next id, version 1), in one statement that also returns its
-    /// position in its category's listing.
-    pub async fn insert(&self, new: NewProduct) -> Result<Written, DbError> {
+    /// Adds a product (the next id, [`first_version`]), in one statement that also returns it.
+    pub async fn insert(&self, new: NewProduct) -> Result<Product, DbError> {
         on_backend!(self, writes, |store| store.insert(&new))
     }
 
-    /// Moves every price of a category by `percent`; returns how many changed.
-    pub async fn reprice(&self, category: u32, percent: i32) -> Result<u64, DbError> {
+    /// Moves every price of a category by `percent`, in one statement that also returns the
+    /// products as written.
+    pub async fn reprice(&self, category: u32, percent: i32) -> Result<Vec<Product>, DbError> {
         on_backend!(self, writes, |store| store.reprice(category, percent))
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
-use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
+use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product};
 
 impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -21,6 +21,7 @@ fn out_of_range(what: &str) -> DbError {
 struct Connection {
     client: Client,
     product: Statement,
+    products: Statement,
     listing: Statement,
     having_word: Statement,
     prices: Statement,
@@ -92,7 +93,17 @@ impl Postgres {
             .transpose()
     }
 
-    pub(super) async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
+    pub(super) async fn products(&self, ids: &[u64]) -> Result<Vec<Product>, DbError> {
+        let c = self.connection();
+        let ids = ids
+            .iter()
+            .map(|id| i64::try_from(*id).map_err(|_| out_of_range("id")))
+            .collect::<Result<Vec<i64>, DbError>>()?;
+        let rows = c.client.query(&c.products, &[&ids]).await?;
+        rows.iter().map(product).collect()
+    }
+
+    pub(super) async fn listing(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {
         let c = self.connection();
         let category = int4(category)?;
         let limit = i64::from(PAGE_SIZE);
@@ -101,14 +112,14 @@ impl Postgres {
             .client
             .query(&c.listing, &[&category, &limit, &offset])
             .await?;
-        rows.iter().map(summary).collect()
+        rows.iter().map(product).collect()
     }
 
     pub(super) async fn having_word(
         &self,
         category: u32,
         word: &str,
-    ) -> Result<Vec<Summary>, DbError> {
+    ) -> Result<Vec<Product>, DbError> {
         let c = self.connection();
         let category = int4(category)?;
         let padded = format!(" {word} ");
@@ -116,7 +127,7 @@ impl Postgres {
             .client
             .query(&c.having_word, &[&category, &padded])
             .await?;
-        rows.iter().map(summary).collect()
+        rows.iter().map(product).collect()
     }
 
     pub(super) async fn prices(&self, category: u32) -> Result<Vec<u32>, DbError> {
@@ -131,7 +142,7 @@ impl Postgres {
         &self,
         id: u64,
         price_cents: u32,
-    ) -> Result<Option<Written>, DbError> {
+    ) -> Result<Option<Product>, DbError> {
         let c = self.connection();
         let id = i64::try_from(id).map_err(|_| out_of_range("id"))?;
         let Some(row) = c
@@ -141,10 +152,10 @@ impl Postgres {
         else {
             return Ok(None);
         };
-        written(&row).map(Some)
+        product(&row).map(Some)
     }
 
-    pub(super) async fn insert(&self, new: &NewProduct) -> Result<Written, DbError> {
+    pub(super) async fn insert(&self, new: &NewProduct) -> Result<Product, DbError> {
         let c = self.connection();
         let row = c
             .client
@@ -155,17 +166,24 @@ impl Postgres {
                     &new.name,
                     &new.description,
                     &int4(new.price_cents)?,
+                    &i64::try_from(super::first_version()).map_err(|_| out_of_range("version"))?,
                 ],
             )
             .await?;
-        written(&row)
+        product(&row)
     }
 
-    pub(super) async fn reprice(&self, category: u32, percent: i32) -> Result<u64, DbError> {
+    pub(super) async fn reprice(
+        &self,
+        category: u32,
+        percent: i32,
+    ) -> Result<Vec<Product>, DbError> {
         let c = self.connection();
-        Ok(c.client
-            .execute(&c.reprice, &[&int4(category)?, &percent])
-            .await?)
+        let rows = c
+            .client
+            .query(&c.reprice, &[&int4(category)?, &percent])
+            .await?;
+        rows.iter().map(product).collect()
     }
 
     pub(super) async fn delete(&self, id: u64) -> Result<Option<Deleted>, DbError> {
@@ -199,7 +217,8 @@ async fn connect(url: &str, schema: &str) -> Result<Client, DbError> {
 
 /// The same catalog as the SQLite backend's, in one statement.
 async fn seed(client: &Client) -> Result<(), DbError> {
-    let products: Vec<Product> = (0..PRODUCTS).map(Product::seed).collect();
+    let version = super::first_version();
+    let products: Vec<Product> = (0..PRODUCTS).map(|id| Product::seed(id, version)).collect();
     let ids: Vec<i64> = products.iter().map(|p| p.id as i64).collect();
     let categories: Vec<i32> = products.iter().map(|p| p.category as i32).collect();
     let names: Vec<&str> = products.iter().map(|p| p.name.as_str()).collect();
@@ -220,45 +239,57 @@ async fn seed(client: &Client) -> Result<(), DbError> {
 async fn prepare(client: Client) -> Result<Connection, DbError> {
     Ok(Connection {
         product: client
-            .prepare(
-                "SELECT id, category, name, description, price_cents, version FROM products
-                 WHERE id = $1",
-            )
+            .prepare(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = $1"
+            ))
+            .await?,
+        products: client
+            .prepare(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = ANY($1)"
+            ))
             .await?,
         listing: client
-            .prepare(
-                "SELECT id, name, price_cents FROM products WHERE category = $1
-                 ORDER BY id LIMIT $2 OFFSET $3",
-            )
+            .prepare(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE category = $1 ORDER BY id LIMIT $2 OFFSET $3"
+            ))
             .await?,
         having_word: client
-            .prepare(
-                "SELECT id, name, price_cents FROM products
-                 WHERE category = $1 AND strpos(' ' || lower(name) || ' ', $2) > 0
-                 ORDER BY price_cents",
-            )
+            .prepare(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products
+                 WHERE category = $1 AND strpos(' ' || lower(name) || ' ', $2) > 0 ORDER BY id"
+            ))
             .await?,
         prices: client
             .prepare("SELECT price_cents FROM products WHERE category = $1 ORDER BY price_cents")
             .await?,
         set_price: client
             .prepare(concat!(
-                "UPDATE products SET price_cents = $2, version = version + 1 WHERE id = $1",
-                returning_written!()
+                "UPDATE products SET price_cents = $2, version = version + 1 WHERE id = $1
+                 RETURNING ",
+                product_columns!()
             ))
             .await?,
         insert: client
             .prepare(concat!(
                 "INSERT INTO products (category, name, description, price_cents, version)
-                 VALUES ($1, $2, $3, $4, 1)",
-                returning_written!()
+                 VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                product_columns!()
             ))
             .await?,
         reprice: client
-            .prepare(
+            .prepare(concat!(
                 "UPDATE products SET price_cents = GREATEST(1, price_cents * (100 + $2) / 100),
-                 version = version + 1 WHERE category = $1",
-            )
+                 version = version + 1 WHERE category = $1 RETURNING ",
+                product_columns!()
+            ))
             .await?,
         delete: client
             .prepare("DELETE FROM products WHERE id = $1 RETURNING category, version")
@@ -283,20 +314,5 @@ fn product(row: &Row) -> Result<Product, DbError> {
         description: row.try_get(3)?,
         price_cents: uint(row.try_get::<_, i32>(4)?)?,
         version: uint(row.try_get::<_, i64>(5)?)?,
-    })
-}
-
-fn written(row: &Row) -> Result<Written, DbError> {
-    Ok(Written {
-        product: product(row)?,
-        position: uint(row.try_get::<_, i64>(6)?)?,
-    })
-}
-
-fn summary(row: &Row) -> Result<Summary, DbError> {
-    Ok(Summary {
-        id: uint(row.try_get::<_, i64>(0)?)?,
-        name: row.try_get(1)?,
-        price_cents: uint(row.try_get::<_, i32>(2)?)?,
     })
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product, Summary, Written};
+use super::{DbError, Deleted, NewProduct, PAGE_SIZE, PRODUCTS, Product, first_version};
 
 impl From<rusqlite::Error> for DbError {
     fn from(error: rusqlite::Error) -> Self {
@@ -37,7 +37,8 @@ impl Sqlite {
                 "INSERT INTO products (id, category, name, description, price_cents, version)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for p in (0..PRODUCTS).map(Product::seed) {
+            let version = first_version();
+            for p in (0..PRODUCTS).map(|id| Product::seed(id, version)) {
                 insert.execute(params![
                     p.id,
                     p.category,
@@ -78,43 +79,64 @@ impl Sqlite {
 
     pub(super) async fn product(&self, id: u64) -> Result<Option<Product>, DbError> {
         self.run(move |c| {
-            c.prepare_cached(
-                "SELECT id, category, name, description, price_cents, version FROM products
-                 WHERE id = ?1",
-            )?
+            c.prepare_cached(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = ?1"
+            ))?
             .query_row([id], product)
             .optional()
         })
         .await
     }
 
-    pub(super) async fn listing(&self, category: u32, page: u32) -> Result<Vec<Summary>, DbError> {
+    /// The products among `ids` (a JSON array of them is the one parameter).
+    pub(super) async fn products(&self, ids: &[u64]) -> Result<Vec<Product>, DbError> {
+        let ids = format!(
+            "[{}]",
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        );
         self.run(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT id, name, price_cents FROM products WHERE category = ?1
-                 ORDER BY id LIMIT ?2 OFFSET ?3",
-            )?;
-            let rows =
-                statement.query_map(params![category, PAGE_SIZE, page * PAGE_SIZE], summary)?;
+            let mut statement = c.prepare_cached(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id IN (SELECT value FROM json_each(?1))"
+            ))?;
+            let rows = statement.query_map([ids], product)?;
             rows.collect()
         })
         .await
     }
 
-    /// Products of `category` with `word` in their name, cheapest first.
+    pub(super) async fn listing(&self, category: u32, page: u32) -> Result<Vec<Product>, DbError> {
+        self.run(move |c| {
+            let mut statement = c.prepare_cached(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE category = ?1 ORDER BY id LIMIT ?2 OFFSET ?3"
+            ))?;
+            let rows =
+                statement.query_map(params![category, PAGE_SIZE, page * PAGE_SIZE], product)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Products of `category` with `word` in their name, in id order.
     pub(super) async fn having_word(
         &self,
         category: u32,
         word: &str,
-    ) -> Result<Vec<Summary>, DbError> {
+    ) -> Result<Vec<Product>, DbError> {
         let padded = format!(" {word} ");
         self.run(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT id, name, price_cents FROM products
-                 WHERE category = ?1 AND instr(' ' || lower(name) || ' ', ?2) > 0
-                 ORDER BY price_cents",
-            )?;
-            let rows = statement.query_map(params![category, padded], summary)?;
+            let mut statement = c.prepare_cached(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products
+                 WHERE category = ?1 AND instr(' ' || lower(name) || ' ', ?2) > 0 ORDER BY id"
+            ))?;
+            let rows = statement.query_map(params![category, padded], product)?;
             rows.collect()
         })
         .await
@@ -136,42 +158,54 @@ impl Sqlite {
         &self,
         id: u64,
         price_cents: u32,
-    ) -> Result<Option<Written>, DbError> {
+    ) -> Result<Option<Product>, DbError> {
         self.run(move |c| {
             c.prepare_cached(concat!(
-                "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1",
-                returning_written!()
+                "UPDATE products SET price_cents = ?2, version = version + 1 WHERE id = ?1
+                 RETURNING ",
+                product_columns!()
             ))?
-            .query_row(params![id, price_cents], written)
+            .query_row(params![id, price_cents], product)
             .optional()
         })
         .await
     }
 
-    pub(super) async fn insert(&self, new: &NewProduct) -> Result<Written, DbError> {
+    pub(super) async fn insert(&self, new: &NewProduct) -> Result<Product, DbError> {
         let new = new.clone();
         self.run(move |c| {
             c.prepare_cached(concat!(
                 "INSERT INTO products (category, name, description, price_cents, version)
-                 VALUES (?1, ?2, ?3, ?4, 1)",
-                returning_written!()
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING ",
+                product_columns!()
             ))?
             .query_row(
-                params![new.category, new.name, new.description, new.price_cents],
-                written,
+                params![
+                    new.category,
+                    new.name,
+                    new.description,
+                    new.price_cents,
+                    first_version()
+                ],
+                product,
             )
         })
         .await
     }
 
-    pub(super) async fn reprice(&self, category: u32, percent: i32) -> Result<u64, DbError> {
+    pub(super) async fn reprice(
+        &self,
+        category: u32,
+        percent: i32,
+    ) -> Result<Vec<Product>, DbError> {
         self.run(move |c| {
-            let changed = c.execute(
+            let mut statement = c.prepare_cached(concat!(
                 "UPDATE products SET price_cents = MAX(1, price_cents * (100 + ?2) / 100),
-                 version = version + 1 WHERE category = ?1",
-                params![category, percent],
-            )?;
-            Ok(changed as u64)
+                 version = version + 1 WHERE category = ?1 RETURNING ",
+                product_columns!()
+            ))?;
+            let rows = statement.query_map(params![category, percent], product)?;
+            rows.collect()
         })
         .await
     }
@@ -202,20 +236,5 @@ fn product(row: &rusqlite::Row<'_>) -> Result<Product, rusqlite::Error> {
         description: row.get(3)?,
         price_cents: row.get(4)?,
         version: row.get(5)?,
-    })
-}
-
-fn written(row: &rusqlite::Row<'_>) -> Result<Written, rusqlite::Error> {
-    Ok(Written {
-        product: product(row)?,
-        position: row.get(6)?,
-    })
-}
-
-fn summary(row: &rusqlite::Row<'_>) -> Result<Summary, rusqlite::Error> {
-    Ok(Summary {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        price_cents: row.get(2)?,
     })
 }
