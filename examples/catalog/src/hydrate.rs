@@ -12,9 +12,16 @@ use crate::db::{Db, DbError, Product};
 
 /// The products `ids` names, in that order; ids of products that do not exist are left out.
 pub async fn products(db: &Db, ids: &[u64]) -> Result<Vec<Product>, DbError> {
-    let cached = match cache_runtime::current_for_reads() {
-        Some(cache) => from_cache(&cache, ids).await,
-        None => vec![None; ids.len()],
+    let cache = cache_runtime::current_for_reads();
+    let cached = match &cache {
+        Some(cache) => from_cache(cache, ids).await,
+        None => None,
+    };
+    // Redis trouble (or no cache): the database answers for every id, and nothing is written
+    // back, which would only queue invalidations for the failed writes.
+    let (cache, cached) = match cached {
+        Some(cached) => (cache, cached),
+        None => (None, vec![None; ids.len()]),
     };
     let missing: Vec<u64> = ids
         .iter()
@@ -23,8 +30,8 @@ pub async fn products(db: &Db, ids: &[u64]) -> Result<Vec<Product>, DbError> {
         .map(|(id, _)| *id)
         .collect();
     let mut loaded = db.products(missing).await?;
-    if let Some(cache) = cache_runtime::current_for_reads() {
-        write_back(&cache, &loaded).await;
+    if let Some(cache) = &cache {
+        write_back(cache, &loaded).await;
     }
     loaded.sort_unstable_by_key(|p| p.id);
     Ok(ids
@@ -41,16 +48,11 @@ pub async fn products(db: &Db, ids: &[u64]) -> Result<Vec<Product>, DbError> {
 }
 
 /// What the cache holds for each id: `Some(Some(_))` a product, `Some(None)` a known absence,
-/// `None` nothing (or Redis trouble: then the database answers for all of them).
-async fn from_cache(cache: &Cache, ids: &[u64]) -> Vec<Option<Option<Product>>> {
-    let Ok(entity) = cache.entity("product") else {
-        return vec![None; ids.len()];
-    };
+/// `None` nothing; `None` for all when Redis cannot answer.
+async fn from_cache(cache: &Cache, ids: &[u64]) -> Option<Vec<Option<Option<Product>>>> {
+    let entity = cache.entity("product").ok()?;
     let keys: Vec<_> = ids.iter().map(|id| entity.key(id)).collect();
-    cache
-        .get_many::<Option<Product>>(&keys)
-        .await
-        .unwrap_or_else(|_| vec![None; ids.len()])
+    cache.get_many::<Option<Product>>(&keys).await.ok()
 }
 
 /// Stores `loaded` as `Catalog::product` caches it (an `Option`, for the medium TTL), all at

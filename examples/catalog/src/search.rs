@@ -23,13 +23,8 @@ impl Search {
         self.0.split(' ')
     }
 
-    /// Every product the search finds has this word in its name.
-    pub fn first_word(&self) -> &str {
-        self.words().next().unwrap_or_default()
-    }
-
-    /// The distinct words of a name or query, as searches compare them.
-    pub fn words_of(text: &str) -> impl Iterator<Item = String> {
+    /// The distinct words of a query, as searches compare them.
+    fn words_of(text: &str) -> impl Iterator<Item = String> {
         text.split_whitespace()
             .map(str::to_lowercase)
             .collect::<BTreeSet<_>>()
@@ -46,7 +41,6 @@ mod tests {
         let a = Search::parse("  LAMP   Brass lamp ").expect("words");
         assert_eq!(a.as_str(), "brass lamp");
         assert_eq!(a, Search::parse("brass lamp").expect("words"));
-        assert_eq!(a.first_word(), "brass");
         assert_eq!(Search::parse(" \t "), None);
     }
 }

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 struct Service {
     router: Router,
     db: Db,
-    _server: RedisServer,
+    server: RedisServer,
     _file: Option<TempDb>,
 }
 
@@ -78,7 +78,7 @@ async fn service_over(db: Db, file: Option<TempDb>, limit: u32) -> Service {
     Service {
         router,
         db,
-        _server: server,
+        server,
         _file: file,
     }
 }
@@ -126,6 +126,26 @@ async fn get<T: serde::de::DeserializeOwned>(router: &Router, uri: &str) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_are_cached_and_writes_keep_them_right() {
     reads_cached_writes_invalidating(&service(10_000).await).await;
+}
+
+/// With Redis gone, pages and searches are answered by the database: the same products, in
+/// one query each (nothing is written back while Redis cannot be read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_come_from_the_database_while_redis_is_down() {
+    let mut service = service(10_000).await;
+    let page_uri = "/categories/3/products?page=1";
+    let search_uri = "/search?category=3&q=walnut";
+    let page: Vec<Summary> = get(&service.router, page_uri).await;
+    let search: Vec<Summary> = get(&service.router, search_uri).await;
+    service.server.stop();
+    let reads = service.db.reads();
+    assert_eq!(get::<Vec<Summary>>(&service.router, page_uri).await, page);
+    assert_eq!(
+        get::<Vec<Summary>>(&service.router, search_uri).await,
+        search
+    );
+    // The ids, then the products, for each.
+    assert_eq!(service.db.reads(), reads + 4);
 }
 
 /// The same over PostgreSQL (`DATABASE_URL`, else the local server), in schema `catalog_test`.
