@@ -1,6 +1,7 @@
 //! The catalog service against a real redis-server: reads are cached, every write keeps what
 //! shows it right, and a client over its limit gets 429 with Retry-After.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,7 +37,10 @@ impl Drop for TempDb {
 
 /// The service over SQLite.
 async fn service(limit: u32) -> Service {
-    let path = std::env::temp_dir().join(format!("catalog-test-{}-{limit}.db", std::process::id()));
+    // One file per service: tests run in parallel.
+    static SERVICES: AtomicU32 = AtomicU32::new(0);
+    let n = SERVICES.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("catalog-test-{}-{n}.db", std::process::id()));
     let db = Db::create(&path, 2).expect("database");
     service_over(db, Some(TempDb(path)), limit).await
 }
