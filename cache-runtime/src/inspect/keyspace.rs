@@ -147,7 +147,8 @@ fn classify(key: &str, app: Option<&str>) -> Option<(String, Option<u32>, Option
         .split(":%")
         .skip(1)
         .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()));
-    // `{<id key>}:%variants` and `{<key>}:%lease` share their key's Cluster slot.
+    // `{<id key>}:%variants`, `{<key>}:%lease` and `{<key>}:%revision` share their key's
+    // Cluster slot.
     let bare = key.strip_prefix('{').unwrap_or(key);
     let mut parts = bare.splitn(4, ':');
     let key_app = parts.next()?;
@@ -290,6 +291,10 @@ mod tests {
         );
         assert_eq!(
             classify("{shop:v1:product:42}:%lease", app),
+            Some(("shop".into(), Some(1), Some("product".into()), true))
+        );
+        assert_eq!(
+            classify("{shop:v1:product:42}:%revision", app),
             Some(("shop".into(), Some(1), Some("product".into()), true))
         );
         assert_eq!(

@@ -100,6 +100,17 @@ async fn of_two_racing_writes_the_newer_stays_whichever_lands_last() {
         assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
         assert_eq!(rows.reads(), 0, "every read came from the cache");
 
+        // The revision record lives as long as the value it came with.
+        let server_ttl = |key: &str| server.query::<i64>(redis::cmd("PTTL").arg(key));
+        let (value_ttl, record_ttl) = (
+            server_ttl("test:v1:row:1"),
+            server_ttl("{test:v1:row:1}:%revision"),
+        );
+        assert!(
+            value_ttl > 0 && (value_ttl - record_ttl).abs() < 1_000,
+            "{value_ttl} vs {record_ttl}"
+        );
+
         // Without a revision the late write wins: what the revision is for.
         rows.commit(row(2, 6));
         rows.written_unordered(2, row(2, 6)).await.expect("write");
