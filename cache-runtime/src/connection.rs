@@ -86,22 +86,39 @@ impl Pool {
     /// The next connection in turn (connecting it if needed), with a ticket for
     /// [`Self::replace`] whether or not connecting worked.
     pub(crate) async fn connection(&self) -> (Ticket, redis::RedisResult<MultiplexedConnection>) {
+        match self.next_connected() {
+            Ok((ticket, connection)) => (ticket, Ok(connection)),
+            Err(index) => self.connect_slot(index).await,
+        }
+    }
+
+    /// The next connection in turn if it is connected (no future to build: the usual case),
+    /// else the index of its slot, to connect.
+    pub(crate) fn next_connected(&self) -> Result<(Ticket, MultiplexedConnection), usize> {
         // One slot (the default): no turn to take, and no counter for the cores to fight over.
         let index = match self.slots.len() {
             1 => 0,
             len => self.next.fetch_add(1, Ordering::Relaxed) % len,
         };
-        {
-            let slot = self.slots[index].load();
-            if let Some(connection) = slot.connection.get() {
+        let slot = self.slots[index].load();
+        match slot.connection.get() {
+            Some(connection) => {
                 let ticket = Ticket {
                     index,
                     generation: slot.generation,
                 };
-                return (ticket, Ok(connection.clone()));
+                Ok((ticket, connection.clone()))
             }
+            None => Err(index),
         }
-        // On the heap: connecting is rare, and its future is most of a command's.
+    }
+
+    /// Connects slot `index` (from [`Self::next_connected`]). On the heap: connecting is rare,
+    /// and its future is most of a command's.
+    pub(crate) async fn connect_slot(
+        &self,
+        index: usize,
+    ) -> (Ticket, redis::RedisResult<MultiplexedConnection>) {
         Box::pin(self.connect(index)).await
     }
 

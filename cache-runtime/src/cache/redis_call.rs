@@ -70,7 +70,10 @@ impl Cache {
         // The connection the request last went on, to replace if it failed.
         let mut used = None;
         let attempt = async {
-            let (ticket, conn) = pool.connection().await;
+            let (ticket, conn) = match pool.next_connected() {
+                Ok((ticket, conn)) => (ticket, Ok(conn)),
+                Err(index) => pool.connect_slot(index).await,
+            };
             used = Some(ticket);
             match request.send(&mut conn?).await {
                 // A connection left over from before a Redis restart reports its death once

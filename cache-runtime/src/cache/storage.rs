@@ -134,9 +134,12 @@ impl Cache {
         };
         let decoded = match Header::unwrap(bytes) {
             Ok(envelope) => {
-                let valid = self
-                    .still_valid(key, &envelope.header, envelope.tags, found.id_token)
-                    .await?;
+                let (header, tags) = (&envelope.header, envelope.tags);
+                let valid = match self.still_valid_now(key, header, tags, found.id_token) {
+                    Some(valid) => valid,
+                    // On the heap: reading a mark from Redis is rare.
+                    None => Box::pin(self.still_valid(key, header, tags, found.id_token)).await?,
+                };
                 if !valid {
                     bump(&counters.misses);
                     tracing::debug!(key = key.as_str(), "cache miss: invalidated");

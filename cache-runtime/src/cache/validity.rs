@@ -56,6 +56,33 @@ impl Cache {
         Ok(true)
     }
 
+    /// [`Self::still_valid`] without a round trip: `None` when a mark it needs is not held in
+    /// process (then [`Self::still_valid`] reads it). The usual case on the hit path, which so
+    /// builds no future for the check.
+    pub(crate) fn still_valid_now(
+        &self,
+        key: &CacheKey,
+        header: &Header,
+        tags: Tags<'_>,
+        id_token: Option<u64>,
+    ) -> Option<bool> {
+        if key.has_variant() && (id_token.is_none() || header.id_token != id_token) {
+            return Some(false);
+        }
+        let marks = &self.inner.marks;
+        let session = marks.session();
+        let below = |cell: &MarkCell| cell.trusted(session).map(|mark| header.epoch < mark);
+        if below(key.entity().mark())? || below(&self.inner.app_mark)? {
+            return Some(false);
+        }
+        for tag in tags.iter() {
+            if below(&marks.tag_cell(tag))? {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+
     /// [`Self::still_valid`] for the local tier: only marks this instance trusts count, any
     /// other is a miss. (Id tokens are not checked here: id invalidations reach the local tier
     /// as events.)
