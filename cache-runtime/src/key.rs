@@ -44,9 +44,52 @@ macro_rules! key_part_via_display {
         }
     )*};
 }
-key_part_via_display!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool
-);
+key_part_via_display!(u128, i128, bool);
+
+/// Appends the decimal digits of `n`: ids are rendered on every call, and `fmt`'s machinery
+/// costs several times this loop.
+fn push_decimal(key: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+}
+
+macro_rules! key_part_for_unsigned {
+    ($($ty:ty),*) => {$(
+        impl KeyPart for $ty {
+            // Lossless: none of these is wider than 64 bits (u64 and usize are that already).
+            #[allow(clippy::unnecessary_cast)]
+            fn append_to(&self, key: &mut String) {
+                push_decimal(key, *self as u64);
+            }
+        }
+    )*};
+}
+key_part_for_unsigned!(u8, u16, u32, u64, usize);
+
+macro_rules! key_part_for_signed {
+    ($($ty:ty),*) => {$(
+        impl KeyPart for $ty {
+            // Lossless: none of these is wider than 64 bits.
+            #[allow(clippy::unnecessary_cast)]
+            fn append_to(&self, key: &mut String) {
+                if *self < 0 {
+                    key.push('-');
+                }
+                push_decimal(key, self.unsigned_abs() as u64);
+            }
+        }
+    )*};
+}
+key_part_for_signed!(i8, i16, i32, i64, isize);
 
 impl KeyPart for str {
     fn append_to(&self, key: &mut String) {

@@ -306,7 +306,11 @@ impl Cache {
         }
         let read = async {
             let found = self.fetch(key).await?;
-            let lookup = self.lookup::<L::Value>(key, &found).await?;
+            let lookup = match self.lookup_now::<L::Value>(key, &found) {
+                Some(lookup) => lookup,
+                // A mark to read from Redis first (rare): on the heap.
+                None => Box::pin(self.lookup_reading_marks(key, &found)).await?,
+            };
             Ok::<_, CacheError>((found, lookup))
         };
         let (found, lookup) = match read.await {

@@ -1,5 +1,7 @@
 //! Every Redis round trip: under the circuit breaker and the operation deadline.
 
+use std::future::Future;
+
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 
 use super::Cache;
@@ -45,27 +47,42 @@ impl Request<'_> {
 }
 
 impl Cache {
-    /// Runs `request`, counting a failure against `entity`.
-    pub(crate) async fn redis<'a, T: FromRedisValue>(
-        &self,
-        entity: &Entity,
+    /// Runs `request`, counting a failure against `entity`. (Not an `async fn`: the hit path
+    /// polls one future less.)
+    pub(crate) fn redis<'a, T: FromRedisValue + 'a>(
+        &'a self,
+        entity: &'a Entity,
         request: impl Into<Request<'a>>,
-    ) -> Result<T, CacheError> {
-        let result = self.call(request.into()).await;
-        if result.is_err() {
-            bump(&entity.counters().redis_errors);
-        }
-        result
+    ) -> impl Future<Output = Result<T, CacheError>> + 'a {
+        self.call_for(Some(entity), request.into())
     }
 
     /// Runs `request` under the breaker and the operation deadline.
-    pub(crate) async fn call<T: FromRedisValue>(
+    pub(crate) fn call<'a, T: FromRedisValue + 'a>(
+        &'a self,
+        request: Request<'a>,
+    ) -> impl Future<Output = Result<T, CacheError>> + 'a {
+        self.call_for(None, request)
+    }
+
+    /// Runs `request` under the breaker and the operation deadline, counting a failure against
+    /// `entity` if given.
+    async fn call_for<T: FromRedisValue>(
         &self,
+        entity: Option<&Entity>,
         request: Request<'_>,
     ) -> Result<T, CacheError> {
+        let failed = |error: CacheError| {
+            if let Some(entity) = entity {
+                bump(&entity.counters().redis_errors);
+            }
+            Err(error)
+        };
         self.keep_tasks_alive();
         let inner = &*self.inner;
-        let permit = inner.breaker.permit().ok_or(CacheError::BreakerOpen)?;
+        let Some(permit) = inner.breaker.permit() else {
+            return failed(CacheError::BreakerOpen);
+        };
         let pool = &inner.pool;
         // The connection the request last went on, to replace if it failed.
         let mut used = None;
@@ -75,7 +92,13 @@ impl Cache {
                 Err(index) => pool.connect_slot(index).await,
             };
             used = Some(ticket);
-            match request.send(&mut conn?).await {
+            let mut conn = conn?;
+            // The command itself, not through `send`: one future less on the hit path.
+            let sent = match request {
+                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Request::Pipeline(pipeline) => pipeline.query_async(&mut conn).await,
+            };
+            match sent {
                 // A connection left over from before a Redis restart reports its death once
                 // (refused, reset, broken pipe): the request goes once more on a fresh one.
                 // Every request the cache sends is idempotent, so one that did reach the old
@@ -85,7 +108,7 @@ impl Cache {
                     pool.replace(ticket);
                     let (ticket, conn) = pool.connection().await;
                     used = Some(ticket);
-                    request.send(&mut conn?).await
+                    Box::pin(request.send(&mut conn?)).await
                 }
                 other => other,
             }
@@ -115,7 +138,7 @@ impl Cache {
                 replace(used);
                 let cause = format!("no answer within {:?}", inner.config.operation_timeout);
                 inner.breaker.record(permit, Err(&cause));
-                Err(CacheError::Timeout(inner.config.operation_timeout))
+                failed(CacheError::Timeout(inner.config.operation_timeout))
             }
             Ok(Ok(value)) => {
                 inner.breaker.record(permit, Ok(()));
@@ -131,7 +154,7 @@ impl Cache {
                     false => Ok(()),
                 };
                 inner.breaker.record(permit, outcome);
-                Err(error)
+                failed(error)
             }
         }
     }

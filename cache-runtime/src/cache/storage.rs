@@ -126,52 +126,87 @@ impl Cache {
         key: &CacheKey,
         found: &Found,
     ) -> Result<Lookup<T>, CacheError> {
-        let counters = key.entity().counters();
+        match self.lookup_now(key, found) {
+            Some(lookup) => Ok(lookup),
+            None => Box::pin(self.lookup_reading_marks(key, found)).await,
+        }
+    }
+
+    /// [`Self::lookup`] without a round trip (the usual case, and no future to build); `None`
+    /// when a mark the value depends on must be read from Redis first (nothing counted yet).
+    pub(crate) fn lookup_now<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+        found: &Found,
+    ) -> Option<Lookup<T>> {
         let Some(bytes) = &found.bytes else {
-            bump(&counters.misses);
+            bump(&key.entity().counters().misses);
             tracing::debug!(key = key.as_str(), "cache miss");
+            return Some(Lookup::Miss);
+        };
+        let envelope = match Header::unwrap(bytes) {
+            Ok(envelope) => envelope,
+            Err(reason) => return Some(self.undecodable(key, reason)),
+        };
+        let valid = self.still_valid_now(key, &envelope.header, envelope.tags, found.id_token)?;
+        Some(self.judge(key, &envelope, valid))
+    }
+
+    /// [`Self::lookup`] once a mark had to be read from Redis (rare: callers box it).
+    pub(crate) async fn lookup_reading_marks<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+        found: &Found,
+    ) -> Result<Lookup<T>, CacheError> {
+        let Some(Ok(envelope)) = found.bytes.as_deref().map(Header::unwrap) else {
+            // Only reached for bytes that unwrapped: [`Self::lookup_now`] answered the rest.
             return Ok(Lookup::Miss);
         };
-        let decoded = match Header::unwrap(bytes) {
-            Ok(envelope) => {
-                let (header, tags) = (&envelope.header, envelope.tags);
-                let valid = match self.still_valid_now(key, header, tags, found.id_token) {
-                    Some(valid) => valid,
-                    // On the heap: reading a mark from Redis is rare.
-                    None => Box::pin(self.still_valid(key, header, tags, found.id_token)).await?,
-                };
-                if !valid {
-                    bump(&counters.misses);
-                    tracing::debug!(key = key.as_str(), "cache miss: invalidated");
-                    return Ok(Lookup::Miss);
-                }
-                self.decode_envelope(&envelope)
-            }
-            Err(reason) => Err(reason.to_owned()),
-        };
-        Ok(match decoded {
+        let valid = self
+            .still_valid(key, &envelope.header, envelope.tags, found.id_token)
+            .await?;
+        Ok(self.judge(key, &envelope, valid))
+    }
+
+    /// A value that unwrapped, and whether it is still valid: a hit, or a miss.
+    fn judge<T: DeserializeOwned>(
+        &self,
+        key: &CacheKey,
+        envelope: &Envelope<'_>,
+        valid: bool,
+    ) -> Lookup<T> {
+        if !valid {
+            bump(&key.entity().counters().misses);
+            tracing::debug!(key = key.as_str(), "cache miss: invalidated");
+            return Lookup::Miss;
+        }
+        match self.decode_envelope(envelope) {
             Ok(lookup) => {
-                bump(&counters.hits);
+                bump(&key.entity().counters().hits);
                 tracing::debug!(key = key.as_str(), "cache hit");
                 lookup
             }
-            Err(reason) => {
-                bump(&counters.decode_failures);
-                bump(&counters.misses);
-                // A deploy that changed a type without a version bump makes every key of the
-                // entity fail once: one WARN per entity, the rest at DEBUG and in the counter.
-                if key
-                    .entity()
-                    .decode_failure_logged()
-                    .swap(true, Ordering::Relaxed)
-                {
-                    tracing::debug!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
-                } else {
-                    tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss (logged once per entity; the decode_failures counter has them all)");
-                }
-                Lookup::Miss
-            }
-        })
+            Err(reason) => self.undecodable(key, &reason),
+        }
+    }
+
+    /// Bytes that are not a value of this type (or not a value at all): a miss, counted.
+    fn undecodable<T>(&self, key: &CacheKey, reason: &str) -> Lookup<T> {
+        let counters = key.entity().counters();
+        bump(&counters.decode_failures);
+        bump(&counters.misses);
+        // A deploy that changed a type without a version bump makes every key of the entity
+        // fail once: one WARN per entity, the rest at DEBUG and in the counter.
+        if key
+            .entity()
+            .decode_failure_logged()
+            .swap(true, Ordering::Relaxed)
+        {
+            tracing::debug!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss");
+        } else {
+            tracing::warn!(key = key.as_str(), %reason, "undecodable cached value, treated as a miss (logged once per entity; the decode_failures counter has them all)");
+        }
+        Lookup::Miss
     }
 
     /// Whether fetched bytes are a value that is still valid (without decoding or counting it).

@@ -56,6 +56,23 @@ fn keys_follow_the_schema() {
 }
 
 #[test]
+fn integers_render_as_their_decimal_display() {
+    fn rendered(part: &dyn KeyPart) -> String {
+        let mut key = String::new();
+        part.append_to(&mut key);
+        key
+    }
+    assert_eq!(rendered(&0u8), "0");
+    assert_eq!(rendered(&u64::MAX), u64::MAX.to_string());
+    assert_eq!(rendered(&usize::MAX), usize::MAX.to_string());
+    assert_eq!(rendered(&1_000_000u32), "1000000");
+    assert_eq!(rendered(&i64::MIN), i64::MIN.to_string());
+    assert_eq!(rendered(&-7i8), "-7");
+    assert_eq!(rendered(&i8::MIN), "-128");
+    assert_eq!(rendered(&u128::MAX), u128::MAX.to_string());
+}
+
+#[test]
 fn separators_globs_and_whitespace_are_percent_encoded() {
     let p = product();
     assert_eq!(p.key("a:b"), "shop:v3:product:a%3Ab");
