@@ -96,6 +96,8 @@ pub use load_timeout::{LoadTimedOut, with_load_timeout};
 pub use local::DEFAULT_LOCAL_TIER_BYTES;
 pub use metrics::EntityMetrics;
 pub use rate_limit::{Decision, RateLimiter, WhenUnavailable};
+#[cfg(feature = "tower")]
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use session::Sessions;
 pub use ttl::{
     DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,

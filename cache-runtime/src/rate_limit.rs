@@ -6,6 +6,11 @@
 //! arrival time and expiring when the subject is back to a full allowance. When Redis cannot be
 //! asked, the limiter's policy decides: fail open (allow) or fail closed (deny).
 
+#[cfg(feature = "tower")]
+mod layer;
+#[cfg(feature = "tower")]
+pub use layer::{RateLimit, RateLimitLayer};
+
 use std::time::Duration;
 
 use crate::cache::Cache;

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use cache_runtime::{Cache, RateLimiter};
+use cache_runtime::{Cache, RateLimitLayer, RateLimiter};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
+use tower::util::option_layer;
 
 use crate::db::{DbError, NewProduct};
 use crate::repo::Catalog;
@@ -62,7 +62,11 @@ pub fn router(app: App) -> Router {
         .route("/search", get(search))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(app.clone(), rate_limit))
+        .layer(option_layer(
+            app.limiter
+                .clone()
+                .map(|limiter| RateLimitLayer::new(limiter, client_id)),
+        ))
         .with_state(app)
 }
 
@@ -234,23 +238,12 @@ fn counters(cache: Option<&Cache>, out: &mut String) {
 
 /// 429 with `Retry-After` once a client (`x-client-id`, else everyone together) is over its
 /// limit.
-async fn rate_limit(State(app): State<App>, request: Request, next: Next) -> Response {
-    if let Some(limiter) = &app.limiter {
-        let client = request
-            .headers()
-            .get("x-client-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("anonymous")
-            .to_owned();
-        let decision = limiter.check(&client).await;
-        if !decision.allowed {
-            let seconds = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, "slow down\n").into_response();
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
-        }
-    }
-    next.run(request).await
+/// Who a request counts against: its `x-client-id` header (the demo's clients send one).
+fn client_id(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-client-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_owned()
 }
