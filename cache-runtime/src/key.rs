@@ -59,7 +59,7 @@ fn push_decimal(key: &mut String, mut n: u64) {
             break;
         }
     }
-    key.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+    key.extend(digits[start..].iter().map(|&digit| char::from(digit)));
 }
 
 macro_rules! key_part_for_unsigned {
