@@ -10,88 +10,15 @@
 //!
 //! `cargo bench -p cache-tests --bench invalidation` (prints Markdown tables).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, CacheConfig, Entity, Ttl, cached};
+use cache_runtime::{Cache, Entity, Ttl, cached};
 use cache_tests::RedisServer;
+use common::{KEYS, Pinger, TASKS, config, from_tasks};
 
-const KEYS: u32 = 1_000_000;
-const TASKS: u32 = 64;
 const SAMPLE: u32 = 10_000;
-
-fn config(server: &RedisServer) -> CacheConfig {
-    CacheConfig::builder()
-        .redis_url(server.url())
-        .app_prefix("bench")
-        .metrics_log_interval(None)
-        .build()
-        .expect("config")
-}
-
-/// Runs `write(i)` for every `i < KEYS` from [`TASKS`] tasks; answers the time it took.
-async fn from_tasks<F, Fut>(write: F) -> Duration
-where
-    F: Fn(u32) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let write = write.clone();
-            tokio::spawn(async move {
-                let mut i = task;
-                while i < KEYS {
-                    write(i).await;
-                    i += TASKS;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("writer");
-    }
-    started.elapsed()
-}
-
-/// A client that sends `PING` every 5 ms on its own connection and keeps its longest wait.
-struct Pinger {
-    stop: Arc<AtomicBool>,
-    longest_us: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Pinger {
-    fn start(server: &RedisServer) -> Self {
-        let mut connection = server.connection().expect("connect");
-        let stop = Arc::new(AtomicBool::new(false));
-        let longest_us = Arc::new(AtomicU64::new(0));
-        let thread = {
-            let (stop, longest_us) = (stop.clone(), longest_us.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let sent = Instant::now();
-                    let _: String = redis::cmd("PING").query(&mut connection).expect("PING");
-                    let waited = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    longest_us.fetch_max(waited, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
-        Self {
-            stop,
-            longest_us,
-            thread,
-        }
-    }
-
-    fn stop(self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().expect("pinger");
-        Duration::from_micros(self.longest_us.load(Ordering::Relaxed))
-    }
-}
 
 /// Of `SAMPLE` ids spread over the keyspace (from `offset` on, so that two instances sample
 /// different ids), how many reads of `entity` called the loader.
@@ -132,7 +59,7 @@ async fn entity_wide() {
 
     let before = cache_server.info_number("memory", "used_memory");
     let writing = Pinger::start(&cache_server);
-    let cache_time = from_tasks({
+    let cache_time = from_tasks(KEYS, 1, {
         let (cache, products) = (cache.clone(), products.clone());
         move |i| {
             let (cache, key) = (cache.clone(), products.key(&i));
@@ -155,7 +82,7 @@ async fn entity_wide() {
         .await
         .expect("connect");
     let before = plain_server.info_number("memory", "used_memory");
-    let plain_time = from_tasks(move |i| {
+    let plain_time = from_tasks(KEYS, 1, move |i| {
         let (mut plain, stored) = (plain.clone(), stored.clone());
         async move {
             // Same key length as the cache's (`product` and `plain_a` are 7 bytes).
@@ -240,7 +167,7 @@ async fn tag_wide() {
     let server = RedisServer::start();
     let cache = Cache::new(config(&server)).expect("cache");
     cache_runtime::install(cache.clone()).expect("installed once");
-    let fill = from_tasks(|i| async move {
+    let fill = from_tasks(KEYS, 1, |i| async move {
         if i.is_multiple_of(2) {
             tagged_a(i).await;
         } else {
