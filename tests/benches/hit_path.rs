@@ -4,13 +4,15 @@
 //!
 //! `cargo bench -p cache-tests --bench hit_path` (prints a Markdown table).
 
+mod product;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{BreakerState, Cache, CacheConfig, Ttl};
 use cache_tests::RedisServer;
-use serde::{Deserialize, Serialize};
+use product::{Product, product};
 
 const ROUND: Duration = Duration::from_secs(2);
 /// Rounds alternate between the two paths; the summary is the median ratio, since a shared
@@ -18,26 +20,8 @@ const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 5;
 const TASKS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    name: String,
-    description: String,
-    tags: Vec<String>,
-    price_cents: u32,
-    stock: u32,
-}
-
-fn product() -> Product {
-    Product {
-        id: 42,
-        name: "Adjustable desk lamp".to_owned(),
-        description: "A warm-white LED desk lamp with a weighted base. ".repeat(18),
-        tags: vec!["lighting".to_owned(), "office".to_owned(), "led".to_owned()],
-        price_cents: 4_999,
-        stock: 120,
-    }
-}
+/// The id of the one product read.
+const ID: u64 = 42;
 
 /// One way of reading the cached product.
 trait Reader: Clone + Send + Sync + 'static {
@@ -56,7 +40,7 @@ impl Reader for ThroughCache {
         self.cache
             .get_or_set(&self.key, Ttl::Long, || async {
                 self.loader_calls.fetch_add(1, Ordering::Relaxed);
-                Ok::<_, std::io::Error>(product())
+                Ok::<_, std::io::Error>(product(ID))
             })
             .await
             .expect("value")
@@ -142,7 +126,10 @@ async fn run() {
         .expect("config");
     let cache = Cache::new(config).expect("cache");
     let key = cache.entity("product").expect("entity").key(&42u64);
-    cache.set(&key, &product(), Ttl::Long).await.expect("seed");
+    cache
+        .set(&key, &product(ID), Ttl::Long)
+        .await
+        .expect("seed");
     let through_cache = ThroughCache {
         cache: cache.clone(),
         key,
@@ -154,7 +141,7 @@ async fn run() {
         .await
         .expect("connect");
     let hand_written = HandWritten { conn };
-    let encoded = postcard::to_stdvec(&product()).expect("encode");
+    let encoded = postcard::to_stdvec(&product(ID)).expect("encode");
     let _: () = redis::cmd("SET")
         .arg("raw:product:42")
         .arg(&encoded)

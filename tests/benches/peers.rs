@@ -13,38 +13,19 @@
 //! 9 rounds of 1,000 ms: rounds on a shared two-core machine differ by ±10 %, so the median
 //! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
 
+mod product;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
-use serde::{Deserialize, Serialize};
+use product::{Product, product};
 
 const KEYS: u64 = 1_000;
 const TASK_COUNTS: [usize; 3] = [1, 64, 256];
 const CHILD_ENV: &str = "PEERS_CURRENT_THREAD";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Product {
-    id: u64,
-    name: String,
-    description: String,
-    tags: Vec<String>,
-    price_cents: u32,
-    stock: u32,
-}
-
-fn product(id: u64) -> Product {
-    Product {
-        id,
-        name: format!("Adjustable desk lamp #{id}"),
-        description: "A warm-white LED desk lamp with a weighted base. ".repeat(18),
-        tags: vec!["lighting".to_owned(), "office".to_owned(), "led".to_owned()],
-        price_cents: 4_999,
-        stock: 120,
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 struct BenchError(String);
