@@ -466,7 +466,7 @@ mod tests {
             "unit:v1:product:1",
             Arc::from(&b"v"[..]),
             u64::MAX,
-            local.generation(),
+            local.generation("unit:v1:product:1"),
         );
 
         let key = "unit:v1:product:1".to_owned();
@@ -489,7 +489,7 @@ mod tests {
             "unit:v1:product:1",
             Arc::from(&b"v"[..]),
             u64::MAX,
-            local.generation(),
+            local.generation("unit:v1:product:1"),
         );
         cache.inner.apply_event("garbage");
         cache.inner.apply_event("");

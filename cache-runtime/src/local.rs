@@ -76,9 +76,27 @@ pub(crate) struct LocalTier {
     families: quick_cache::sync::Cache<String, Arc<Family>, ByBytes>,
     /// Entries may be served only while invalidation events can reach this instance.
     live: AtomicBool,
-    /// Bumped before every removal: a reader that fetched a value before a removal must not
-    /// insert it after (the value may be the one the removal was for).
-    generation: AtomicU64,
+    /// Bumped before every removal of many ids (a prefix, a fence, going live or not): a
+    /// reader that fetched a value before a removal must not insert it after (the value may be
+    /// the one the removal was for).
+    every_id: AtomicU64,
+    /// The same, per shard of ids, bumped before a removal of one id or one of its variants:
+    /// a write of one product keeps only reads of the ids in its shard from inserting, not
+    /// every read in flight.
+    by_id: Box<[AtomicU64]>,
+}
+
+/// Shards of [`LocalTier::by_id`]: enough that a steady stream of writes rarely fences the
+/// reads of other ids.
+const GENERATION_SHARDS: usize = 64;
+
+/// The shard of an id key (FNV-1a: a few instructions per byte, on a Redis read only).
+fn generation_shard(id: &str) -> usize {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    // Lossless: the remainder is below the shard count.
+    (hash % GENERATION_SHARDS as u64) as usize
 }
 
 impl std::fmt::Debug for LocalTier {
@@ -100,7 +118,8 @@ impl LocalTier {
                 ByBytes,
             ),
             live: AtomicBool::new(false),
-            generation: AtomicU64::new(0),
+            every_id: AtomicU64::new(0),
+            by_id: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -118,15 +137,20 @@ impl LocalTier {
         Some(member.bytes.clone())
     }
 
-    /// What a reader records before fetching a value it may insert.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// What a reader records before fetching the value under `key` it may insert: it changes
+    /// with every removal that may concern the key (both counters only rise, so their sum
+    /// changes whenever either does).
+    pub(crate) fn generation(&self, key: &str) -> u64 {
+        let (id, _) = split(key);
+        self.every_id
+            .load(Ordering::Acquire)
+            .wrapping_add(self.by_id[generation_shard(id)].load(Ordering::Acquire))
     }
 
     /// Inserts bytes fetched by a reader that recorded `seen` before fetching them, unless a
-    /// removal started since (then they may be what it removed).
+    /// removal that may concern them started since (then they may be what it removed).
     pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, expires_ms: u64, seen: u64) {
-        if !self.live.load(Ordering::Acquire) || self.generation() != seen {
+        if !self.live.load(Ordering::Acquire) || self.generation(key) != seen {
             return;
         }
         let (id, variant) = split(key);
@@ -142,19 +166,23 @@ impl LocalTier {
         self.families.insert(id.to_owned(), Arc::new(family));
         // A removal that started meanwhile may have read the family before this write and had
         // its own write replaced by it: drop the whole family rather than keep what it removed.
-        if self.generation() != seen {
+        if self.generation(key) != seen {
             self.families.remove(id);
         }
     }
 
     fn removing(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.every_id.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn removing_id(&self, id: &str) {
+        self.by_id[generation_shard(id)].fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the value under `key` alone (an id's own value keeps its variants).
     pub(crate) fn remove(&self, key: &str) {
-        self.removing();
         let (id, variant) = split(key);
+        self.removing_id(id);
         if let Some(family) = self.families.get(id) {
             let rest = family.without(variant, 0);
             if rest.members.is_empty() {
@@ -167,7 +195,7 @@ impl LocalTier {
 
     /// Removes the value of the id whose key is `key` and every one of its variants: one step.
     pub(crate) fn remove_id(&self, key: &str) {
-        self.removing();
+        self.removing_id(key);
         self.families.remove(key);
     }
 
@@ -228,7 +256,7 @@ mod tests {
     #[test]
     fn entries_expire_with_their_freshness() {
         let tier = live();
-        tier.insert("a:v1:p:1", bytes(), 1_000, tier.generation());
+        tier.insert("a:v1:p:1", bytes(), 1_000, tier.generation("a:v1:p:1"));
         assert!(tier.get("a:v1:p:1", 999).is_some());
         assert!(tier.get("a:v1:p:1", 1_000).is_none());
     }
@@ -237,7 +265,7 @@ mod tests {
     fn an_id_and_its_variants_live_side_by_side() {
         let tier = live();
         for key in ["a:v1:p:1", "a:v1:p:1:x", "a:v1:p:1:y:z"] {
-            tier.insert(key, bytes(), u64::MAX, tier.generation());
+            tier.insert(key, bytes(), u64::MAX, tier.generation(key));
         }
         assert_eq!(tier.len(), 3);
         assert_eq!(split("a:v1:p:1:y:z"), ("a:v1:p:1", "y:z"));
@@ -253,7 +281,7 @@ mod tests {
     fn an_id_goes_with_its_variants_and_nothing_else() {
         let tier = live();
         for key in ["a:v1:p:1", "a:v1:p:1:x", "a:v1:p:10", "a:v1:q:1"] {
-            tier.insert(key, bytes(), u64::MAX, tier.generation());
+            tier.insert(key, bytes(), u64::MAX, tier.generation(key));
         }
         tier.remove_id("a:v1:p:1");
         assert!(tier.get("a:v1:p:1", 0).is_none());
@@ -267,10 +295,10 @@ mod tests {
     #[test]
     fn a_tier_that_is_not_live_serves_and_keeps_nothing() {
         let tier = live();
-        tier.insert("k", bytes(), u64::MAX, tier.generation());
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
         tier.set_live(false);
         assert!(tier.get("k", 0).is_none());
-        tier.insert("k", bytes(), u64::MAX, tier.generation());
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
         tier.set_live(true);
         assert!(tier.get("k", 0).is_none(), "what was there before is gone");
     }
@@ -278,15 +306,44 @@ mod tests {
     #[test]
     fn a_value_fetched_before_a_removal_is_not_inserted_after_it() {
         let tier = live();
-        let seen = tier.generation();
+        let seen = tier.generation("k");
         tier.remove("k");
         tier.insert("k", bytes(), u64::MAX, seen);
         assert!(tier.get("k", 0).is_none());
-        tier.insert("k", bytes(), u64::MAX, tier.generation());
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
         assert!(
             tier.get("k", 0).is_some(),
             "a read that started after it inserts"
         );
+    }
+
+    #[test]
+    fn a_removal_fences_the_reads_of_its_id_and_its_variants_only() {
+        let tier = live();
+        let key = "a:v1:p:1";
+        // Another id in another shard of generations.
+        let other = (2..)
+            .map(|id| format!("a:v1:p:{id}"))
+            .find(|other| generation_shard(other) != generation_shard(key))
+            .expect("some id in another shard");
+        let seen = [key, "a:v1:p:1:x", other.as_str()].map(|k| tier.generation(k));
+        tier.remove("a:v1:p:1:y");
+        tier.insert(key, bytes(), u64::MAX, seen[0]);
+        tier.insert("a:v1:p:1:x", bytes(), u64::MAX, seen[1]);
+        tier.insert(&other, bytes(), u64::MAX, seen[2]);
+        assert!(tier.get(key, 0).is_none(), "the id of the removed variant");
+        assert!(tier.get("a:v1:p:1:x", 0).is_none(), "another variant of it");
+        assert!(tier.get(&other, 0).is_some(), "another id inserts");
+
+        let seen = tier.generation(&other);
+        tier.fence();
+        tier.insert(&other, bytes(), u64::MAX, seen);
+        assert!(tier.get(&other, 0).is_some(), "the value from before stays");
+        tier.remove_id(&other);
+        let seen = tier.generation(&other);
+        tier.fence();
+        tier.insert(&other, bytes(), u64::MAX, seen);
+        assert!(tier.get(&other, 0).is_none(), "a fence keeps every id out");
     }
 
     #[test]
@@ -298,7 +355,7 @@ mod tests {
                 &format!("k{i}"),
                 Arc::from(vec![0u8; 1024]),
                 u64::MAX,
-                tier.generation(),
+                tier.generation(&format!("k{i}")),
             );
         }
         assert!(tier.len() < 64, "{} entries of 1 KiB in 64 KiB", tier.len());

@@ -86,7 +86,7 @@ impl Cache {
             return Peek::Fresh(value);
         }
         let local = self.local_tier(policy);
-        let seen = local.map_or(0, crate::local::LocalTier::generation);
+        let seen = local.map_or(0, |local| local.generation(key.as_str()));
         let read = async {
             let found = self.fetch(key).await?;
             let lookup = self.lookup::<T>(key, &found).await?;

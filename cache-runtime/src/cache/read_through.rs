@@ -140,9 +140,6 @@ impl Cache {
         Fut: Future<Output = Result<L, E>>,
     {
         let local = self.local_tier(policy);
-        // Before anything is fetched: a removal after this keeps what this call fetched out of
-        // the local tier.
-        let seen = local.map_or(0, LocalTier::generation);
         if let Some(hit) = local
             .filter(|_| policy.known.is_none())
             .and_then(|local| self.local_hit::<L>(local, key, policy))
@@ -150,6 +147,9 @@ impl Cache {
             served(span, "local", "hit");
             return Ok(hit);
         }
+        // Before anything is fetched from Redis: a removal after this keeps what this call
+        // fetched out of the local tier.
+        let seen = local.map_or(0, |local| local.generation(key.as_str()));
         let (fallback, id_token, redis_up) =
             match self.look_up_in_redis::<L>(key, policy, local, seen).await {
                 FromRedis::Fresh(value) => {
