@@ -41,6 +41,16 @@ enum FromRedis<L> {
     Unavailable,
 }
 
+/// One read-through call: the key and how to read it, and what answers a miss.
+struct Call<'a, 'p, E, Fut> {
+    key: &'a CacheKey,
+    policy: &'a Policy<'p>,
+    errors: Option<ErrorSharing<E>>,
+    loader: Fut,
+    /// The call's `cache_read` span, where it records where the answer came from.
+    span: &'a Span,
+}
+
 /// What a read that did not end in a hit knows.
 struct Missed<L> {
     fallback: Option<Fallback<L>>,
@@ -118,7 +128,13 @@ impl Cache {
             tier = field::Empty,
             outcome = field::Empty,
         );
-        let steps = self.read_through_steps(key, policy, errors, loader, &span);
+        let steps = self.read_through_steps(Call {
+            key,
+            policy,
+            errors,
+            loader,
+            span: &span,
+        });
         // A disabled span (DEBUG off) records nothing: entering and leaving it at every poll
         // would cost the hit path for nothing.
         match span.is_disabled() {
@@ -127,18 +143,14 @@ impl Cache {
         }
     }
 
-    async fn read_through_steps<L, E, Fut>(
-        &self,
-        key: &CacheKey,
-        policy: &Policy<'_>,
-        errors: Option<ErrorSharing<E>>,
-        loader: Fut,
-        span: &Span,
-    ) -> Result<L, E>
+    async fn read_through_steps<L, E, Fut>(&self, call: Call<'_, '_, E, Fut>) -> Result<L, E>
     where
         L: Loaded,
         Fut: Future<Output = Result<L, E>>,
     {
+        let Call {
+            key, policy, span, ..
+        } = call;
         let local = self.local_tier(policy);
         if let Some(hit) = local
             .filter(|_| policy.known.is_none())
@@ -162,11 +174,7 @@ impl Cache {
         // On the heap: the steps of a miss are most of this future's size, and a hit would
         // otherwise move them at every await.
         Box::pin(self.after_miss(
-            key,
-            policy,
-            errors,
-            loader,
-            span,
+            call,
             Missed {
                 fallback,
                 id_token,
@@ -181,17 +189,20 @@ impl Cache {
     /// the lease, load, store.
     async fn after_miss<L, E, Fut>(
         &self,
-        key: &CacheKey,
-        policy: &Policy<'_>,
-        errors: Option<ErrorSharing<E>>,
-        loader: Fut,
-        span: &Span,
+        call: Call<'_, '_, E, Fut>,
         missed: Missed<L>,
     ) -> Result<L, E>
     where
         L: Loaded,
         Fut: Future<Output = Result<L, E>>,
     {
+        let Call {
+            key,
+            policy,
+            errors,
+            loader,
+            span,
+        } = call;
         let Missed {
             mut fallback,
             id_token,
