@@ -3,14 +3,14 @@
 mod background;
 mod bus_publish;
 mod invalidate;
-mod lease;
+pub(crate) mod lease;
 mod loaded;
 mod policy;
 mod purge;
 mod read_through;
 mod redis_call;
 mod replay;
-mod storage;
+pub(crate) mod storage;
 mod tasks;
 mod validity;
 mod write;
@@ -39,6 +39,7 @@ use crate::local::LocalTier;
 use crate::marks::{MarkCell, Marks};
 use crate::metrics::EntityMetrics;
 use crate::report::{self, MetricsSource};
+use crate::script::Scripts;
 use crate::ttl::{Jitter, Ttl};
 
 pub(crate) use background::spawn_refresh;
@@ -94,6 +95,8 @@ pub(crate) struct Inner {
     replay: ReplayQueue,
     refreshing: background::Refreshing,
     tasks: tasks::Tasks,
+    /// How Lua scripts are sent (by digest, unless the server refuses it).
+    scripts: Scripts,
 }
 
 impl Inner {
@@ -226,6 +229,7 @@ impl Cache {
             jitter: Jitter::new(config.jitter_percent),
             deadlines: Deadlines::new(config.operation_timeout),
             tasks: tasks::Tasks::default(),
+            scripts: Scripts::default(),
             pool,
             entities: Mutex::new(HashMap::new()),
             flights: Flights::default(),
@@ -245,6 +249,11 @@ impl Cache {
 
     pub(crate) fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// How this cache sends Lua scripts.
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
     }
 
     /// The configuration this cache runs with.

@@ -68,6 +68,7 @@ mod metrics;
 mod probes;
 mod rate_limit;
 mod report;
+mod script;
 mod session;
 mod share;
 mod thread_shard;

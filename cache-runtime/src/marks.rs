@@ -12,6 +12,7 @@
 //! long as the invalidation bus subscription it was read under lasts: every later change
 //! reaches this instance as an event. While the bus is down every check reads Redis.
 
+use crate::script::Script;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -26,18 +27,21 @@ pub(crate) const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 const TAG_CELLS: usize = 100_000;
 
 /// Hands out the next epoch. KEYS: the app's epoch key.
-pub(crate) const BUMP_EPOCH: &str = r"
+pub(crate) static BUMP_EPOCH: Script = Script::new(
+    r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local next = string.format('%.0f', math.max(current + 1, now))
 redis.call('SET', KEYS[1], next)
 return next
-";
+",
+);
 
 /// Raises a mark to ARGV[1] (never lowers it: invalidations may land out of order) and keeps it
 /// alive for ARGV[2] ms. KEYS: the mark.
-pub(crate) const RAISE_MARK: &str = r"
+pub(crate) static RAISE_MARK: Script = Script::new(
+    r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if current < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -45,7 +49,8 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
 end
 return 1
-";
+",
+);
 
 /// One mark as this instance knows it.
 #[derive(Debug, Default)]

@@ -16,10 +16,12 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::error::CacheError;
 use crate::key::{NameError, escape_into, validate_name};
+use crate::script::Script;
 
 /// GCRA in microseconds of Redis' clock. ARGV: emission interval `T` = period / limit, and the
 /// burst window `period - T`. Returns `{allowed (0/1), remaining, retry_after_us, reset_us}`.
-const GCRA: &str = r"
+pub(crate) static GCRA: Script = Script::new(
+    r"
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
@@ -36,7 +38,8 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_ta
 local remaining = math.floor((now + window - new_tat) / interval) + 1
 if remaining < 0 then remaining = 0 end
 return {1, remaining, 0, new_tat - now}
-";
+",
+);
 
 /// What a limiter does when Redis cannot be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +126,9 @@ impl RateLimiter {
         let (allowed, remaining, retry_us, reset_us): (u8, u64, u64, u64) = self
             .cache
             .call(
-                redis::cmd("EVAL")
-                    .arg(GCRA)
+                self.cache
+                    .scripts()
+                    .cmd(&GCRA)
                     .arg(1)
                     .arg(key)
                     .arg(self.interval_us)

@@ -14,22 +14,26 @@ use super::storage::Found;
 use super::validity::Stamp;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
+use crate::script::Script;
 
 /// Stores the value only while the caller's lease is intact, then ends the lease.
 /// KEYS: key, lease. ARGV: value, ttl ms, token.
-const POPULATE: &str = r"
+pub(crate) static POPULATE: Script = Script::new(
+    r"
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return 1
-";
+",
+);
 
 /// Takes the lease unless a load that is at least as recent holds it: one that started under
 /// marks below ARGV[3] (an entity or tag invalidation came after it) or under another id token
 /// than ARGV[4] (its id was invalidated) would only store an invalid value, so a reader that
 /// came after the invalidation takes the lease over instead of waiting for it (the old
 /// holder's populate is then refused). KEYS: lease. ARGV: token, ttl ms, floor, id token.
-const ACQUIRE: &str = r"
+pub(crate) static ACQUIRE: Script = Script::new(
+    r"
 local held = redis.call('GET', KEYS[1])
 if held then
   local epoch, id = string.match(held, '^%x+:(%d+):(%d+)$')
@@ -37,7 +41,18 @@ if held then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
-";
+",
+);
+
+/// Extends the lease while the caller still holds it. KEYS: lease. ARGV: token, ttl ms.
+pub(crate) static RENEW: Script = Script::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+);
+
+/// Ends the lease if the caller still holds it. KEYS: lease. ARGV: token.
+pub(crate) static RELEASE: Script = Script::new(
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+);
 
 /// How a lease attempt went.
 pub(crate) enum Lease {
@@ -62,8 +77,9 @@ impl Cache {
         let acquired: Result<u8, CacheError> = self
             .redis(
                 key.entity(),
-                redis::cmd("EVAL")
-                    .arg(ACQUIRE)
+                self.inner
+                    .scripts
+                    .cmd(&ACQUIRE)
                     .arg(1)
                     .arg(key.lease_key())
                     .arg(&token)
@@ -120,7 +136,6 @@ impl Cache {
     /// Redis does not answer; the populate then decides. Never returns: race it against the
     /// load.
     pub(crate) async fn renew_lease(&self, key: &CacheKey, token: &str) -> Infallible {
-        const RENEW: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return std::future::pending::<Infallible>().await;
         };
@@ -130,8 +145,9 @@ impl Cache {
             let renewed: Result<u8, CacheError> = self
                 .redis(
                     key.entity(),
-                    redis::cmd("EVAL")
-                        .arg(RENEW)
+                    self.inner
+                        .scripts
+                        .cmd(&RENEW)
                         .arg(1)
                         .arg(key.lease_key())
                         .arg(token)
@@ -147,12 +163,12 @@ impl Cache {
     /// Ends the caller's lease without storing anything (the loader failed or found nothing),
     /// so waiting processes stop waiting at once.
     pub(crate) async fn release_lease(&self, key: &CacheKey, token: &str) {
-        const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
         let released: Result<u8, CacheError> = self
             .redis(
                 key.entity(),
-                redis::cmd("EVAL")
-                    .arg(RELEASE)
+                self.inner
+                    .scripts
+                    .cmd(&RELEASE)
                     .arg(1)
                     .arg(key.lease_key())
                     .arg(token),
@@ -172,9 +188,8 @@ impl Cache {
         ttl_ms: u64,
         token: &str,
     ) -> redis::Cmd {
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(POPULATE)
-            .arg(2)
+        let mut eval = self.inner.scripts.cmd(&POPULATE);
+        eval.arg(2)
             .arg(key.as_str())
             .arg(key.lease_key())
             .arg(bytes)

@@ -8,6 +8,7 @@ use super::Cache;
 use crate::entity::Entity;
 use crate::error::{CacheError, is_authentication};
 use crate::metrics::bump;
+use crate::script;
 
 /// One command or one pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +117,15 @@ impl Cache {
                     used = Some(ticket);
                     Box::pin(request.send(&mut conn?)).await
                 }
+                // The server lost its scripts (a restart, `SCRIPT FLUSH`): every request the
+                // cache sends can be repeated, so it goes again once they are loaded.
+                Err(error) if script::is_missing(&error) => {
+                    Box::pin(async {
+                        script::load_all(&mut conn).await?;
+                        request.send(&mut conn).await
+                    })
+                    .await
+                }
                 other => other,
             }
         };
@@ -154,6 +164,7 @@ impl Cache {
                 if is_authentication(&error) || is_dead_connection(&error) {
                     replace(used);
                 }
+                inner.scripts.after_error(&error);
                 let error = CacheError::from_redis(error);
                 let outcome = match error.is_connection_class() {
                     true => Err(&error as &dyn std::fmt::Display),

@@ -16,6 +16,7 @@ use crate::entity::CacheKey;
 use crate::envelope::{Envelope, Header, MAX_TAG_LEN, MAX_TAGS};
 use crate::error::CacheError;
 use crate::metrics::bump;
+use crate::script::Script;
 
 /// What a read found.
 pub(crate) enum Lookup<T> {
@@ -326,9 +327,9 @@ impl Cache {
                 pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
             }
             Write::Ordered(revision) => {
-                pipeline
-                    .cmd("EVAL")
-                    .arg(WRITE_ORDERED)
+                self.inner
+                    .scripts
+                    .add(&mut pipeline, &WRITE_ORDERED)
                     .arg(3)
                     .arg(key.as_str())
                     .arg(key.revision_key())
@@ -404,11 +405,13 @@ pub(crate) enum Write<'a> {
 /// numbers lose precision past 2^53. The record lives as long as the value it came with, and
 /// an invalidation of the key leaves it, so a late older write is refused after one too.
 /// KEYS: value, revision record, lease. ARGV: bytes, ttl ms, revision.
-const WRITE_ORDERED: &str = r"
+pub(crate) static WRITE_ORDERED: Script = Script::new(
+    r"
 local held = redis.call('GET', KEYS[2])
 if held and (#held > #ARGV[3] or (#held == #ARGV[3] and held > ARGV[3])) then return 0 end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 redis.call('UNLINK', KEYS[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
-";
+",
+);

@@ -235,10 +235,8 @@ impl Cache {
     }
 
     async fn next_epoch(&self, entity: Option<&Entity>) -> Result<u64, CacheError> {
-        let mut bump = redis::cmd("EVAL");
-        bump.arg(BUMP_EPOCH)
-            .arg(1)
-            .arg(epoch_key(&self.inner.config.app_prefix));
+        let mut bump = self.inner.scripts.cmd(&BUMP_EPOCH);
+        bump.arg(1).arg(epoch_key(&self.inner.config.app_prefix));
         let epoch: u64 = match entity {
             Some(entity) => self.redis(entity, &bump).await?,
             None => self.call((&bump).into()).await?,
@@ -259,9 +257,9 @@ impl Cache {
         let seq = marks.next_seq();
         let epoch = self.next_epoch(entity).await?;
         let mut raise = redis::pipe();
-        raise
-            .cmd("EVAL")
-            .arg(RAISE_MARK)
+        self.inner
+            .scripts
+            .add(&mut raise, &RAISE_MARK)
             .arg(1)
             .arg(mark_key)
             .arg(epoch)

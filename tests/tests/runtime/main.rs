@@ -15,6 +15,7 @@ mod operations;
 mod rate_limit;
 mod redis_conf;
 mod replay;
+mod scripts;
 mod sessions;
 mod stampede;
 mod stored_values;
