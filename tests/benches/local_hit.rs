@@ -3,39 +3,22 @@
 //!
 //! `cargo bench -p cache-tests --bench local_hit`
 
+mod product;
+
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Product {
-    id: u64,
-    name: String,
-    description: String,
-    tags: Vec<String>,
-    price_cents: u32,
-}
-
-fn make(id: u64) -> Product {
-    Product {
-        id,
-        name: "Adjustable desk lamp".to_owned(),
-        description: "A warm-white LED desk lamp with a weighted base. ".repeat(19),
-        tags: vec!["lighting".to_owned(), "office".to_owned()],
-        price_cents: 4_999,
-    }
-}
+use product::{Product, product};
 
 #[cached(entity = "product_local", ttl = "long", key = "{id}", local)]
 async fn local_product(id: u64) -> Product {
-    make(id)
+    product(id)
 }
 
 #[cached(entity = "product_redis", ttl = "long", key = "{id}")]
 async fn redis_product(id: u64) -> Product {
-    make(id)
+    product(id)
 }
 
 async fn time_calls<F, Fut>(calls: usize, mut call: F) -> (Duration, Duration)
@@ -71,7 +54,7 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         cache_runtime::install(cache.clone()).expect("install");
-        let size = postcard::to_stdvec(&make(1)).expect("encode").len();
+        let size = postcard::to_stdvec(&product(1)).expect("encode").len();
         local_product(1).await;
         redis_product(1).await;
         let (local_p50, local_p99) = time_calls(200_000, || local_product(1)).await;

@@ -41,10 +41,17 @@ impl Request<'_> {
         conn: &mut redis::aio::MultiplexedConnection,
     ) -> RedisResult<T> {
         match self {
-            Self::Cmd(cmd) => cmd.query_async(conn).await,
+            Self::Cmd(cmd) => reply(conn.send_packed_command(cmd).await),
             Self::Pipeline(pipeline) => pipeline.query_async(conn).await,
         }
     }
+}
+
+/// A single command's reply as `T` (what `query_async` does after sending, which sends through
+/// a boxed future: an allocation per command).
+#[inline]
+fn reply<T: FromRedisValue>(sent: RedisResult<redis::Value>) -> RedisResult<T> {
+    Ok(redis::from_redis_value(sent?.extract_error()?)?)
 }
 
 impl Cache {
@@ -94,15 +101,9 @@ impl Cache {
             };
             used = Some(ticket);
             let mut conn = conn?;
-            // The command itself, not through `send`: one future less on the hit path; and
-            // not through `query_async`, which boxes its future (an allocation per command).
+            // The command itself, not through `send`: one future less on the hit path.
             let sent = match request {
-                Request::Cmd(cmd) => match conn.send_packed_command(cmd).await {
-                    Ok(value) => value
-                        .extract_error()
-                        .and_then(|value| Ok(redis::from_redis_value(value)?)),
-                    Err(error) => Err(error),
-                },
+                Request::Cmd(cmd) => reply(conn.send_packed_command(cmd).await),
                 Request::Pipeline(pipeline) => pipeline.query_async(&mut conn).await,
             };
             match sent {
