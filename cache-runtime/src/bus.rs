@@ -194,15 +194,22 @@ async fn listen<L: Listener>(
                         echo_sent = Some(Instant::now());
                         inner.send_echo();
                     }
-                    Some(sent) if !lagging && sent.elapsed() > MAX_LAG => {
-                        lagging = true;
-                        tracing::warn!(
-                            behind_ms = sent.elapsed().as_millis(),
-                            "invalidation events arrive late: local tier off and marks read from Redis until they catch up"
-                        );
-                        inner.bus_connected(false);
+                    Some(sent) => {
+                        if !lagging && sent.elapsed() > MAX_LAG {
+                            lagging = true;
+                            tracing::warn!(
+                                behind_ms = sent.elapsed().as_millis(),
+                                "invalidation events arrive late: local tier off and marks read from Redis until they catch up"
+                            );
+                            inner.bus_connected(false);
+                        }
+                        // The echo may never have gone out (its publish failed while Redis
+                        // stalled or the breaker was open): one more each heartbeat, or the
+                        // tier would stay off for good.
+                        if lagging {
+                            inner.send_echo();
+                        }
                     }
-                    Some(_) => {}
                 }
             }
         }

@@ -163,7 +163,12 @@ impl bus::Listener for Inner {
     fn apply_event(&self, payload: &str) {
         match Event::decode(payload) {
             Some((origin, _)) if origin == self.origin => {}
-            Some((_, event)) => self.apply_locally(&event),
+            Some((_, event)) => {
+                // A read that starts here from now on must not join a load older than the
+                // invalidation, as on the instance that made it.
+                self.flights.detach_covered(&event);
+                self.apply_locally(&event);
+            }
             None => tracing::debug!(payload, "ignoring an unreadable invalidation event"),
         }
     }
@@ -330,8 +335,13 @@ impl Cache {
     ) -> Result<Vec<Option<T>>, CacheError> {
         let found = self.fetch_many(keys).await?;
         let mut values = Vec::with_capacity(keys.len());
+        let batch = validity::BatchMarks::default();
         for (key, found) in keys.iter().zip(&found) {
-            values.push(match self.lookup(key, found).await? {
+            let lookup = match self.lookup_now(key, found) {
+                Some(lookup) => lookup,
+                None => self.lookup_reading_marks(Some(&batch), key, found).await?,
+            };
+            values.push(match lookup {
                 storage::Lookup::Hit(value, _) => Some(value),
                 storage::Lookup::Absent(_) | storage::Lookup::Miss => None,
             });

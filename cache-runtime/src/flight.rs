@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
+use crate::bus::Event;
 use crate::share::SharedError;
 
 /// What a leader hands to the callers waiting on it.
@@ -79,6 +80,23 @@ impl Flights {
     /// every write).
     pub(crate) fn detach_key(&self, key: &str) {
         self.lock().remove(key);
+    }
+
+    /// Detaches the flights an invalidation event covers: another instance's invalidation must
+    /// not be answered here by a load that started before it.
+    pub(crate) fn detach_covered(&self, event: &Event) {
+        match event {
+            Event::Key(key) => self.detach_key(key),
+            Event::Id(key) => {
+                let variants = format!("{key}:");
+                self.detach(|k| k == key || k.starts_with(&variants));
+            }
+            Event::Prefix(prefix) => self.detach(|k| k.starts_with(prefix.as_str())),
+            // A raised mark needs no detach: the flight's value then fails the gate its
+            // followers pass (the mark is raised first), and they join a new flight. Detaching
+            // would also split the flights of a new app at every mark it creates.
+            Event::EntityMark(..) | Event::TagMark(..) | Event::Echo => {}
+        }
     }
 
     /// How many keys are being loaded right now.
@@ -166,6 +184,33 @@ mod tests {
         );
         drop(new);
         assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_incoming_event_detaches_the_flights_it_covers_and_no_other() {
+        let flights = Flights::default();
+        let keys = [
+            "app:v1:product:1",
+            "app:v1:product:1:p2",
+            "app:v1:product:12",
+            "app:v1:list:1",
+        ];
+        let leaders: Vec<_> = keys.iter().map(|key| flights.join(key)).collect();
+        flights.detach_covered(&Event::Id("app:v1:product:1".to_owned()));
+        assert_eq!(
+            flights.len(),
+            2,
+            "the id and its variant went, id 12 stayed"
+        );
+        flights.detach_covered(&Event::EntityMark("app:v1:product:%mark".to_owned(), 9));
+        assert_eq!(flights.len(), 2, "marks are left to the gate");
+        flights.detach_covered(&Event::Prefix("app:v1:product:".to_owned()));
+        assert_eq!(
+            flights.len(),
+            1,
+            "every product flight went, the list stayed"
+        );
+        drop(leaders);
     }
 
     #[tokio::test]

@@ -276,6 +276,15 @@ pub(crate) fn app_mark_key(app: &str) -> String {
     format!("{app}:%mark")
 }
 
+/// Whether `key` is one of the cache's own bookkeeping keys (a mark, lease, variants token,
+/// revision record) rather than a value. Bookkeeping parts are `:%` and a lowercase name
+/// (`%mark`, `%lease`); an escaped value's `%` is followed by uppercase hex digits.
+pub(crate) fn is_bookkeeping(key: &str) -> bool {
+    key.split(":%")
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
+}
+
 /// The key of `app`'s invalidation epoch, the counter marks are drawn from.
 pub(crate) fn epoch_key(app: &str) -> String {
     format!("{app}:%epoch")

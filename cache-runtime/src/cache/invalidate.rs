@@ -10,7 +10,7 @@ use super::replay::Intent;
 use crate::bus::Event;
 use crate::entity::{Entity, lease_key};
 use crate::error::CacheError;
-use crate::key::{KeyPart, app_mark_key, tag_mark_key};
+use crate::key::{KeyPart, app_mark_key, is_bookkeeping, tag_mark_key};
 
 /// Keys fetched per `SCAN` step of a pattern invalidation.
 const SCAN_BATCH: usize = 1000;
@@ -228,17 +228,20 @@ impl Cache {
         Ok(removed)
     }
 
-    /// `SCAN` + `UNLINK` of every key of `entity` matching `pattern`, in batches, then of the
-    /// leases of matching keys (a load in progress must not store old data afterwards, even
-    /// for a key it has not stored yet).
+    /// `SCAN` + `UNLINK` of the leases of keys matching `pattern`, then of the keys, in
+    /// batches. Leases first: a load that held one when the call began has its store refused,
+    /// and a load that takes one afterwards started after the call, so it read the new data;
+    /// a store that lands before the keys' pass is deleted by it. (Keys first would leave a
+    /// whole scan's time for an old load to store and keep its value.)
     async fn remove_matching(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
-        let removed = self.unlink_scanned(entity, pattern).await?;
         self.unlink_scanned(entity, &lease_key(pattern)).await?;
-        Ok(removed)
+        self.unlink_scanned(entity, pattern).await
     }
 
-    /// Deletes what `SCAN MATCH pattern` finds, batch by batch; answers how many keys went.
+    /// Deletes what `SCAN MATCH pattern` finds, batch by batch, except the entity's own
+    /// bookkeeping keys that lie under its prefix (its mark): answers how many keys went.
     async fn unlink_scanned(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
+        let leases = pattern.ends_with(":%lease");
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
         loop {
@@ -253,6 +256,10 @@ impl Cache {
                         .arg(SCAN_BATCH),
                 )
                 .await?;
+            let keys: Vec<String> = match leases {
+                true => keys,
+                false => keys.into_iter().filter(|k| !is_bookkeeping(k)).collect(),
+            };
             if !keys.is_empty() {
                 let unlinked: u64 = self.redis(entity, redis::cmd("UNLINK").arg(&keys)).await?;
                 removed += unlinked;

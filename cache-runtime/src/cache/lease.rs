@@ -16,6 +16,11 @@ use crate::entity::CacheKey;
 use crate::error::CacheError;
 use crate::script::Script;
 
+/// How many lease times a process waits for another's renewed lease before loading itself: a
+/// holder whose source hangs keeps renewing, and its waiters must not wait for ever (20 s with
+/// the default 2 s lease).
+pub(crate) const MAX_LEASE_WAITS: u32 = 10;
+
 /// Stores the value only while the caller's lease is intact, then ends the lease.
 /// KEYS: key, lease. ARGV: value, ttl ms, token.
 pub(crate) static POPULATE: Script = Script::new(
@@ -54,6 +59,12 @@ pub(crate) static RELEASE: Script = Script::new(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
 );
 
+/// A new lease token. It records what the load is valid under, for readers deciding to wait.
+fn lease_token(stamp: &Stamp<'_>) -> String {
+    let id_token = stamp.id_token.unwrap_or(0);
+    format!("{:016x}:{}:{id_token}", rand::random::<u64>(), stamp.epoch)
+}
+
 /// How a lease attempt went.
 pub(crate) enum Lease {
     /// This caller holds the lease; the token proves it at populate time.
@@ -71,8 +82,7 @@ impl Cache {
             return Lease::Unavailable;
         };
         let id_token = stamp.id_token.unwrap_or(0);
-        // The token records what the load is valid under, for readers deciding to wait.
-        let token = format!("{:016x}:{}:{id_token}", rand::random::<u64>(), stamp.epoch);
+        let token = lease_token(stamp);
         let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
         let acquired: Result<u8, CacheError> = self
             .redis(
@@ -95,12 +105,38 @@ impl Cache {
         }
     }
 
+    /// Takes the lease of `key` whoever holds it (a forced refresh): the holder's populate is
+    /// then refused, and an invalidation during this load voids this one's. A plain `SET PX`.
+    pub(crate) async fn seize_lease(&self, key: &CacheKey, stamp: &Stamp<'_>) -> Lease {
+        let Some(lease_ttl) = self.inner.config.lease_ttl else {
+            return Lease::Unavailable;
+        };
+        let token = lease_token(stamp);
+        let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let set: Result<(), CacheError> = self
+            .redis(
+                key.entity(),
+                redis::cmd("SET")
+                    .arg(key.lease_key())
+                    .arg(&token)
+                    .arg("PX")
+                    .arg(ttl_ms),
+            )
+            .await;
+        match set {
+            Ok(()) => Lease::Acquired(token),
+            Err(_) => Lease::Unavailable,
+        }
+    }
+
     /// Waits for the lease holder's value: the stored bytes, or `None` once the lease ended
-    /// without a value (the holder failed, died, or its populate was voided) or Redis failed.
-    /// The caller checks the bytes like any read (they may be invalid by now).
+    /// without a value (the holder failed, died, or its populate was voided), Redis failed, or
+    /// [`MAX_LEASE_WAITS`] lease times went by. A holder renews its lease while its source is
+    /// slow, so a live lease means a load still coming. The caller checks the bytes like any
+    /// read (they may be invalid by now).
     pub(crate) async fn await_leased_value(&self, key: &CacheKey) -> Option<Found> {
         let lease_ttl = self.inner.config.lease_ttl?;
-        let deadline = Instant::now() + lease_ttl;
+        let deadline = Instant::now() + lease_ttl.saturating_mul(MAX_LEASE_WAITS);
         let poll = (lease_ttl / 40).clamp(Duration::from_millis(2), Duration::from_millis(50));
         let lease_key = key.lease_key();
         let mut pipeline = redis::pipe();

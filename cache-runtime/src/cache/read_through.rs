@@ -320,7 +320,7 @@ impl Cache {
             let lookup = match self.lookup_now::<L::Value>(key, &found) {
                 Some(lookup) => lookup,
                 // A mark to read from Redis first (rare): on the heap.
-                None => Box::pin(self.lookup_reading_marks(key, &found)).await?,
+                None => Box::pin(self.lookup_reading_marks(None, key, &found)).await?,
             };
             Ok::<_, CacheError>((found, lookup))
         };
@@ -376,6 +376,10 @@ impl Cache {
                         return Joined::Done(Ok(fallback.serve(counters, false)));
                     }
                     match flight::wait(slot).await {
+                        // A value an invalidation overtook: join the flight after it.
+                        Some(outcome) if !self.handed_over_valid(key, &outcome).await => {
+                            continue;
+                        }
                         Some(outcome) => {
                             return match self.follow(outcome, errors, counters) {
                                 Some(answer) => Joined::Done(answer),

@@ -325,7 +325,9 @@ impl Cache {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             self.inner.breaker.expedite();
-            self.replay().await;
+            // The deadline holds inside a long backlog too. Cancelling is safe: an intent
+            // leaves the queue only once Redis took it, and replaying one twice is harmless.
+            let _ = tokio::time::timeout_at(deadline, self.replay()).await;
             let left = self.inner.replay.len();
             if left == 0 || tokio::time::Instant::now() >= deadline {
                 return left;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::validity::Stamp;
+use super::validity::{BatchMarks, Stamp};
 use crate::bus::Event;
 use crate::codec::CodecKind;
 use crate::compress;
@@ -140,7 +140,7 @@ impl Cache {
     ) -> Result<Lookup<T>, CacheError> {
         match self.lookup_now(key, found) {
             Some(lookup) => Ok(lookup),
-            None => Box::pin(self.lookup_reading_marks(key, found)).await,
+            None => Box::pin(self.lookup_reading_marks(None, key, found)).await,
         }
     }
 
@@ -167,6 +167,7 @@ impl Cache {
     /// [`Self::lookup`] once a mark had to be read from Redis (rare: callers box it).
     pub(crate) async fn lookup_reading_marks<T: DeserializeOwned>(
         &self,
+        batch: Option<&BatchMarks>,
         key: &CacheKey,
         found: &Found,
     ) -> Result<Lookup<T>, CacheError> {
@@ -175,7 +176,7 @@ impl Cache {
             return Ok(Lookup::Miss);
         };
         let valid = self
-            .still_valid(key, &envelope.header, envelope.tags, found.id_token)
+            .still_valid_in(batch, key, &envelope.header, envelope.tags, found.id_token)
             .await?;
         Ok(self.judge(key, &envelope, valid))
     }
@@ -326,6 +327,14 @@ impl Cache {
             Write::Populate(token) => {
                 pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
             }
+            Write::Replace(token) => {
+                pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
+                pipeline
+                    .cmd("PUBLISH")
+                    .arg(&self.inner.channel)
+                    .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
+                    .ignore();
+            }
             Write::Ordered(revision) => {
                 self.inner
                     .scripts
@@ -374,7 +383,7 @@ impl Cache {
                 .arg("GT")
                 .ignore();
         }
-        let stored = if let Write::Populate(_) | Write::Ordered(_) = write {
+        let stored = if let Write::Populate(_) | Write::Replace(_) | Write::Ordered(_) = write {
             let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
             stored == 1
         } else {
@@ -389,11 +398,14 @@ impl Cache {
 /// How a write treats concurrent loaders' leases.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Write<'a> {
-    /// An explicit write (`set`, write-through, forced refresh): voids any lease and tells the
-    /// other instances.
+    /// An explicit write (`set`, write-through, a forced refresh with leases off): voids any
+    /// lease and tells the other instances.
     Overwrite,
     /// A loaded value, stored only while the loader's lease is intact.
     Populate(&'a str),
+    /// A refresh's value: stored only while its lease is intact (an invalidation during the
+    /// refresh voids it), and announced to the other instances.
+    Replace(&'a str),
     /// A loaded value when leases are turned off in the configuration.
     Unguarded,
     /// An explicit write with a revision: like `Overwrite`, unless the key's revision record

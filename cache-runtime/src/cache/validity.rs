@@ -1,6 +1,8 @@
 //! Whether a stored value may still be served, and what a new value records so that it can be
 //! told later: the Redis side of [`marks`](crate::marks).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::Cache;
@@ -8,6 +10,7 @@ use crate::bus::Event;
 use crate::entity::{CacheKey, Entity};
 use crate::envelope::{Header, Tags};
 use crate::error::CacheError;
+use crate::flight::Outcome;
 use crate::key::{app_mark_key, epoch_key, tag_mark_key};
 use crate::marks::{BUMP_EPOCH, MARK_TTL, MarkCell, RAISE_MARK};
 
@@ -21,6 +24,28 @@ pub(crate) struct Stamp<'a> {
     pub(crate) tags: &'a [String],
     /// The highest of the marks the value depends on: a load stamped below it is invalid.
     pub(crate) floor: u64,
+}
+
+/// The marks one batch read (`get_many`) had to fetch from Redis, so that each is read once
+/// for the batch rather than once per key (while the bus is down, no mark is trusted).
+#[derive(Debug, Default)]
+pub(crate) struct BatchMarks(Mutex<HashMap<String, u64>>);
+
+impl BatchMarks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // Plain numbers: a panic elsewhere cannot leave them half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, mark_key: &str) -> Option<u64> {
+        self.lock().get(mark_key).copied()
+    }
+
+    fn insert(&self, mark_key: String, mark: u64) {
+        self.lock().insert(mark_key, mark);
+    }
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -39,17 +64,41 @@ impl Cache {
         tags: Tags<'_>,
         id_token: Option<u64>,
     ) -> Result<bool, CacheError> {
+        self.still_valid_in(None, key, header, tags, id_token).await
+    }
+
+    /// [`Self::still_valid`] for one key of a batch: a mark read from Redis for an earlier key
+    /// of `batch` is not read again.
+    pub(crate) async fn still_valid_in(
+        &self,
+        batch: Option<&BatchMarks>,
+        key: &CacheKey,
+        header: &Header,
+        tags: Tags<'_>,
+        id_token: Option<u64>,
+    ) -> Result<bool, CacheError> {
         if key.has_variant() && (id_token.is_none() || header.id_token != id_token) {
             return Ok(false);
         }
         let entity = key.entity();
-        if header.epoch < self.entity_mark(entity).await?
-            || header.epoch < self.app_mark(entity).await?
-        {
+        let prefix = &self.inner.config.app_prefix;
+        let entity_mark = self
+            .mark(batch, entity, entity.mark(), || {
+                entity.mark_key().to_owned()
+            })
+            .await?;
+        let app_mark = self
+            .mark(batch, entity, &self.inner.app_mark, || app_mark_key(prefix))
+            .await?;
+        if header.epoch < entity_mark || header.epoch < app_mark {
             return Ok(false);
         }
         for tag in tags.iter() {
-            if header.epoch < self.tag_mark(entity, tag).await? {
+            let cell = self.inner.marks.tag_cell(tag);
+            let mark = self
+                .mark(batch, entity, &cell, || tag_mark_key(prefix, tag))
+                .await?;
+            if header.epoch < mark {
                 return Ok(false);
             }
         }
@@ -99,6 +148,31 @@ impl Cache {
             return false;
         }
         tags.iter().all(|tag| !below(&marks.tag_cell(tag)))
+    }
+
+    /// The gate for a value handed over by this process's flight leader: the same check as a
+    /// Redis hit, against the marks in force now (the follower's read began before). `false`:
+    /// an invalidation overtook the load, and the follower must not take its value.
+    ///
+    /// If the marks cannot be read (Redis is down), the marks held in process decide: an
+    /// invalidation that could not reach Redis blocks its mark here until it is replayed.
+    pub(crate) async fn handed_over_valid(&self, key: &CacheKey, outcome: &Outcome) -> bool {
+        let Outcome::Value(bytes) = outcome else {
+            return true;
+        };
+        let Ok(envelope) = Header::unwrap(bytes) else {
+            return true;
+        };
+        let header = envelope.header;
+        // The leader's own token: an id invalidation reaches flights as a detach instead.
+        let own_token = header.id_token;
+        match self.still_valid_now(key, &header, envelope.tags, own_token) {
+            Some(valid) => valid,
+            None => self
+                .still_valid(key, &header, envelope.tags, own_token)
+                .await
+                .unwrap_or(true),
+        }
     }
 
     /// The stamp of a value whose load starts now: the marks it depends on are known first, so
@@ -155,12 +229,12 @@ impl Cache {
     }
 
     async fn entity_mark(&self, entity: &Entity) -> Result<u64, CacheError> {
-        self.mark(entity, entity.mark(), || entity.mark_key().to_owned())
+        self.mark(None, entity, entity.mark(), || entity.mark_key().to_owned())
             .await
     }
 
     async fn app_mark(&self, entity: &Entity) -> Result<u64, CacheError> {
-        self.mark(entity, &self.inner.app_mark, || {
+        self.mark(None, entity, &self.inner.app_mark, || {
             app_mark_key(&self.inner.config.app_prefix)
         })
         .await
@@ -168,16 +242,17 @@ impl Cache {
 
     async fn tag_mark(&self, entity: &Entity, tag: &str) -> Result<u64, CacheError> {
         let cell = self.inner.marks.tag_cell(tag);
-        self.mark(entity, &cell, || {
+        self.mark(None, entity, &cell, || {
             tag_mark_key(&self.inner.config.app_prefix, tag)
         })
         .await
     }
 
-    /// A mark as this instance trusts it, or else as Redis has it now. A mark Redis lost
-    /// (evicted, expired, failed over) is recreated as "invalidated now".
+    /// A mark as this instance trusts it, or else as Redis has it now (once per `batch`). A
+    /// mark Redis lost (evicted, expired, failed over) is recreated as "invalidated now".
     async fn mark(
         &self,
+        batch: Option<&BatchMarks>,
         entity: &Entity,
         cell: &MarkCell,
         mark_key: impl FnOnce() -> String,
@@ -187,9 +262,17 @@ impl Cache {
         if let Some(mark) = cell.trusted(session) {
             return Ok(mark);
         }
+        let mark_key = mark_key();
+        if let Some(mark) = batch.and_then(|batch| batch.get(&mark_key)) {
+            return Ok(mark);
+        }
         // On the heap: a round trip here is rare, and its future would otherwise grow every
         // read's.
-        Box::pin(self.read_mark(entity, cell, mark_key(), session)).await
+        let mark = Box::pin(self.read_mark(entity, cell, mark_key.clone(), session)).await?;
+        if let Some(batch) = batch {
+            batch.insert(mark_key, mark);
+        }
+        Ok(mark)
     }
 
     async fn read_mark(
@@ -231,7 +314,20 @@ impl Cache {
                     .arg(millis(MARK_TTL)),
             )
             .await?;
-        Ok(existing.unwrap_or(epoch))
+        if let Some(existing) = existing {
+            return Ok(existing);
+        }
+        // Running instances trust the mark they read before it was lost and stamp with the
+        // epoch they know: told nothing, they would write values that every instance reading
+        // the new mark misses. The event raises both.
+        let event = match mark_key.split_once(":%tag:") {
+            Some((_, tag)) => Event::TagMark(tag.to_owned(), epoch),
+            None => Event::EntityMark(mark_key.to_owned(), epoch),
+        };
+        if let Err(error) = self.try_publish(Some(entity), &event).await {
+            tracing::debug!(mark_key, %error, "could not announce a recreated mark");
+        }
+        Ok(epoch)
     }
 
     async fn next_epoch(&self, entity: Option<&Entity>) -> Result<u64, CacheError> {

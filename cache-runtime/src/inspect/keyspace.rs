@@ -141,12 +141,7 @@ pub struct KeySpace {
 
 /// The namespace a key belongs to, or `None` for a key of another app (or none of ours).
 fn classify(key: &str, app: Option<&str>) -> Option<(String, Option<u32>, Option<String>, bool)> {
-    // Bookkeeping parts are `%` and a lowercase name (`%mark`, `%lease`); an escaped value's
-    // `%` is followed by hex digits.
-    let bookkeeping = key
-        .split(":%")
-        .skip(1)
-        .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()));
+    let bookkeeping = crate::key::is_bookkeeping(key);
     // `{<id key>}:%variants`, `{<key>}:%lease` and `{<key>}:%revision` share their key's
     // Cluster slot.
     let bare = key.strip_prefix('{').unwrap_or(key);

@@ -3,9 +3,11 @@
 
 mod batch_reads;
 mod cache_aside;
+mod degraded;
 mod eviction;
 mod failures;
 mod freshness;
+mod gate;
 mod global;
 mod invalidation_marks;
 mod leases;

@@ -26,6 +26,14 @@ impl Cache {
         if policy.refresh {
             return Leased::Load(match policy.lease {
                 Some(token) => Guard::Lease(token.to_owned()),
+                // A forced refresh takes the lease over, whoever holds it: its store must be
+                // refused like any other if an invalidation comes in while it loads.
+                None if self.inner.config.lease_ttl.is_some() => {
+                    match self.seize_lease(key, stamp).await {
+                        Lease::Acquired(token) => Guard::Lease(token),
+                        Lease::HeldElsewhere | Lease::Unavailable => Guard::NoStore,
+                    }
+                }
                 None => Guard::Overwrite,
             });
         }

@@ -76,6 +76,8 @@ impl Cache {
     ) {
         let write = match &guard {
             Guard::NoStore => return,
+            // A refresh replaces a value other instances may hold in process: announced.
+            Guard::Lease(token) if policy.refresh => Write::Replace(token),
             Guard::Lease(token) => Write::Populate(token),
             Guard::Overwrite => Write::Overwrite,
             Guard::Unguarded => Write::Unguarded,
