@@ -23,6 +23,8 @@ pub(crate) trait Listener: Send + Sync + 'static {
     /// Publishes an [`Event::Echo`] of this instance's (on a connection of the pool: a
     /// subscribed connection cannot publish).
     fn send_echo(self: Arc<Self>);
+    /// The subscription's connection dropped: Redis may have restarted.
+    fn subscription_lost(&self);
     /// Whether `payload` is this instance's own echo.
     fn is_own_echo(&self, payload: &str) -> bool;
 }
@@ -134,6 +136,7 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client
                 let (sink, stream) = pubsub.split();
                 let ended = listen(&cache, sink, stream, heartbeat_deadline(timeout)).await;
                 let Some(inner) = cache.upgrade() else { return };
+                inner.subscription_lost();
                 inner.bus_connected(false);
                 if let Ended::CacheGone = ended {
                     return;

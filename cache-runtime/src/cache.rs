@@ -2,6 +2,7 @@
 
 mod background;
 mod bus_publish;
+pub(crate) mod fence;
 mod invalidate;
 pub(crate) mod lease;
 mod loaded;
@@ -93,6 +94,8 @@ pub(crate) struct Inner {
     /// The mark of the whole app (`invalidate_all`), shared with `marks`.
     app_mark: Arc<MarkCell>,
     replay: ReplayQueue,
+    /// Which Redis process reads go to, and whether it was fenced.
+    fence: fence::Fence,
     refreshing: background::Refreshing,
     tasks: tasks::Tasks,
     /// How Lua scripts are sent (by digest, unless the server refuses it).
@@ -103,6 +106,7 @@ impl Inner {
     /// The subscriber task is gone (its runtime shut down, or the process is exiting): the
     /// same as a lost connection, logged at DEBUG (a restart on another runtime logs WARN).
     pub(crate) fn subscriber_stopped(&self) {
+        self.fence.unverify();
         self.marks.bus_changed(false);
         if let Some(local) = &self.local {
             local.set_live(false);
@@ -178,7 +182,14 @@ impl bus::Listener for Inner {
             let cache = Cache { inner: self };
             // A failed echo is only a late echo: the lag check then turns the tier off.
             let _ = cache.try_publish(None, &Event::Echo).await;
+            if let Err(error) = cache.recheck_fence().await {
+                tracing::debug!(%error, "could not compare the Redis run_id");
+            }
         });
+    }
+
+    fn subscription_lost(&self) {
+        self.fence.unverify();
     }
 
     fn is_own_echo(&self, payload: &str) -> bool {
@@ -229,6 +240,7 @@ impl Cache {
             app_mark: marks.entity_cell(&app_mark_key(&config.app_prefix)),
             marks,
             replay: ReplayQueue::new(config.replay_capacity),
+            fence: fence::Fence::default(),
             refreshing: background::Refreshing::default(),
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),

@@ -285,6 +285,11 @@ pub(crate) fn is_bookkeeping(key: &str) -> bool {
         .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
 }
 
+/// The key naming the Redis process `app` was last fenced for (see `cache::fence`).
+pub(crate) fn fence_key(app: &str) -> String {
+    format!("{app}:%fence")
+}
+
 /// The key of `app`'s invalidation epoch, the counter marks are drawn from.
 pub(crate) fn epoch_key(app: &str) -> String {
     format!("{app}:%epoch")

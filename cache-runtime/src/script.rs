@@ -35,9 +35,10 @@ impl Script {
 }
 
 /// Every script the runtime sends: what is loaded when a server answers `NOSCRIPT`.
-fn all() -> [&'static Script; 8] {
-    use crate::cache::{lease, storage};
+fn all() -> [&'static Script; 9] {
+    use crate::cache::{fence, lease, storage};
     [
+        &fence::FENCE,
         &lease::ACQUIRE,
         &lease::POPULATE,
         &lease::RENEW,

@@ -70,6 +70,9 @@ impl Cache {
         if self.inner.replay.any() {
             return Ok(Found::default());
         }
+        if !self.inner.fence.verified() {
+            Box::pin(self.check_fence()).await?;
+        }
         let entity = key.entity();
         match key.variants_token_key() {
             None => {
@@ -105,6 +108,9 @@ impl Cache {
         };
         if self.inner.replay.any() {
             return Ok(keys.iter().map(|_| Found::default()).collect());
+        }
+        if !self.inner.fence.verified() {
+            self.check_fence().await?;
         }
         let mut pipeline = redis::pipe();
         for key in keys {

@@ -184,6 +184,10 @@ impl Cache {
         id_token: Option<u64>,
         ttl: Duration,
     ) -> Result<Stamp<'a>, CacheError> {
+        if !self.inner.fence.verified() {
+            // A value stamped before the fence would be invalid at once.
+            self.check_fence().await?;
+        }
         let entity = key.entity();
         let mut floor = self
             .entity_mark(entity)

@@ -218,3 +218,50 @@ async fn a_recreated_mark_reaches_the_running_instances() {
         assert_eq!(read(&b, id, "reloaded").await, "written", "id {id}");
     }
 }
+
+#[tokio::test]
+async fn a_redis_restarted_from_an_older_snapshot_serves_nothing_invalidated_since() {
+    let dir = std::env::temp_dir().join(format!("cache-gate-snapshot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("snapshot dir");
+    let mut server = RedisServer::start_with_args(&["--dir", dir.to_str().expect("utf-8")]);
+    let (a, b) = (cache(&server), cache(&server));
+    subscribed(&[&a, &b]).await;
+    let products = a.entity("product").expect("entity");
+    let lists = a.entity("list").expect("entity");
+    let list_key = lists.key(&7u32);
+    assert_eq!(read(&a, 1, "old").await, "old");
+    a.set(&list_key, "old", Ttl::Medium).await.expect("set");
+    let () = server.query(&redis::cmd("SAVE"));
+    // After the snapshot: an id invalidation and an entity invalidation.
+    a.invalidate_id(&products, &1u32).await.expect("invalidate");
+    a.invalidate_entity(&lists).await.expect("invalidate");
+    server.restart();
+    let rolled_back: Option<Vec<u8>> = server.query(redis::cmd("GET").arg("test:v1:product:1"));
+    assert!(rolled_back.is_some(), "Redis holds the deleted value again");
+    let c = cache(&server);
+    for (name, instance) in [("a", &a), ("b", &b), ("c", &c)] {
+        // Redis answers again (the breaker may have opened while it was down).
+        let started = std::time::Instant::now();
+        while instance.get::<String>(&products.key(&0u32)).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}: Redis never came back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Before the fence 3 of 4 of these reads answered "old".
+        assert_eq!(
+            read(instance, 1, "new").await,
+            "new",
+            "{name}: the invalidated id"
+        );
+        let list = instance
+            .get_or_set_with(&list_key, PLAIN, || async {
+                Ok::<_, String>("new".to_owned())
+            })
+            .await
+            .expect("value");
+        assert_eq!(list, "new", "{name}: the invalidated entity");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

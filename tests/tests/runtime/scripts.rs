@@ -47,7 +47,7 @@ async fn scripts_go_by_digest_and_are_loaded_again_after_a_flush() {
 
     assert_eq!(
         server.command_calls("script|load") - loads_before,
-        8,
+        9,
         "every script loaded once, after the first refusal"
     );
     assert_eq!(server.command_calls("eval"), 0, "no script sent whole");

@@ -147,8 +147,13 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
     extra.retain(|key| !key.starts_with("test:v1:product:") || key.contains('%'));
     assert_eq!(
         extra,
-        vec!["test:%epoch", "test:%mark", "test:v1:product:%mark"],
-        "one mark per entity, one mark and one epoch per app, nothing per key"
+        vec![
+            "test:%epoch",
+            "test:%fence",
+            "test:%mark",
+            "test:v1:product:%mark"
+        ],
+        "one mark per entity, one mark, one epoch and one fence per app, nothing per key"
     );
     assert_eq!(
         (server.command_calls("zadd"), server.command_calls("sadd")),
@@ -157,8 +162,8 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
     );
     assert_eq!(
         server.command_calls("set"),
-        104,
-        "one SET per value, and two to create each of the entity's and the app's marks"
+        105,
+        "one SET per value, two to create the entity's mark, three for the fence (epoch, app mark, fence)"
     );
 }
 
