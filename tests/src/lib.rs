@@ -1,6 +1,7 @@
 //! Test support: real `redis-server` processes on free ports that a test can stop, pause and
 //! restart. Each [`RedisServer`] is killed when dropped.
 
+pub mod history;
 mod proxy;
 
 pub use proxy::Proxy;

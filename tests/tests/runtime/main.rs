@@ -9,6 +9,7 @@ mod failures;
 mod freshness;
 mod gate;
 mod global;
+mod history;
 mod invalidation_marks;
 mod leases;
 mod macros;
