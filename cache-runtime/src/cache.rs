@@ -149,6 +149,9 @@ impl bus::Listener for Inner {
     /// The subscriber connected or lost its connection.
     fn bus_connected(&self, connected: bool) {
         self.marks.bus_changed(connected);
+        // Events may have been missed (or may be late): no new read joins a load in flight
+        // now, which an id or key invalidation among them might cover.
+        self.flights.detach(|_| true);
         if let Some(local) = &self.local {
             local.set_live(connected);
         }
