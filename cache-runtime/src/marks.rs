@@ -155,6 +155,11 @@ impl Marks {
         self.session.load(Ordering::Acquire)
     }
 
+    /// Whether events arrive now (subscribed, and not late).
+    pub(crate) fn bus_live(&self) -> bool {
+        self.session() % 2 == 1
+    }
+
     /// The bus subscribed (`true`) or lost its subscription: marks read before are no longer
     /// trusted either way (events may have been missed in between).
     pub(crate) fn bus_changed(&self, subscribed: bool) {

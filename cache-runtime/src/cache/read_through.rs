@@ -231,6 +231,9 @@ impl Cache {
         };
         let ttl = self.jittered(policy.options.ttl);
         let grace = policy.options.stale.unwrap_or_default();
+        // What an unstamped value (Redis unavailable) is checked against when handed to this
+        // process's waiting callers: the epoch known before the load, as a stamp would be.
+        let known = self.inner.marks.known();
         let stamp = match redis_up {
             true => self.stamp_load(key, policy, id_token, ttl + grace).await,
             false => None,
@@ -275,16 +278,17 @@ impl Cache {
                 return answer;
             }
         };
-        let (encoded, ttl) = self.hand_over(
+        let followers = leader.as_ref().is_some_and(Leader::has_followers);
+        let encoded = self.encode_loaded(
             policy,
             &loaded,
-            leader,
+            followers,
             &guard,
-            stamp,
+            stamp.unwrap_or_else(|| Stamp::unstored(known, policy.tags)),
             ttl,
             started.elapsed(),
         );
-        self.store_loaded(key, policy, encoded, guard, ttl, seen)
+        self.hand_over_and_store(key, policy, leader, encoded, guard, seen)
             .await;
         served(span, "source", if redis_up { "miss" } else { "fallback" });
         Ok(loaded)

@@ -54,6 +54,20 @@ fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
+impl<'a> Stamp<'a> {
+    /// The stamp of a value that cannot be stored (Redis was unavailable), for this process's
+    /// waiting callers only: `epoch`, known before the load started, is what the gate they
+    /// pass compares with the marks.
+    pub(crate) fn unstored(epoch: u64, tags: &'a [String]) -> Self {
+        Stamp {
+            epoch,
+            id_token: None,
+            tags,
+            floor: 0,
+        }
+    }
+}
+
 impl Cache {
     /// Whether a value read from Redis is still valid: not older than its entity's and its
     /// tags' marks, and, for a variant, written under its id's current token.

@@ -164,3 +164,59 @@ async fn get_many_with_the_bus_down_reads_each_mark_once() {
     // Before the fix: 200 (the entity's and the app's mark, once per key).
     assert_eq!(mark_reads, 2, "the entity's mark and the app's, once each");
 }
+
+#[tokio::test]
+async fn single_flight_holds_while_the_breaker_is_open_and_the_bus_connected() {
+    let server = RedisServer::start();
+    let cache = Cache::new(
+        config(&server)
+            .operation_timeout(Duration::from_millis(100))
+            .breaker_threshold(2)
+            .breaker_cooldown(Duration::from_secs(3))
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    subscribed(&[&cache]).await;
+    let products = cache.entity("product").expect("entity");
+    let warm = cache
+        .get_or_set(&products.key(&0u32), Ttl::Medium, || async {
+            Ok::<_, String>(0u32)
+        })
+        .await;
+    assert_eq!(warm, Ok(0), "the marks are read and trusted");
+    server.pause(Duration::from_millis(300));
+    while cache.breaker_state() != BreakerState::Open {
+        let _ = cache.get::<u32>(&products.key(&0u32)).await;
+    }
+    assert!(
+        cache.invalidation_bus_connected(),
+        "a short stall keeps the bus"
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..100)
+        .map(|_| {
+            let (cache, calls, key) = (cache.clone(), Arc::clone(&calls), products.key(&1u32));
+            tokio::spawn(async move {
+                cache
+                    .get_or_set(&key, Ttl::Medium, || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, String>(1u32)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.await.expect("task"), Ok(1));
+    }
+    assert_eq!(
+        cache.breaker_state(),
+        BreakerState::Open,
+        "all of it with the breaker open"
+    );
+    // An unstored value once carried epoch 0, below every trusted mark: each follower refused
+    // it and led a load of its own, one after another.
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one source call");
+}

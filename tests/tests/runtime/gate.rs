@@ -265,3 +265,33 @@ async fn a_redis_restarted_from_an_older_snapshot_serves_nothing_invalidated_sin
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn with_its_bus_down_an_instance_hands_over_no_load_an_id_invalidation_overtook() {
+    let server = RedisServer::start();
+    let (a, b) = (cache(&server), cache(&server));
+    subscribed(&[&a, &b]).await;
+    // Every subscription is cut and cannot come back: b never hears of a's invalidation.
+    let _: () = server.query(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("-subscribe")
+            .arg("-psubscribe"),
+    );
+    let _: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
+    while b.invalidation_bus_connected() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let gate = Arc::new(Notify::new());
+    let old = slow_read(&b, 1, "old", Arc::clone(&gate)).await;
+    let products = a.entity("product").expect("entity");
+    a.invalidate_id(&products, &1u32).await.expect("invalidate");
+    open_later(&gate, Duration::from_millis(100));
+    // Before, this read joined b's flight and answered "old": the event that detaches it was
+    // lost. Now the flight hands its value over only once stored under its lease, which the
+    // invalidation deleted.
+    assert_eq!(read(&b, 1, "new").await, "new");
+    assert_eq!(old.await.expect("task"), "old", "it started before");
+    assert_eq!(read(&a, 1, "unused").await, "new");
+}

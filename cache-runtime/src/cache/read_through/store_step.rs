@@ -17,50 +17,92 @@ use crate::flight::{Leader, Outcome};
 use crate::freshness::now_ms;
 use crate::metrics::bump;
 
+/// A loaded value as stored and as handed to this process's waiting callers.
+pub(super) struct Encoded {
+    /// For Redis (`None`: nothing to store).
+    bytes: Option<Result<Vec<u8>, CacheError>>,
+    /// How long it is fresh for.
+    ttl: Duration,
+    /// What the flight's waiters are told.
+    outcome: Outcome,
+}
+
 impl Cache {
-    /// Encodes the loaded value for Redis and for this process's waiting callers, and hands it
-    /// to them; answers the bytes (if any) and the TTL they are fresh for. Synchronous, so no
-    /// borrow of the loaded value is held across an await.
+    /// Encodes the loaded value for Redis and for this process's waiting callers (if
+    /// `followers`); answers the bytes (if any), the TTL they are fresh for, and what the
+    /// flight's waiters are to be told. Synchronous, so no borrow of the loaded value is held
+    /// across an await.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn hand_over<L: Loaded>(
+    pub(super) fn encode_loaded<L: Loaded>(
         &self,
         policy: &Policy<'_>,
         loaded: &L,
-        leader: Option<Leader<'_>>,
+        followers: bool,
         guard: &Guard,
-        stamp: Option<Stamp<'_>>,
+        stamp: Stamp<'_>,
         ttl: Duration,
         cost: Duration,
-    ) -> (Option<Result<Vec<u8>, CacheError>>, Duration) {
+    ) -> Encoded {
         let (stored, ttl) = match (loaded.value(), policy.negative_ttl) {
             (Some(value), _) => (Some(Stored::Value(value)), ttl),
             (None, Some(negative)) => (Some(Stored::Absent), self.jittered(negative)),
             (None, None) => (None, ttl),
         };
-        let stamp = stamp.unwrap_or(Stamp {
-            // Only this process's waiting callers see it; it is never stored.
-            epoch: 0,
-            id_token: None,
-            tags: &[],
-            floor: 0,
-        });
         // Encoded for Redis, and for callers waiting on this flight; with neither, not at all
         // (the open-breaker path stays cheap).
-        let wanted =
-            !matches!(guard, Guard::NoStore) || leader.as_ref().is_some_and(Leader::has_followers);
+        let wanted = !matches!(guard, Guard::NoStore) || followers;
         let encoded = stored
             .filter(|_| wanted)
             .map(|stored| self.encode(stored, ttl, cost, &stamp));
-        if let Some(leader) = leader {
-            leader.finish(match &encoded {
-                Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
-                // A caller that joined after the check above loads for itself.
-                None if !wanted => Outcome::Failed,
-                None => Outcome::Absent,
-                Some(Err(_)) => Outcome::Failed,
-            });
+        let outcome = match &encoded {
+            Some(Ok(bytes)) => Outcome::Value(Arc::from(bytes.as_slice())),
+            // A caller that joined after the check above loads for itself.
+            None if !wanted => Outcome::Failed,
+            None => Outcome::Absent,
+            Some(Err(_)) => Outcome::Failed,
+        };
+        Encoded {
+            bytes: encoded,
+            ttl,
+            outcome,
         }
-        (encoded, ttl)
+    }
+
+    /// Hands the loaded value to this process's waiting callers: at once, or, while the bus is
+    /// down or late, once it is stored under its lease. Another instance's key or id
+    /// invalidation reaches flights only as an event, which may be missed then; it also
+    /// deletes the lease, so a value stored under its lease was not overtaken by one.
+    pub(super) async fn hand_over_and_store(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        leader: Option<Leader<'_>>,
+        encoded: Encoded,
+        guard: Guard,
+        seen: u64,
+    ) {
+        let Encoded {
+            bytes,
+            ttl,
+            outcome,
+        } = encoded;
+        let needs_proof = !self.inner.marks.bus_live()
+            && matches!(guard, Guard::Lease(_))
+            && matches!(outcome, Outcome::Value(_));
+        let deferred = match (leader, needs_proof) {
+            (Some(leader), true) => Some((leader, outcome)),
+            (Some(leader), false) => {
+                leader.finish(outcome);
+                None
+            }
+            (None, _) => None,
+        };
+        let stored = self
+            .store_loaded(key, policy, bytes, guard, ttl, seen)
+            .await;
+        if let Some((leader, outcome)) = deferred {
+            leader.finish(if stored { outcome } else { Outcome::Failed });
+        }
     }
 
     /// Stores the encoded value under its guard and keeps it in the local tier; nothing to
@@ -73,9 +115,9 @@ impl Cache {
         guard: Guard,
         ttl: Duration,
         seen: u64,
-    ) {
+    ) -> bool {
         let write = match &guard {
-            Guard::NoStore => return,
+            Guard::NoStore => return false,
             // A refresh replaces a value other instances may hold in process: announced.
             Guard::Lease(token) if policy.refresh => Write::Replace(token),
             Guard::Lease(token) => Write::Populate(token),
@@ -98,14 +140,16 @@ impl Cache {
                 if let Guard::Lease(token) = &guard {
                     self.release_lease(key, token).await;
                 }
-                return;
+                return false;
             }
         };
         if let (Err(_), Guard::Lease(token)) = (&result, &guard) {
             // Nothing was stored (too large, not encodable): let waiting processes go.
             self.release_lease(key, token).await;
         }
+        let stored = matches!(result, Ok(true));
         self.note_store_result(key, result);
+        stored
     }
 
     /// `ttl` resolved against the configured classes, with jitter.
