@@ -5,10 +5,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cache_runtime::{BreakerState, Cache, ReadOptions, Ttl};
+use cache_runtime::{BreakerState, Cache, CacheConfigBuilder, ReadOptions, Ttl};
 
-use crate::{config, subscribed};
+use crate::{config, cut_the_bus, subscribed};
 use cache_tests::RedisServer;
+
+/// A cache whose breaker opens after two 100 ms timeouts and stays open for `cooldown`.
+fn trips_fast(server: &RedisServer, cooldown: Duration) -> CacheConfigBuilder {
+    config(server)
+        .operation_timeout(Duration::from_millis(100))
+        .breaker_threshold(2)
+        .breaker_cooldown(cooldown)
+}
+
+/// Pauses `server` for `pause` and reads until `cache`'s breaker is open.
+async fn open_breaker(server: &RedisServer, cache: &Cache, pause: Duration) {
+    server.pause(pause);
+    let probe = cache.entity("probe").expect("entity").key(&0u8);
+    while cache.breaker_state() != BreakerState::Open {
+        let _ = cache.get::<u8>(&probe).await;
+    }
+}
 
 /// Waits until `cache`'s local tier is on (`true`) or off, at most `within`.
 async fn tier_becomes(cache: &Cache, on: bool, within: Duration) -> bool {
@@ -25,23 +42,12 @@ async fn tier_becomes(cache: &Cache, on: bool, within: Duration) -> bool {
 #[tokio::test]
 async fn a_stall_that_opens_the_breaker_turns_the_local_tier_off_only_until_it_ends() {
     let server = RedisServer::start();
-    let cache = Cache::new(
-        config(&server)
-            .operation_timeout(Duration::from_millis(100))
-            .breaker_threshold(2)
-            // Open past two heartbeats: their echoes are refused, and the tier stays off for a
-            // second at least (an echo resent once the breaker closes is back in a millisecond).
-            .breaker_cooldown(Duration::from_secs(3))
-            .build()
-            .expect("config"),
-    )
-    .expect("cache");
+    // Open past two heartbeats: their echoes are refused, and the tier stays off for a second
+    // at least (an echo resent once the breaker closes is back in a millisecond).
+    let config = trips_fast(&server, Duration::from_secs(3));
+    let cache = Cache::new(config.build().expect("config")).expect("cache");
     subscribed(&[&cache]).await;
-    server.pause(Duration::from_millis(350));
-    let probe = cache.entity("probe").expect("entity").key(&0u8);
-    while cache.breaker_state() != BreakerState::Open {
-        let _ = cache.get::<u8>(&probe).await;
-    }
+    open_breaker(&server, &cache, Duration::from_millis(350)).await;
     assert!(
         tier_becomes(&cache, false, Duration::from_secs(4)).await,
         "the lost echo turned the tier off"
@@ -99,22 +105,10 @@ async fn a_lease_renewed_by_a_slow_holder_is_waited_for() {
 #[tokio::test]
 async fn flush_pending_keeps_its_deadline_with_a_long_backlog() {
     let server = RedisServer::start();
-    let cache = Cache::new(
-        config(&server)
-            .operation_timeout(Duration::from_millis(100))
-            .breaker_threshold(2)
-            .breaker_cooldown(Duration::from_millis(200))
-            .replay_capacity(30_000)
-            .build()
-            .expect("config"),
-    )
-    .expect("cache");
+    let config = trips_fast(&server, Duration::from_millis(200)).replay_capacity(30_000);
+    let cache = Cache::new(config.build().expect("config")).expect("cache");
     let products = cache.entity("product").expect("entity");
-    server.pause(Duration::from_millis(400));
-    let probe = products.key(&0u32);
-    while cache.breaker_state() != BreakerState::Open {
-        let _ = cache.get::<u8>(&probe).await;
-    }
+    open_breaker(&server, &cache, Duration::from_millis(400)).await;
     for id in 0..20_000u32 {
         let _ = cache.invalidate_id(&products, &id).await;
     }
@@ -144,14 +138,7 @@ async fn get_many_with_the_bus_down_reads_each_mark_once() {
         cache.set(key, "value", Ttl::Medium).await.expect("set");
     }
     // The subscriber is cut and cannot come back: no mark held in process is trusted.
-    let _: () = server.query(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("default")
-            .arg("-subscribe")
-            .arg("-psubscribe"),
-    );
-    let _: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
+    cut_the_bus(&server);
     assert!(
         tier_becomes(&cache, false, Duration::from_secs(2)).await,
         "the bus went down"
@@ -168,15 +155,8 @@ async fn get_many_with_the_bus_down_reads_each_mark_once() {
 #[tokio::test]
 async fn single_flight_holds_while_the_breaker_is_open_and_the_bus_connected() {
     let server = RedisServer::start();
-    let cache = Cache::new(
-        config(&server)
-            .operation_timeout(Duration::from_millis(100))
-            .breaker_threshold(2)
-            .breaker_cooldown(Duration::from_secs(3))
-            .build()
-            .expect("config"),
-    )
-    .expect("cache");
+    let config = trips_fast(&server, Duration::from_secs(3));
+    let cache = Cache::new(config.build().expect("config")).expect("cache");
     subscribed(&[&cache]).await;
     let products = cache.entity("product").expect("entity");
     let warm = cache
@@ -185,10 +165,7 @@ async fn single_flight_holds_while_the_breaker_is_open_and_the_bus_connected() {
         })
         .await;
     assert_eq!(warm, Ok(0), "the marks are read and trusted");
-    server.pause(Duration::from_millis(300));
-    while cache.breaker_state() != BreakerState::Open {
-        let _ = cache.get::<u32>(&products.key(&0u32)).await;
-    }
+    open_breaker(&server, &cache, Duration::from_millis(300)).await;
     assert!(
         cache.invalidation_bus_connected(),
         "a short stall keeps the bus"

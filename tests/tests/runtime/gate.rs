@@ -9,7 +9,7 @@ use std::time::Duration;
 use cache_runtime::{Cache, ReadOptions, Ttl, cached, refreshing, with_cache};
 use tokio::sync::Notify;
 
-use crate::{cache, subscribed};
+use crate::{cache, cut_the_bus, subscribed};
 use cache_tests::RedisServer;
 
 const PLAIN: ReadOptions = ReadOptions::new(Ttl::Medium);
@@ -272,14 +272,7 @@ async fn with_its_bus_down_an_instance_hands_over_no_load_an_id_invalidation_ove
     let (a, b) = (cache(&server), cache(&server));
     subscribed(&[&a, &b]).await;
     // Every subscription is cut and cannot come back: b never hears of a's invalidation.
-    let _: () = server.query(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("default")
-            .arg("-subscribe")
-            .arg("-psubscribe"),
-    );
-    let _: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
+    cut_the_bus(&server);
     while b.invalidation_bus_connected() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -63,6 +63,19 @@ impl CountingLoader {
 
 pub const SHORT: Duration = Duration::from_millis(200);
 
+/// Cuts every invalidation subscription on `server` for good: the subscribers are killed and
+/// the default user may no longer subscribe.
+pub fn cut_the_bus(server: &RedisServer) {
+    let _: () = server.query(
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("-subscribe")
+            .arg("-psubscribe"),
+    );
+    let _: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
+}
+
 /// Waits until every cache in `caches` receives invalidation events (at most 2 s).
 pub async fn subscribed(caches: &[&Cache]) {
     let started = Instant::now();
