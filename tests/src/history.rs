@@ -115,10 +115,53 @@ pub struct Violation {
     pub newer: Op,
 }
 
+/// A completed write, as the check needs it.
+struct Done<'a> {
+    end: u64,
+    version: u64,
+    instance: &'a str,
+    op: &'a Op,
+}
+
 /// Every read that returned a version older than the newest write of its row whose
 /// invalidation completed (successfully) before the read began: at once for the instance that
-/// made the write, `bus_delay_us` later for the others.
+/// made the write, `bus_delay_us` later for the others. O(n log n): per row, writes sorted by
+/// end with the running maximum of their versions.
 pub fn check(ops: &[Op], bus_delay_us: u64) -> Vec<Violation> {
+    let mut by_row: std::collections::HashMap<u32, Vec<Done<'_>>> = Default::default();
+    for op in ops {
+        if let Op::Write {
+            instance,
+            row,
+            version,
+            end,
+            ok: true,
+            ..
+        } = op
+        {
+            by_row.entry(*row).or_default().push(Done {
+                end: *end,
+                version: *version,
+                instance,
+                op,
+            });
+        }
+    }
+    // Per row: writes by end, and the index of the newest version among the first i + 1.
+    let mut newest_upto: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+    for (row, writes) in &mut by_row {
+        writes.sort_by_key(|w| w.end);
+        let mut best = 0;
+        let upto = (0..writes.len())
+            .map(|i| {
+                if writes[i].version > writes[best].version {
+                    best = i;
+                }
+                best
+            })
+            .collect();
+        newest_upto.insert(*row, upto);
+    }
     let mut violations = Vec::new();
     for read in ops {
         let Op::Read {
@@ -131,35 +174,26 @@ pub fn check(ops: &[Op], bus_delay_us: u64) -> Vec<Violation> {
         else {
             continue;
         };
-        let newest = ops
+        let (Some(writes), Some(upto)) = (by_row.get(row), newest_upto.get(row)) else {
+            continue;
+        };
+        // Every instance's writes that ended a bus delay before the read began...
+        let seen_by_all = writes.partition_point(|w| w.end.saturating_add(bus_delay_us) < *start);
+        let mut newest = seen_by_all.checked_sub(1).map(|i| &writes[upto[i]]);
+        // ...and the reader's own that ended since, before it began.
+        let own = writes[seen_by_all..]
             .iter()
-            .filter(|op| match op {
-                Op::Write {
-                    instance: writer,
-                    row: written,
-                    end,
-                    ok,
-                    ..
-                } => {
-                    let delay = if writer == instance { 0 } else { bus_delay_us };
-                    *ok && written == row && end.saturating_add(delay) < *start
-                }
-                Op::Read { .. } => false,
-            })
-            .max_by_key(|op| match op {
-                Op::Write { version, .. } => *version,
-                Op::Read { .. } => 0,
-            });
-        if let Some(
-            newer @ Op::Write {
-                version: newest, ..
-            },
-        ) = newest
-            && version < newest
-        {
+            .take_while(|w| w.end < *start)
+            .filter(|w| w.instance == instance);
+        for write in own {
+            if newest.is_none_or(|n| write.version > n.version) {
+                newest = Some(write);
+            }
+        }
+        if let Some(newer) = newest.filter(|n| *version < n.version) {
             violations.push(Violation {
                 read: read.clone(),
-                newer: newer.clone(),
+                newer: newer.op.clone(),
             });
         }
     }
