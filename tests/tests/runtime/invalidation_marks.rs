@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, ReadOptions, Ttl};
 use tokio::sync::Notify;
 
-use crate::{cache, subscribed};
+use crate::{cache, cut_the_bus, subscribed};
 use cache_tests::RedisServer;
 
 const PLAIN: ReadOptions = ReadOptions::new(Ttl::Medium);
@@ -58,14 +58,7 @@ async fn with_its_bus_down_an_instance_reads_marks_from_redis() {
     assert_eq!(read(&b, 1, PLAIN, "old").await, "old");
     // b's subscriber connection is cut and cannot come back: every pub/sub client is killed
     // and a's is not needed here.
-    let _: i64 = server.query(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"));
-    let _: () = server.query(
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("default")
-            .arg("-subscribe")
-            .arg("-psubscribe"),
-    );
+    cut_the_bus(&server);
     let started = Instant::now();
     while b.invalidation_bus_connected() {
         assert!(started.elapsed() < Duration::from_secs(2));
