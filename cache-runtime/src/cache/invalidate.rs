@@ -15,6 +15,13 @@ use crate::key::{KeyPart, app_mark_key, is_bookkeeping, tag_mark_key};
 /// Keys fetched per `SCAN` step of a pattern invalidation.
 const SCAN_BATCH: usize = 1000;
 
+/// What a pattern invalidation's scan deletes.
+#[derive(Debug, Clone, Copy)]
+enum Scanned {
+    Leases,
+    Values,
+}
+
 impl Cache {
     /// Invalidates `id` of `entity` together with all its variants; returns how many keys
     /// were deleted right away (the id's own key; its variants become unreadable at once and
@@ -234,14 +241,19 @@ impl Cache {
     /// a store that lands before the keys' pass is deleted by it. (Keys first would leave a
     /// whole scan's time for an old load to store and keep its value.)
     async fn remove_matching(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
-        self.unlink_scanned(entity, &lease_key(pattern)).await?;
-        self.unlink_scanned(entity, pattern).await
+        self.unlink_scanned(entity, &lease_key(pattern), Scanned::Leases)
+            .await?;
+        self.unlink_scanned(entity, pattern, Scanned::Values).await
     }
 
-    /// Deletes what `SCAN MATCH pattern` finds, batch by batch, except the entity's own
-    /// bookkeeping keys that lie under its prefix (its mark): answers how many keys went.
-    async fn unlink_scanned(&self, entity: &Entity, pattern: &str) -> Result<u64, CacheError> {
-        let leases = pattern.ends_with(":%lease");
+    /// Deletes what `SCAN MATCH pattern` finds, batch by batch (of values, never the
+    /// entity's own bookkeeping keys under its prefix, its mark): answers how many keys went.
+    async fn unlink_scanned(
+        &self,
+        entity: &Entity,
+        pattern: &str,
+        scanned: Scanned,
+    ) -> Result<u64, CacheError> {
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
         loop {
@@ -256,9 +268,9 @@ impl Cache {
                         .arg(SCAN_BATCH),
                 )
                 .await?;
-            let keys: Vec<String> = match leases {
-                true => keys,
-                false => keys.into_iter().filter(|k| !is_bookkeeping(k)).collect(),
+            let keys: Vec<String> = match scanned {
+                Scanned::Leases => keys,
+                Scanned::Values => keys.into_iter().filter(|k| !is_bookkeeping(k)).collect(),
             };
             if !keys.is_empty() {
                 let unlinked: u64 = self.redis(entity, redis::cmd("UNLINK").arg(&keys)).await?;

@@ -290,3 +290,18 @@ async fn with_its_bus_down_an_instance_hands_over_no_load_an_id_invalidation_ove
     assert_eq!(old.await.expect("task"), "old", "it started before");
     assert_eq!(read(&a, 1, "unused").await, "new");
 }
+
+#[tokio::test]
+async fn an_idle_instance_compares_the_redis_run_id_every_heartbeat() {
+    let server = RedisServer::start();
+    let a = cache(&server);
+    subscribed(&[&a]).await;
+    let before = server.command_calls("info");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Each `command_calls` is an `INFO` too: one of them lands in the count.
+    let infos = server.command_calls("info") - before;
+    assert!(
+        (3..=6).contains(&infos),
+        "{infos} INFO calls in 3.5 s: about one a heartbeat"
+    );
+}
