@@ -25,6 +25,11 @@ pub(crate) trait Listener: Send + Sync + 'static {
     fn send_echo(self: Arc<Self>);
     /// The subscription's connection dropped: Redis may have restarted.
     fn subscription_lost(&self);
+    /// The server to subscribe on next (on a cluster, the replicas in turn: a master's death
+    /// then ends no subscription). Finds the topology first if no call has yet.
+    fn subscription_client(
+        self: Arc<Self>,
+    ) -> impl std::future::Future<Output = Option<redis::Client>> + Send;
     /// Whether `payload` is this instance's own echo.
     fn is_own_echo(&self, payload: &str) -> bool;
 }
@@ -115,10 +120,16 @@ enum Ended {
 
 /// Subscribes, applies events, and resubscribes after any disconnection, until the cache is
 /// dropped.
-pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, client: redis::Client, channel: String) {
+pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channel: String) {
     let mut backoff = Duration::from_millis(20);
     loop {
         let Some(timeout) = cache.upgrade().map(|c| c.operation_timeout()) else {
+            return;
+        };
+        let Some(client) = (match cache.upgrade() {
+            Some(inner) => inner.subscription_client().await,
+            None => return,
+        }) else {
             return;
         };
         let connected = tokio::time::timeout(timeout.saturating_mul(4), async {

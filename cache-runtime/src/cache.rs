@@ -2,6 +2,7 @@
 
 mod background;
 mod bus_publish;
+mod cluster_call;
 pub(crate) mod fence;
 mod invalidate;
 pub(crate) mod lease;
@@ -13,6 +14,7 @@ mod redis_call;
 mod replay;
 pub(crate) mod storage;
 mod tasks;
+pub(crate) mod topology;
 mod validity;
 mod write;
 
@@ -25,11 +27,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::breaker::{Breaker, BreakerState};
+use crate::breaker::BreakerState;
 use crate::bus::{self, Event};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CacheConfig;
-use crate::connection::Pool;
 use crate::deadline::Deadlines;
 use crate::entity::{CacheKey, Entity};
 use crate::error::CacheError;
@@ -75,9 +76,9 @@ pub(crate) struct Inner {
     /// Distinguishes caches in one process (per-call-site entity memo of the macros).
     id: u64,
     config: CacheConfig,
-    pool: Pool,
+    /// The Redis server or cluster, each node with its connections and breaker.
+    redis: topology::Redis,
     deadlines: Deadlines,
-    breaker: Breaker,
     jitter: Jitter,
     entities: Mutex<HashMap<(String, u32), Entity>>,
     flights: Flights,
@@ -184,7 +185,7 @@ impl bus::Listener for Inner {
         tokio::spawn(async move {
             let cache = Cache { inner: self };
             // A failed echo is only a late echo: the lag check then turns the tier off.
-            let _ = cache.try_publish(None, &Event::Echo).await;
+            let _ = cache.publish_echo().await;
             if let Err(error) = cache.recheck_fence().await {
                 tracing::debug!(%error, "could not compare the Redis run_id");
             }
@@ -193,6 +194,14 @@ impl bus::Listener for Inner {
 
     fn subscription_lost(&self) {
         self.fence.unverify();
+    }
+
+    async fn subscription_client(self: Arc<Self>) -> Option<redis::Client> {
+        let cache = Cache { inner: self };
+        // Down or refused: the seed, whose failure to connect the subscriber retries.
+        let _ = cache.topology().await;
+        let url = cache.inner.redis.subscription_url(&cache.inner.config);
+        redis::Client::open(url).ok()
     }
 
     fn is_own_echo(&self, payload: &str) -> bool {
@@ -226,12 +235,7 @@ impl Cache {
     /// Like [`Self::new`], with the clock the circuit breaker measures its cooldown on.
     pub fn with_clock(config: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
-        let pool = Pool::new(
-            &config.redis_url,
-            config.pool_size,
-            config.operation_timeout,
-        )
-        .map_err(CacheError::from_redis)?;
+        let redis = topology::Redis::new(&config, clock).map_err(CacheError::from_redis)?;
         let local = config.local_tier_bytes.map(LocalTier::new);
         let marks = Marks::default();
         let channel = bus::channel(&config.app_prefix);
@@ -245,19 +249,17 @@ impl Cache {
             replay: ReplayQueue::new(config.replay_capacity),
             fence: fence::Fence::default(),
             refreshing: background::Refreshing::default(),
-            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown, clock),
             jitter: Jitter::new(config.jitter_percent),
             deadlines: Deadlines::new(config.operation_timeout),
             tasks: tasks::Tasks::default(),
             scripts: Scripts::default(),
-            pool,
+            redis,
             entities: Mutex::new(HashMap::new()),
             flights: Flights::default(),
             #[cfg(feature = "metrics")]
             redis_times: std::sync::OnceLock::new(),
             config,
         });
-        redis::Client::open(inner.config.redis_url.as_str()).map_err(CacheError::from_redis)?;
         tasks::spawn_all(&inner, &runtime);
         Ok(Self { inner })
     }
@@ -308,9 +310,21 @@ impl Cache {
         self.inner.metrics()
     }
 
-    /// The circuit breaker's state.
+    /// The circuit breaker's state; on Redis Cluster the worst of the masters' (see
+    /// [`Self::nodes`]).
     pub fn breaker_state(&self) -> BreakerState {
-        self.inner.breaker.state()
+        self.inner.redis.breaker_state()
+    }
+
+    /// Each node keys live on (the one Redis, or every master of a cluster) with its circuit
+    /// breaker's state.
+    pub fn nodes(&self) -> Vec<(String, BreakerState)> {
+        self.inner
+            .redis
+            .masters()
+            .iter()
+            .map(|node| (node.address.clone(), node.breaker.state()))
+            .collect()
     }
 
     /// Whether this instance receives invalidation events now; while it does not, its local
@@ -326,7 +340,7 @@ impl Cache {
 
     /// How many times the circuit breaker changed state since the cache was created.
     pub fn breaker_transitions(&self) -> u64 {
-        self.inner.breaker.transitions()
+        self.inner.redis.breaker_transitions()
     }
 
     /// The value stored under `key`, or `None` on a miss. A stored value that cannot be decoded

@@ -61,11 +61,38 @@ impl ConfigError {
     }
 }
 
+/// What `redis_url` names (`CACHE_REDIS_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisMode {
+    /// Ask the server at the first connection (`INFO cluster`): a cluster node means cluster.
+    #[default]
+    Auto,
+    /// One Redis server (or a proxy in front of several). A cluster node is refused, naming
+    /// this setting.
+    Node,
+    /// A Redis Cluster, reached through the seeds.
+    Cluster,
+}
+
+impl std::str::FromStr for RedisMode {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "node" | "standalone" => Ok(Self::Node),
+            "cluster" => Ok(Self::Cluster),
+            other => Err(format!("unknown mode `{other}`; use auto, node or cluster")),
+        }
+    }
+}
+
 /// Validated configuration of a [`Cache`](crate::Cache). Build it with [`CacheConfig::builder`]
 /// or [`CacheConfig::from_env`].
 #[derive(Clone)]
 pub struct CacheConfig {
     pub(crate) redis_url: String,
+    pub(crate) redis_mode: RedisMode,
     pub(crate) app_prefix: String,
     pub(crate) version: u32,
     pub(crate) ttl: TtlClasses,
@@ -142,6 +169,13 @@ impl CacheConfig {
 /// The URL with its password replaced by `***`: the userinfo one (`redis://:pw@host`) and the
 /// `pass` query parameter of `unix://` URLs (`unix:///run/redis.sock?pass=pw`).
 fn redact(url: &str) -> String {
+    if url.contains(',') {
+        let seeds: Vec<String> = crate::cluster::seed_urls(url)
+            .iter()
+            .map(|seed| redact(seed))
+            .collect();
+        return seeds.join(",");
+    }
     let Ok(mut parsed) = url::Url::parse(url) else {
         return "<unparsable URL>".to_owned();
     };
@@ -173,6 +207,7 @@ impl fmt::Debug for CacheConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
             redis_url,
+            redis_mode,
             app_prefix,
             version,
             ttl,
@@ -192,6 +227,7 @@ impl fmt::Debug for CacheConfig {
         } = self;
         f.debug_struct("CacheConfig")
             .field("redis_url", &redact(redis_url))
+            .field("redis_mode", redis_mode)
             .field("app_prefix", app_prefix)
             .field("version", version)
             .field("ttl", ttl)
@@ -225,6 +261,7 @@ impl Default for CacheConfigBuilder {
         Self {
             config: CacheConfig {
                 redis_url: DEFAULT_REDIS_URL.to_owned(),
+                redis_mode: RedisMode::Auto,
                 app_prefix: String::new(),
                 version: DEFAULT_VERSION,
                 ttl: TtlClasses::default(),
@@ -256,9 +293,18 @@ impl fmt::Debug for CacheConfigBuilder {
 }
 
 impl CacheConfigBuilder {
-    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (feature `tls`).
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (feature `tls`). For Redis
+    /// Cluster, comma-separated seeds: `redis://a:7000,b:7001,c:7002` (a seed without a scheme
+    /// takes the first one's scheme and credentials).
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = url.into();
+        self
+    }
+
+    /// Whether the URL names a plain Redis or a Redis Cluster; [`RedisMode::Auto`] (the
+    /// default) asks the server.
+    pub fn redis_mode(mut self, mode: RedisMode) -> Self {
+        self.config.redis_mode = mode;
         self
     }
 
@@ -377,7 +423,16 @@ impl CacheConfigBuilder {
     /// Validates every field; the error names the first bad one.
     pub fn build(self) -> Result<CacheConfig, ConfigError> {
         let c = self.config;
-        validate_url(&c.redis_url)?;
+        let seeds = crate::cluster::seed_urls(&c.redis_url);
+        for seed in &seeds {
+            validate_url(seed)?;
+        }
+        if seeds.len() > 1 && c.redis_mode == RedisMode::Node {
+            return Err(ConfigError::new(
+                "redis_mode",
+                "`node` takes one URL, but redis_url lists several seeds (they are for Redis Cluster: use mode `cluster` or `auto`)",
+            ));
+        }
         if !self.app_prefix_set {
             return Err(ConfigError::new(
                 "app_prefix",

@@ -156,3 +156,21 @@ impl Pool {
         }
     }
 }
+
+/// One Redis server as the cache talks to it: its connections and its circuit breaker. A plain
+/// Redis is one node; a cluster is a node per master, each failing on its own.
+pub(crate) struct Node {
+    /// `host:port`, as the cluster names it.
+    pub(crate) address: String,
+    pub(crate) pool: Pool,
+    pub(crate) breaker: crate::breaker::Breaker,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("address", &self.address)
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
+}

@@ -37,6 +37,10 @@ pub enum CacheError {
     /// The value's tags cannot be stored (too many, or one too long).
     #[error("invalid tags: {0}")]
     InvalidTags(String),
+    /// The configuration does not match the server (a cluster node in `node` mode, or a plain
+    /// Redis in `cluster` mode): the message names the setting.
+    #[error("{0}")]
+    Topology(String),
     /// The cache was created outside a Tokio runtime.
     #[error("cache-runtime needs a Tokio runtime: create the Cache inside one")]
     NoRuntime,
@@ -51,24 +55,38 @@ impl CacheError {
         }
     }
 
-    /// Whether this error says Redis is unreachable or unhealthy (as opposed to a bad command
-    /// or value); only these trip the circuit breaker.
     /// Whether sending the same command later may succeed: a connection-class failure, or a
     /// refusal that lasts only while the server is in a state (`OOM` under `noeviction` until
     /// memory frees, `BUSY` while a script runs, `READONLY` on a replica until a failover's
-    /// clients reconnect to the new primary). Invalidations that fail so are kept for replay.
+    /// clients reconnect to the new primary, a cluster's redirection or passing state).
+    /// Invalidations that fail so are kept for replay.
     pub(crate) fn is_worth_retrying(&self) -> bool {
         self.is_connection_class()
-            || matches!(self, Self::Redis(e) if matches!(e.code(), Some("OOM" | "BUSY" | "READONLY" | "NOREPLICAS")))
+            || matches!(self, Self::Redis(e) if matches!(e.code(), Some("OOM" | "BUSY" | "READONLY" | "NOREPLICAS" | "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")))
     }
 
+    /// A cluster's redirection (`MOVED`, `ASK`) or its passing state (`CLUSTERDOWN`,
+    /// `TRYAGAIN`): the node answered; the request goes elsewhere or later.
+    pub(crate) fn is_cluster_state(&self) -> bool {
+        matches!(self, Self::Redis(e) if matches!(e.code(), Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN")))
+    }
+
+    /// A `MOVED` or `ASK` redirection.
+    pub(crate) fn is_redirect(&self) -> bool {
+        matches!(self, Self::Redis(e) if e.redirect_node().is_some())
+    }
+
+    /// Whether this error says Redis is unreachable or unhealthy (as opposed to a bad command
+    /// or value); only these trip the circuit breaker.
     pub fn is_connection_class(&self) -> bool {
         match self {
             Self::BreakerOpen | Self::Timeout(_) | Self::Authentication(_) => true,
             Self::Redis(e) => is_connection_class(e),
-            Self::Encode(_) | Self::TooLarge { .. } | Self::InvalidTags(_) | Self::NoRuntime => {
-                false
-            }
+            Self::Encode(_)
+            | Self::TooLarge { .. }
+            | Self::InvalidTags(_)
+            | Self::NoRuntime
+            | Self::Topology(_) => false,
         }
     }
 }

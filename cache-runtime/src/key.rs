@@ -285,14 +285,17 @@ pub(crate) fn is_bookkeeping(key: &str) -> bool {
         .any(|rest| rest.starts_with(|c: char| c.is_ascii_lowercase()))
 }
 
-/// The key naming the Redis process `app` was last fenced for (see `cache::fence`).
+/// The key naming the Redis process `app` was last fenced for (see `cache::fence`). Its hash
+/// tag is the app mark's name, so on Redis Cluster the fence script, which sets both, reaches
+/// them in one slot.
 pub(crate) fn fence_key(app: &str) -> String {
-    format!("{app}:%fence")
+    format!("{{{app}:%mark}}:%fence")
 }
 
-/// The key of `app`'s invalidation epoch, the counter marks are drawn from.
+/// The key of `app`'s invalidation epoch, the counter marks are drawn from (in the app mark's
+/// slot, like the fence).
 pub(crate) fn epoch_key(app: &str) -> String {
-    format!("{app}:%epoch")
+    format!("{{{app}:%mark}}:%epoch")
 }
 
 #[cfg(test)]

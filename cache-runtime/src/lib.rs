@@ -45,6 +45,7 @@ mod breaker;
 mod bus;
 mod cache;
 mod clock;
+mod cluster;
 mod codec;
 mod compress;
 mod config;
@@ -84,7 +85,7 @@ pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub use config::{
     CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_BYTES,
     DEFAULT_METRICS_LOG_INTERVAL, DEFAULT_OPERATION_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_REDIS_URL,
-    DEFAULT_REPLAY_CAPACITY, DEFAULT_VERSION, ENV_VARS, EnvVar, MAX_POOL_SIZE,
+    DEFAULT_REPLAY_CAPACITY, DEFAULT_VERSION, ENV_VARS, EnvVar, MAX_POOL_SIZE, RedisMode,
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;

@@ -1,9 +1,11 @@
 //! Test support: real `redis-server` processes on free ports that a test can stop, pause and
 //! restart. Each [`RedisServer`] is killed when dropped.
 
+mod cluster;
 pub mod history;
 mod proxy;
 
+pub use cluster::RedisCluster;
 pub use proxy::Proxy;
 
 use std::net::TcpListener;
@@ -61,6 +63,21 @@ impl RedisServer {
     /// Starts a server with extra command-line settings, e.g. `["--maxmemory", "4mb"]`.
     pub fn start_with_args(args: &[&str]) -> Self {
         Self::spawn(None, args)
+    }
+
+    /// Starts a server on `port` with extra settings (a cluster node, whose bus port must be
+    /// free too, is given its port by [`RedisCluster`]).
+    pub fn start_on_port(port: u16, args: &[&str]) -> Self {
+        let mut server = Self {
+            port,
+            password: None,
+            user: None,
+            config_file: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        assert!(server.launch(), "could not start redis-server on port {port}");
+        server
     }
 
     fn spawn(password: Option<String>, args: &[&str]) -> Self {
@@ -154,6 +171,13 @@ impl RedisServer {
     pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         let mut connection = self.connection().expect("connect to test redis");
         cmd.query(&mut connection).expect("test redis command")
+    }
+
+    /// Runs `cmd` on a fresh connection: `None` if the server is unreachable or answers an
+    /// error.
+    pub fn try_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut connection = self.connection().ok()?;
+        cmd.query(&mut connection).ok()
     }
 
     /// A number from `INFO section` (`evicted_keys`, `used_memory`, …).

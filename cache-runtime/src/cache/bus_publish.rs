@@ -21,4 +21,31 @@ impl Cache {
         };
         Ok(())
     }
+
+    /// Publishes this instance's echo. On a cluster through each master in turn (a broken
+    /// link between nodes then shows as lag), the next one if a master does not answer: one
+    /// master's death must not turn every instance's local tier off.
+    pub(crate) async fn publish_echo(&self) -> Result<(), CacheError> {
+        let Some(cluster) = self.inner.redis.found_cluster() else {
+            return self.try_publish(None, &Event::Echo).await;
+        };
+        let masters = cluster.masters();
+        let turn = cluster.next_echo_turn();
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(&self.inner.channel)
+            .arg(Event::Echo.encode(self.inner.origin));
+        let mut last = Err(CacheError::BreakerOpen);
+        for offset in 0..masters.len() {
+            let node = &masters[(turn + offset) % masters.len()];
+            last = self
+                .call_node::<u64>(None, node, (&publish).into())
+                .await
+                .map(drop);
+            if last.is_ok() {
+                break;
+            }
+        }
+        last
+    }
 }

@@ -6,6 +6,7 @@
 //! round trips, and it tells every other instance in the same pipeline.
 
 use super::Cache;
+use crate::connection::Node;
 use super::replay::Intent;
 use crate::bus::Event;
 use crate::entity::{Entity, lease_key};
@@ -254,20 +255,33 @@ impl Cache {
         pattern: &str,
         scanned: Scanned,
     ) -> Result<u64, CacheError> {
+        let mut removed: u64 = 0;
+        // Every master holds a share of the keys: each is scanned with its own cursor.
+        for node in self.key_nodes().await? {
+            removed += self.unlink_scanned_on(entity, &node, pattern, scanned).await?;
+        }
+        Ok(removed)
+    }
+
+    /// [`Self::unlink_scanned`] on one node.
+    async fn unlink_scanned_on(
+        &self,
+        entity: &Entity,
+        node: &Node,
+        pattern: &str,
+        scanned: Scanned,
+    ) -> Result<u64, CacheError> {
         let mut cursor: u64 = 0;
         let mut removed: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .redis(
-                    entity,
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(SCAN_BATCH),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<String>) =
+                self.call_node(Some(entity), node, (&scan).into()).await?;
             let keys: Vec<String> = match scanned {
                 Scanned::Leases => keys,
                 Scanned::Values => keys.into_iter().filter(|k| !is_bookkeeping(k)).collect(),

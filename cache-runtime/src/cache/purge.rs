@@ -89,71 +89,76 @@ impl Cache {
             .into_iter()
             .map(|m| (m.entity, m.version))
             .collect();
-        let cursor_key = format!("{app}:%purge-cursor");
         let pattern = format!("{app}:v*");
-        let mut cursor: u64 = self
-            .call::<Option<u64>>(redis::cmd("GET").arg(&cursor_key).into())
-            .await?
-            .unwrap_or(0);
         let mut report = PurgeReport {
             removed: 0,
             scanned: 0,
-            done: false,
+            done: true,
         };
         let mut steps = 0usize;
         let mut purged_versions = HashSet::new();
-        loop {
-            let step_started = Instant::now();
-            let (next, keys): (u64, Vec<String>) = self
-                .call(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(options.batch)
-                        .into(),
-                )
-                .await?;
-            report.scanned += keys.len() as u64;
-            let old: Vec<&String> = keys
-                .iter()
-                .filter(|key| {
-                    version_of(app, key).is_some_and(|(version, entity)| {
-                        // Only older versions: a newer one may be an entity pinned ahead of
-                        // the rest (`version = N`) that this process has not used yet.
-                        version < config.version
-                            && !keep.contains(&version)
-                            && !pinned.contains(&(entity.to_owned(), version))
-                    })
-                })
-                .collect();
-            if !old.is_empty() {
-                let removed: u64 = self.call(redis::cmd("UNLINK").arg(&old).into()).await?;
-                report.removed += removed;
-                for key in &old {
-                    if let Some((version, _)) = version_of(app, key) {
-                        purged_versions.insert(version);
+        let is_old = |key: &String| {
+            version_of(app, key).is_some_and(|(version, entity)| {
+                // Only older versions: a newer one may be an entity pinned ahead of the rest
+                // (`version = N`) that this process has not used yet.
+                version < config.version
+                    && !keep.contains(&version)
+                    && !pinned.contains(&(entity.to_owned(), version))
+            })
+        };
+        let nodes = self.key_nodes().await?;
+        let clustered = nodes.len() > 1;
+        // Each node is scanned with its own cursor, saved under the node's address on a
+        // cluster: a master that failed over is scanned again from the start.
+        for node in nodes {
+            let cursor_key = match clustered {
+                true => format!("{app}:%purge-cursor:{}", node.address),
+                false => format!("{app}:%purge-cursor"),
+            };
+            let mut cursor: u64 = self
+                .call::<Option<u64>>(redis::cmd("GET").arg(&cursor_key).into())
+                .await?
+                .unwrap_or(0);
+            loop {
+                if options.max_batches.is_some_and(|max| steps >= max) {
+                    report.done = false;
+                    break;
+                }
+                let step_started = Instant::now();
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(options.batch);
+                let (next, keys): (u64, Vec<String>) =
+                    self.call_node(None, &node, (&scan).into()).await?;
+                report.scanned += keys.len() as u64;
+                let old: Vec<&String> = keys.iter().filter(|key| is_old(key)).collect();
+                if !old.is_empty() {
+                    let removed: u64 = self.call(redis::cmd("UNLINK").arg(&old).into()).await?;
+                    report.removed += removed;
+                    for key in &old {
+                        if let Some((version, _)) = version_of(app, key) {
+                            purged_versions.insert(version);
+                        }
                     }
                 }
+                cursor = next;
+                steps += 1;
+                if cursor == 0 {
+                    let _: u64 = self.call(redis::cmd("DEL").arg(&cursor_key).into()).await?;
+                    break;
+                }
+                let () = self
+                    .call(redis::cmd("SET").arg(&cursor_key).arg(cursor).into())
+                    .await?;
+                // Rate limit: a step of n deletions takes at least n / rate seconds.
+                let budget = Duration::from_secs_f64(
+                    old.len() as f64 / f64::from(options.max_keys_per_second),
+                );
+                tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
             }
-            cursor = next;
-            steps += 1;
-            if cursor == 0 {
-                let _: u64 = self.call(redis::cmd("DEL").arg(&cursor_key).into()).await?;
-                report.done = true;
-                break;
-            }
-            let () = self
-                .call(redis::cmd("SET").arg(&cursor_key).arg(cursor).into())
-                .await?;
-            if options.max_batches.is_some_and(|max| steps >= max) {
-                break;
-            }
-            // Rate limit: a step of n deletions takes at least n / rate seconds.
-            let budget =
-                Duration::from_secs_f64(old.len() as f64 / f64::from(options.max_keys_per_second));
-            tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
         }
         // Instances still on an old version drop their local copies of it.
         for version in purged_versions {

@@ -5,6 +5,9 @@ use std::future::Future;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 
 use super::Cache;
+use super::topology::Topology;
+use crate::cluster::route::{self, Target};
+use crate::connection::Node;
 use crate::entity::Entity;
 use crate::error::{CacheError, is_authentication};
 use crate::metrics::bump;
@@ -74,24 +77,70 @@ impl Cache {
     }
 
     /// Runs `request` under the breaker and the operation deadline, counting a failure against
-    /// `entity` if given.
+    /// `entity` if given: on the one Redis, or on the cluster's masters its keys hash to.
     async fn call_for<T: FromRedisValue>(
         &self,
         entity: Option<&Entity>,
         request: Request<'_>,
     ) -> Result<T, CacheError> {
+        self.keep_tasks_alive();
+        let redis = &self.inner.redis;
+        match (redis.topology(), &redis.cluster) {
+            (Some(Topology::Node), _) | (Some(Topology::Cluster), None) => {
+                self.call_node(entity, &redis.seed, request).await
+            }
+            (Some(Topology::Cluster), Some(cluster)) => match request {
+                Request::Cmd(cmd) => match route::target(cmd) {
+                    Target::Slot(slot) => self.call_slot(entity, cluster, slot, request).await,
+                    Target::Keyless => {
+                        let home = cluster.home_slot();
+                        self.call_slot(entity, cluster, home, request).await
+                    }
+                    Target::Split => Box::pin(self.call_split(entity, cluster, cmd)).await,
+                },
+                Request::Pipeline(pipeline) => {
+                    Box::pin(self.call_pipeline(entity, cluster, pipeline)).await
+                }
+            },
+            (Some(Topology::Refused(why)), _) => {
+                if let Some(entity) = entity {
+                    bump(&entity.counters().redis_errors);
+                }
+                Err(CacheError::Topology(why.clone()))
+            }
+            (None, _) => {
+                Box::pin(async {
+                    if let Err(error) = self.topology().await {
+                        if let Some(entity) = entity {
+                            bump(&entity.counters().redis_errors);
+                        }
+                        return Err(error);
+                    }
+                    self.call_for(entity, request).await
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs `request` on `node`, under its breaker and the operation deadline.
+    pub(crate) async fn call_node<T: FromRedisValue>(
+        &self,
+        entity: Option<&Entity>,
+        node: &Node,
+        request: Request<'_>,
+    ) -> Result<T, CacheError> {
         let failed = |error: CacheError| {
-            if let Some(entity) = entity {
+            if let (Some(entity), false) = (entity, error.is_redirect()) {
                 bump(&entity.counters().redis_errors);
             }
             Err(error)
         };
-        self.keep_tasks_alive();
         let inner = &*self.inner;
-        let Some(permit) = inner.breaker.permit() else {
+        let Some(permit) = node.breaker.permit() else {
             return failed(CacheError::BreakerOpen);
         };
-        let pool = &inner.pool;
+        let pool = &node.pool;
         // The connection the request last went on, to replace if it failed.
         let mut used = None;
         let attempt = async {
@@ -154,11 +203,11 @@ impl Cache {
             Err(_) => {
                 replace(used);
                 let cause = format!("no answer within {:?}", inner.config.operation_timeout);
-                inner.breaker.record(permit, Err(&cause));
+                node.breaker.record(permit, Err(&cause));
                 failed(CacheError::Timeout(inner.config.operation_timeout))
             }
             Ok(Ok(value)) => {
-                inner.breaker.record(permit, Ok(()));
+                node.breaker.record(permit, Ok(()));
                 Ok(value)
             }
             Ok(Err(error)) => {
@@ -167,11 +216,12 @@ impl Cache {
                 }
                 inner.scripts.after_error(&error);
                 let error = CacheError::from_redis(error);
-                let outcome = match error.is_connection_class() {
+                // A cluster's redirection or `CLUSTERDOWN` is an answer: this node is up.
+                let outcome = match error.is_connection_class() && !error.is_cluster_state() {
                     true => Err(&error as &dyn std::fmt::Display),
                     false => Ok(()),
                 };
-                inner.breaker.record(permit, outcome);
+                node.breaker.record(permit, outcome);
                 failed(error)
             }
         }

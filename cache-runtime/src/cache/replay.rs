@@ -236,7 +236,7 @@ pub(crate) async fn run(cache: Weak<Inner>) {
         let _ = tokio::time::timeout(RETRY_EVERY, queue_wake).await;
         if inner.replay.len() > 0 {
             // Probe every retry while something waits, not once per cooldown.
-            inner.breaker.expedite();
+            inner.redis.expedite();
             Cache {
                 inner: inner.clone(),
             }
@@ -324,7 +324,7 @@ impl Cache {
     pub async fn flush_pending(&self, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            self.inner.breaker.expedite();
+            self.inner.redis.expedite();
             // The deadline holds inside a long backlog too. Cancelling is safe: an intent
             // leaves the queue only once Redis took it, and replaying one twice is harmless.
             let _ = tokio::time::timeout_at(deadline, self.replay()).await;

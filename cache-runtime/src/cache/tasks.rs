@@ -1,5 +1,5 @@
 //! The cache's background tasks: the invalidation subscriber, the replay of pending
-//! invalidations, the metrics report and the deadline sweeper.
+//! invalidations, the metrics report, the deadline sweeper and a cluster's slot table.
 //!
 //! They run on the Tokio runtime the cache was created in. If that runtime shuts down while
 //! the cache lives on (a cache built in a short-lived runtime and used from another, a static
@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use super::{Cache, Inner, replay};
 use crate::bus;
+use crate::cluster::{REFRESH_EVERY, REFRESH_WHILE_DEGRADED};
 use crate::report;
 
 /// Whether the background tasks run.
@@ -75,14 +76,38 @@ pub(crate) fn spawn_all(inner: &Arc<Inner>, runtime: &tokio::runtime::Handle) {
         let _watch = replay_watch;
         replay::run(replay_weak).await;
     });
+    let (topology_weak, topology_watch) = (weak.clone(), watch(false));
+    runtime.spawn(async move {
+        let _watch = topology_watch;
+        refresh_topology(topology_weak).await;
+    });
     // Every instance listens: invalidation marks are kept current through the bus, not only
-    // the local tier. The URL was checked when the configuration was built.
-    if let Ok(client) = redis::Client::open(inner.config.redis_url.as_str()) {
-        let (channel, subscriber_watch) = (inner.channel.clone(), watch(true));
-        runtime.spawn(async move {
-            let _watch = subscriber_watch;
-            bus::subscribe(weak, client, channel).await;
-        });
+    // the local tier.
+    let (channel, subscriber_watch) = (inner.channel.clone(), watch(true));
+    runtime.spawn(async move {
+        let _watch = subscriber_watch;
+        bus::subscribe(weak, channel).await;
+    });
+}
+
+/// Reads a cluster's slot table every [`REFRESH_EVERY`], every [`REFRESH_WHILE_DEGRADED`]
+/// while a master is unreachable or a slot uncovered, until the cache is dropped.
+async fn refresh_topology(cache: Weak<Inner>) {
+    loop {
+        let pause = match cache.upgrade() {
+            None => return,
+            Some(inner) => match inner.redis.found_cluster() {
+                Some(cluster) if cluster.degraded() => REFRESH_WHILE_DEGRADED,
+                _ => REFRESH_EVERY,
+            },
+        };
+        tokio::time::sleep(pause).await;
+        let Some(inner) = cache.upgrade() else { return };
+        if let Some(cluster) = inner.redis.found_cluster() {
+            if let Err(error) = cluster.refresh(cluster.generation()).await {
+                tracing::debug!(%error, "could not read the cluster's slots");
+            }
+        }
     }
 }
 

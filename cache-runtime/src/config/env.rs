@@ -47,6 +47,15 @@ pub static ENV_VARS: &[EnvVar] = &[
         |b, _, v| Ok(b.redis_url(v)),
     ),
     var(
+        "CACHE_REDIS_MODE",
+        "`auto` (default), `node` or `cluster`: what the URL names",
+        |b, n, v| {
+            v.parse()
+                .map(|mode| b.redis_mode(mode))
+                .map_err(|e: String| ConfigError::new(n, e))
+        },
+    ),
+    var(
         "CACHE_APP_PREFIX",
         "app prefix of every key (required)",
         |b, _, v| Ok(b.app_prefix(v)),

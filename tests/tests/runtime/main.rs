@@ -3,6 +3,7 @@
 
 mod batch_reads;
 mod cache_aside;
+mod cluster;
 mod degraded;
 mod eviction;
 mod failures;

@@ -1,0 +1,359 @@
+//! The runtime on a real Redis Cluster (three masters, one replica each): every feature
+//! reaches keys on every master, no request mixes slots, and one master's loss costs only its
+//! keys.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{BreakerState, Cache, CacheConfig, CacheError, RedisMode, Ttl};
+use cache_tests::{RedisCluster, RedisServer};
+
+use crate::{CountingLoader, subscribed};
+
+fn cluster_cache(cluster: &RedisCluster, app: &str) -> Cache {
+    let config = CacheConfig::builder()
+        .redis_url(cluster.url())
+        .app_prefix(app)
+        .metrics_log_interval(None)
+        .build()
+        .expect("valid config");
+    Cache::new(config).expect("cache")
+}
+
+/// The value every id loads as, so a test can tell a stale value from a fresh one.
+fn named(id: u64, generation: u32) -> String {
+    format!("item {id} generation {generation}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_cache_aside_reaches_every_master_without_crossing_slots() {
+    let cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "aside");
+    let items = cache.entity("item").expect("entity");
+    let loader = CountingLoader::default();
+    for round in 0..2 {
+        for id in 0..300u64 {
+            let got = cache
+                .get_or_set(&items.key(&id), Ttl::Medium, || loader.load(named(id, 0)))
+                .await
+                .expect("read");
+            assert_eq!(got, named(id, 0), "round {round}");
+        }
+    }
+    assert_eq!(loader.calls(), 300, "each id loaded once, then hit");
+    for master in cluster.masters() {
+        let held = master.cached_keys("aside:v1:item:*").len();
+        assert!(held > 50, "master {} holds {held} keys", master.port());
+    }
+    let keys: Vec<_> = (0..300u64).map(|id| items.key(&id)).collect();
+    let many: Vec<Option<String>> = cache.get_many(&keys).await.expect("get_many");
+    assert!(many.iter().enumerate().all(|(id, v)| v.as_deref() == Some(named(id as u64, 0).as_str())));
+    let nodes = cache.nodes();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    assert!(nodes.iter().all(|(_, state)| *state == BreakerState::Closed));
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_invalidations_of_every_kind_reach_every_master() {
+    let cluster = RedisCluster::start();
+    let writer = cluster_cache(&cluster, "inv");
+    let reader = cluster_cache(&cluster, "inv");
+    subscribed(&[&writer, &reader]).await;
+    let items = writer.entity("item").expect("entity");
+    let reader_items = reader.entity("item").expect("entity");
+    let read = |generation: u32| {
+        let (reader, reader_items) = (reader.clone(), reader_items.clone());
+        async move {
+            let mut values = Vec::new();
+            for id in 0..60u64 {
+                let value = reader
+                    .get_or_set(&reader_items.key(&id), Ttl::Medium, || async move {
+                        Ok::<_, std::io::Error>(named(id, generation))
+                    })
+                    .await
+                    .expect("read");
+                values.push(value);
+            }
+            values
+        }
+    };
+    let fresh = |generation: u32| (0..60u64).map(|id| named(id, generation)).collect::<Vec<_>>();
+    assert_eq!(read(0).await, fresh(0));
+    // Every kind, each followed by reads that must load the next generation.
+    writer.invalidate_entity(&items).await.expect("entity");
+    assert_eq!(read(1).await, fresh(1), "after invalidate_entity");
+    let removed = writer.invalidate_matching(&items, "*").await.expect("matching");
+    assert_eq!(removed, 60, "every master scanned");
+    assert!(cluster.scan("inv:v1:item:*").iter().all(|k| k.contains(":%")));
+    assert_eq!(read(2).await, fresh(2), "after invalidate_matching");
+    writer.invalidate_all().await.expect("all");
+    assert_eq!(read(3).await, fresh(3), "after invalidate_all");
+    for id in 0..60u64 {
+        writer.invalidate_id(&items, &id).await.expect("id");
+    }
+    assert_eq!(read(4).await, fresh(4), "after invalidate_id");
+    for id in 0..60u64 {
+        writer
+            .set(&items.key(&id), &named(id, 5), Ttl::Medium)
+            .await
+            .expect("set");
+    }
+    assert_eq!(read(6).await, fresh(5), "after set");
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_variants_tags_and_sessions_work_across_slots() {
+    let cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "parts");
+    let items = cache.entity("item").expect("entity");
+    let loader = CountingLoader::default();
+    for id in 0..40u64 {
+        for page in ["p1", "p2"] {
+            let key = items.variant_key(&id, page);
+            let got = cache
+                .get_or_set(&key, Ttl::Medium, || loader.load(format!("{id}/{page}")))
+                .await
+                .expect("variant");
+            assert_eq!(got, format!("{id}/{page}"));
+        }
+    }
+    for id in 0..40u64 {
+        cache.invalidate_id(&items, &id).await.expect("invalidate id");
+    }
+    for id in 0..40u64 {
+        let key = items.variant_key(&id, "p1");
+        let got = cache
+            .get_or_set(&key, Ttl::Medium, || loader.load(format!("new {id}")))
+            .await
+            .expect("variant");
+        assert_eq!(got, format!("new {id}"), "variants of id {id} invalidated");
+    }
+    cache.invalidate_tag("some-tag").await.expect("tag");
+    let sessions = cache_runtime::Sessions::<String>::new(
+        &cache,
+        "session",
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    )
+    .expect("sessions");
+    let mut ids = Vec::new();
+    for user in 0..20u64 {
+        ids.push(
+            sessions
+                .create(&user.to_string(), &format!("user {user}"))
+                .await
+                .expect("session"),
+        );
+    }
+    for (user, id) in ids.iter().enumerate() {
+        let got: Option<String> = sessions.get(id).await.expect("session read");
+        assert_eq!(got, Some(format!("user {user}")));
+    }
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_single_flight_holds_across_instances() {
+    let cluster = RedisCluster::start();
+    let caches: Vec<Cache> = (0..2).map(|_| cluster_cache(&cluster, "flight")).collect();
+    let loader = CountingLoader::default();
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let cache = caches[task % 2].clone();
+        let loader = loader.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = cache.entity("item").expect("entity").key(&7u64);
+            cache
+                .get_or_set(&key, Ttl::Medium, || async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    loader.load(named(7, 0)).await
+                })
+                .await
+                .expect("read")
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.expect("task"), named(7, 0));
+    }
+    assert_eq!(loader.calls(), 1, "one load across both instances");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_mode_that_does_not_match_the_server_is_a_clear_error() {
+    let cluster = RedisCluster::start();
+    let as_node = Cache::new(
+        CacheConfig::builder()
+            .redis_url(cluster.nodes()[0].url())
+            .redis_mode(RedisMode::Node)
+            .app_prefix("mode")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = as_node.entity("item").expect("entity").key(&1u64);
+    let error = as_node.get::<String>(&key).await.expect_err("refused");
+    assert!(matches!(error, CacheError::Topology(_)), "{error:?}");
+    assert!(error.to_string().contains("CACHE_REDIS_MODE"), "{error}");
+
+    let plain = RedisServer::start();
+    let as_cluster = Cache::new(
+        CacheConfig::builder()
+            .redis_url(plain.url())
+            .redis_mode(RedisMode::Cluster)
+            .app_prefix("mode")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let error = as_cluster.get::<String>(&key).await.expect_err("refused");
+    assert!(error.to_string().contains("plain Redis"), "{error}");
+
+    // A single cluster node given in the default mode is found to be one.
+    let auto = Cache::new(
+        CacheConfig::builder()
+            .redis_url(cluster.nodes()[0].url())
+            .app_prefix("mode")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let items = auto.entity("item").expect("entity");
+    for id in 0..30u64 {
+        auto.set(&items.key(&id), &named(id, 0), Ttl::Medium)
+            .await
+            .expect("set on every master through one seed");
+    }
+    assert_eq!(auto.nodes().len(), 3);
+}
+
+/// 32 tasks read keys of every master for 8 s; one master is killed after 2 s. No call fails
+/// (a dead master's keys go to the source), the other masters' keys keep hitting, and the
+/// dead master's keys hit again soon after its replica is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_kill_a_master_costs_only_its_keys() {
+    let mut cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "kill");
+    let items = cache.entity("item").expect("entity");
+    let ids: Vec<u64> = (0..600).collect();
+    for &id in &ids {
+        cache
+            .set(&items.key(&id), &named(id, 0), Ttl::Long)
+            .await
+            .expect("warm");
+    }
+    // Not the master of the app mark: its failover fences the app (a promoted replica may lack
+    // the last writes), which starts every key cold once; docs/cluster.md.
+    let home = cluster.master_of("kill:%mark").port();
+    let victim = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.port() != home)
+        .map(|m| cluster.index_of(m))
+        .expect("another master");
+    let victim_port = cluster.nodes()[victim].port();
+    let on_victim: HashSet<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            let key = items.key(id);
+            cluster.master_of(key.as_str()).port() == victim_port
+        })
+        .collect();
+    assert!(on_victim.len() > 100);
+
+    let started = Instant::now();
+    let failed = Arc::new(AtomicU64::new(0));
+    // Per 100 ms window since the start: (live masters' reads, their hits, victim's hits).
+    let windows: Arc<Vec<[AtomicU64; 3]>> =
+        Arc::new((0..100).map(|_| Default::default()).collect());
+    let run_for = Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for task in 0..32u64 {
+        let (cache, items, failed, windows) =
+            (cache.clone(), items.clone(), failed.clone(), windows.clone());
+        let on_victim = on_victim.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = task;
+            while started.elapsed() < run_for {
+                n = (n * 7 + 13) % 600;
+                let mut loaded = false;
+                let got = cache
+                    .get_or_set(&items.key(&n), Ttl::Long, || {
+                        loaded = true;
+                        async move { Ok::<_, std::io::Error>(named(n, 0)) }
+                    })
+                    .await;
+                let window = &windows[(started.elapsed().as_millis() / 100) as usize % 100];
+                match got {
+                    Ok(value) if value == named(n, 0) => {
+                        let victim = on_victim.contains(&n);
+                        if !victim {
+                            window[0].fetch_add(1, Ordering::Relaxed);
+                        }
+                        if !loaded {
+                            window[if victim { 2 } else { 1 }].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let killed_at = started.elapsed();
+    cluster.node_mut(victim).stop();
+    // The promotion, as the cluster reports it.
+    let promoted_at = loop {
+        let masters = cluster.masters().len();
+        let ok = cluster.nodes()[(victim + 1) % 6]
+            .try_query::<String>(redis::cmd("CLUSTER").arg("INFO"))
+            .is_some_and(|i| i.contains("cluster_state:ok"));
+        if masters == 3 && ok {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(7), "no promotion");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for task in tasks {
+        task.await.expect("reader");
+    }
+    let window_ms = |w: usize| w as u128 * 100;
+    let first_victim_hit = (0..80)
+        .filter(|&w| window_ms(w) > promoted_at.as_millis())
+        .find(|&w| windows[w][2].load(Ordering::Relaxed) > 0)
+        .map(window_ms);
+    let live: (u64, u64) = windows
+        .iter()
+        .take(75)
+        .skip(3)
+        .map(|w| (w[0].load(Ordering::Relaxed), w[1].load(Ordering::Relaxed)))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let quiet_windows = (3..75)
+        .filter(|&w| windows[w][1].load(Ordering::Relaxed) == 0)
+        .count();
+    println!(
+        "kill a master: killed at {killed_at:?}, promoted at {promoted_at:?}, first hit on the promoted replica at {first_victim_hit:?} ms, live masters' hit ratio {:.3} ({} of {}), windows without a live hit {quiet_windows}, failed calls {}",
+        live.1 as f64 / live.0.max(1) as f64,
+        live.1,
+        live.0,
+        failed.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no call failed");
+    assert!(live.1 as f64 >= 0.95 * live.0 as f64, "live masters kept hitting");
+    assert_eq!(quiet_windows, 0, "live masters hit in every 100 ms");
+    let first = first_victim_hit.expect("the dead master's keys hit again");
+    assert!(
+        first <= promoted_at.as_millis() + 1_000,
+        "first hit on the promoted replica {first} ms, promotion at {promoted_at:?}"
+    );
+}
