@@ -111,6 +111,11 @@ impl Breaker {
         }
     }
 
+    /// Whether [`Self::permit`] would refuse now (without taking a probe).
+    pub(crate) fn refuses(&self) -> bool {
+        self.state() != BreakerState::Closed && !self.cooldown_passed()
+    }
+
     /// Whether a call may go to Redis now.
     pub(crate) fn permit(&self) -> Option<Permit> {
         match self.state() {

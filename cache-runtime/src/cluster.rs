@@ -62,6 +62,7 @@ impl NodeSettings {
         Ok(Node {
             address,
             pool: Pool::new(url, self.pool_size, self.timeout)?,
+            confirmed: Pool::new(url, 1, self.timeout)?,
             breaker: Breaker::new(
                 self.breaker_threshold,
                 self.breaker_cooldown,
@@ -168,6 +169,11 @@ impl Cluster {
         self.table.load().master(slot).cloned()
     }
 
+    /// How many replicas the master of `slot` has (`CLUSTER SLOTS` lists those not failed).
+    pub(crate) fn replicas_of(&self, slot: u16) -> usize {
+        self.table.load().replicas_of(slot)
+    }
+
     /// The home slot.
     pub(crate) fn home_slot(&self) -> u16 {
         self.home
@@ -220,11 +226,8 @@ impl Cluster {
         if self.generation() != seen {
             return Ok(());
         }
-        let mut candidates: Vec<String> = self
-            .masters()
-            .iter()
-            .map(|m| m.address.clone())
-            .collect();
+        let mut candidates: Vec<String> =
+            self.masters().iter().map(|m| m.address.clone()).collect();
         candidates.extend(self.seeds.iter().cloned());
         candidates.dedup();
         let mut last_error = None;
@@ -266,8 +269,13 @@ impl Cluster {
         };
         let answer = tokio::time::timeout(self.settings.timeout.saturating_mul(2), attempt)
             .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "CLUSTER SLOTS timed out")))??;
-        let host = node.address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "CLUSTER SLOTS timed out"))
+            })??;
+        let host = node
+            .address
+            .rsplit_once(':')
+            .map_or("127.0.0.1", |(h, _)| h);
         let ranges = parse_slots(&answer, host).ok_or_else(|| {
             redis::RedisError::from((redis::ErrorKind::Parse, "unexpected CLUSTER SLOTS answer"))
         })?;

@@ -163,6 +163,9 @@ pub(crate) struct Node {
     /// `host:port`, as the cluster names it.
     pub(crate) address: String,
     pub(crate) pool: Pool,
+    /// One connection for invalidations followed by `WAIT`: `WAIT` blocks its connection, and
+    /// counts only that connection's writes, so it must carry nothing else.
+    pub(crate) confirmed: Pool,
     pub(crate) breaker: crate::breaker::Breaker,
 }
 

@@ -37,6 +37,15 @@ pub enum CacheError {
     /// The value's tags cannot be stored (too many, or one too long).
     #[error("invalid tags: {0}")]
     InvalidTags(String),
+    /// A replica did not confirm an invalidation in time (`WAIT`): the master has it, a
+    /// failover could lose it, so it is kept and sent again until confirmed.
+    #[error("{acked} of {replicas} replicas confirmed the invalidation in time")]
+    Unconfirmed {
+        /// Replicas that confirmed.
+        acked: usize,
+        /// Replicas the shard has.
+        replicas: usize,
+    },
     /// The configuration does not match the server (a cluster node in `node` mode, or a plain
     /// Redis in `cluster` mode): the message names the setting.
     #[error("{0}")]
@@ -62,6 +71,7 @@ impl CacheError {
     /// Invalidations that fail so are kept for replay.
     pub(crate) fn is_worth_retrying(&self) -> bool {
         self.is_connection_class()
+            || matches!(self, Self::Unconfirmed { .. })
             || matches!(self, Self::Redis(e) if matches!(e.code(), Some("OOM" | "BUSY" | "READONLY" | "NOREPLICAS" | "MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")))
     }
 
@@ -86,6 +96,7 @@ impl CacheError {
             | Self::TooLarge { .. }
             | Self::InvalidTags(_)
             | Self::NoRuntime
+            | Self::Unconfirmed { .. }
             | Self::Topology(_) => false,
         }
     }

@@ -26,13 +26,15 @@ pub(crate) const MARK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How many tag marks an instance keeps in process; one that fell out is read again.
 const TAG_CELLS: usize = 100_000;
 
-/// Hands out the next epoch. KEYS: the app's epoch key.
+/// Hands out the next epoch, above the caller's highest known. KEYS: the app's epoch key.
+/// ARGV: the highest epoch the caller knows.
 pub(crate) static BUMP_EPOCH: Script = Script::new(
     r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local next = string.format('%.0f', math.max(current + 1, now))
+local known = tonumber(ARGV[1]) or 0
+local next = string.format('%.0f', math.max(current + 1, now, known + 1))
 redis.call('SET', KEYS[1], next)
 return next
 ",

@@ -38,9 +38,16 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("create the cluster's directory");
         let mut nodes = Vec::new();
         for port in cluster_ports(6) {
+            // Its own directory: a replica stores the snapshot its master sends as dump.rdb,
+            // which must not land where another server would load it.
+            let node_dir = dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("create a node's directory");
+            let node_dir = node_dir.to_str().expect("utf-8 temp path").to_owned();
             let config = dir.join(format!("nodes-{port}.conf"));
             let config = config.to_str().expect("utf-8 temp path").to_owned();
             let mut args = vec![
+                "--dir",
+                &node_dir,
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
@@ -93,11 +100,26 @@ impl RedisCluster {
             node.try_query::<String>(redis::cmd("CLUSTER").arg("INFO"))
                 .is_some_and(|info| info.contains("cluster_state:ok"))
         });
-        ok && self.masters().iter().all(|master| {
+        let replicated = self.masters().iter().all(|master| {
             master
                 .try_query::<String>(redis::cmd("INFO").arg("replication"))
                 .is_some_and(|info| info.contains("state=online"))
-        })
+        });
+        // Every node has heard (by gossip) which replica follows which master: clients read
+        // the topology from any of them.
+        let known = live.iter().all(|node| {
+            node.try_query::<redis::Value>(redis::cmd("CLUSTER").arg("SLOTS"))
+                .is_some_and(|slots| match slots {
+                    redis::Value::Array(ranges) => {
+                        !ranges.is_empty()
+                            && ranges.iter().all(
+                                |range| matches!(range, redis::Value::Array(f) if f.len() >= 4),
+                            )
+                    }
+                    _ => false,
+                })
+        });
+        ok && replicated && known
     }
 
     /// The seed list for `CACHE_REDIS_URL`: every node, comma-separated.
@@ -125,8 +147,43 @@ impl RedisCluster {
     pub fn master_of(&self, key: &str) -> &RedisServer {
         self.masters()
             .into_iter()
-            .find(|master| master.try_query::<i64>(redis::cmd("EXISTS").arg(key)).is_some())
+            .find(|master| {
+                master
+                    .try_query::<i64>(redis::cmd("EXISTS").arg(key))
+                    .is_some()
+            })
             .expect("a live master owns the key's slot")
+    }
+
+    /// The replica of `master` (from its `INFO replication`).
+    pub fn replica_of(&self, master: &RedisServer) -> &RedisServer {
+        let info: String = master.query(redis::cmd("INFO").arg("replication"));
+        let port: u16 = info
+            .lines()
+            .find_map(|line| line.strip_prefix("slave0:"))
+            .and_then(|fields| fields.split(',').find_map(|f| f.strip_prefix("port=")))
+            .and_then(|port| port.parse().ok())
+            .expect("the master has a replica");
+        self.nodes
+            .iter()
+            .find(|n| n.port() == port)
+            .expect("a node of this cluster")
+    }
+
+    /// Waits until three masters cover every slot again (after a failover).
+    pub fn wait_for_three_masters(&self, within: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            let ok = self.live().all(|n| {
+                n.try_query::<String>(redis::cmd("CLUSTER").arg("INFO"))
+                    .is_none_or(|info| info.contains("cluster_state:ok"))
+            });
+            if ok && self.masters().len() == 3 {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        panic!("no three masters within {within:?}");
     }
 
     /// The node at `index` (mutable: to stop, pause or restart it).
@@ -192,7 +249,11 @@ fn cluster_ports(count: usize) -> Vec<u16> {
     let mut ports = Vec::new();
     let mut candidate = 20_000 + (rand_suffix() % 20_000) as u16;
     while ports.len() < count {
-        candidate = if candidate >= 40_000 { 20_000 } else { candidate + 1 };
+        candidate = if candidate >= 40_000 {
+            20_000
+        } else {
+            candidate + 1
+        };
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
         if free(candidate) && free(candidate + 10_000) {
             ports.push(candidate);

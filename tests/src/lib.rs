@@ -76,7 +76,10 @@ impl RedisServer {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
-        assert!(server.launch(), "could not start redis-server on port {port}");
+        assert!(
+            server.launch(),
+            "could not start redis-server on port {port}"
+        );
         server
     }
 
@@ -244,6 +247,26 @@ impl RedisServer {
             "redis-server did not restart on port {}",
             self.port
         );
+    }
+
+    /// Stops the process (SIGSTOP) until [`Self::thaw`]: to everyone else it hangs, as a
+    /// stalled machine does.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Resumes a frozen process (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("a running server");
+        let sent = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill {signal} {pid}");
     }
 
     /// Makes the server stop answering clients for `duration` (`CLIENT PAUSE … ALL`).

@@ -15,6 +15,9 @@ use crate::connection::Node;
 use crate::entity::Entity;
 use crate::error::CacheError;
 
+/// One node's share of a split pipeline: the commands with their places in it.
+type Group = (Arc<Node>, Vec<(usize, Cmd)>);
+
 /// A slot no master covers now: its shard is failing over (or the cluster lost it). Counted as
 /// Redis unavailable for that key only; no breaker records it.
 fn uncovered(slot: u16) -> CacheError {
@@ -33,10 +36,10 @@ impl Cache {
         let cache = self.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Some(cluster) = cache.inner.redis.cluster.as_ref() {
-                    if let Err(error) = cluster.refresh(seen).await {
-                        tracing::debug!(%error, "could not read the cluster's slots");
-                    }
+                if let Some(cluster) = cache.inner.redis.cluster.as_ref()
+                    && let Err(error) = cluster.refresh(seen).await
+                {
+                    tracing::debug!(%error, "could not read the cluster's slots");
                 }
             });
         }
@@ -106,8 +109,7 @@ impl Cache {
         }))
         .await;
         let answers: Vec<Value> = answers.into_iter().collect::<Result<_, _>>()?;
-        redis::from_redis_value(route::sum(&answers))
-            .map_err(|e| CacheError::from_redis(e.into()))
+        redis::from_redis_value(route::sum(&answers)).map_err(|e| CacheError::from_redis(e.into()))
     }
 
     /// A pipeline: sent whole when all its keys live on one node (a write and its event, a
@@ -146,7 +148,7 @@ impl Cache {
                 .call_slot(entity, cluster, slot, Request::Pipeline(pipeline))
                 .await;
         }
-        let mut groups: HashMap<&str, (Arc<Node>, Vec<(usize, Cmd)>)> = HashMap::new();
+        let mut groups: HashMap<&str, Group> = HashMap::new();
         for (index, node, cmd) in &parts {
             groups
                 .entry(node.address.as_str())
@@ -193,7 +195,9 @@ impl Cache {
             group.add_command(cmd.clone());
         }
         let missing_script = |values: &[Value]| {
-            values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+            values
+                .iter()
+                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
         };
         let mut values: Vec<Value> = self
             .call_node(entity, node, (&*group.clone().ignore_errors()).into())
@@ -214,5 +218,67 @@ impl Cache {
             }
         }
         Ok(values)
+    }
+
+    /// An invalidation's pipeline (its keys in one slot, its event after them), confirmed by
+    /// the shard's replicas: on a cluster it goes on the master's connection for confirmed
+    /// writes, followed by `WAIT <replicas> <half the operation timeout>`. Fewer
+    /// confirmations are [`CacheError::Unconfirmed`]: the caller keeps the invalidation for
+    /// replay, so it reaches whichever node owns the slot after a failover. Elsewhere it is
+    /// sent as usual.
+    pub(crate) async fn call_confirmed<T: FromRedisValue>(
+        &self,
+        entity: Option<&Entity>,
+        pipeline: &Pipeline,
+    ) -> Result<T, CacheError> {
+        let Some(cluster) = self.inner.redis.found_cluster() else {
+            return self.call_for(entity, Request::Pipeline(pipeline)).await;
+        };
+        let slot = route::pipeline_slots(pipeline.cmd_iter())
+            .into_iter()
+            .find_map(|t| match t {
+                Target::Slot(slot) => Some(slot),
+                _ => None,
+            })
+            .unwrap_or_else(|| cluster.home_slot());
+        let replicas = cluster.replicas_of(slot);
+        let Some(node) = cluster.master(slot).filter(|_| replicas > 0) else {
+            return self.call_for(entity, Request::Pipeline(pipeline)).await;
+        };
+        let wait_ms = (self.inner.config.operation_timeout / 2).as_millis().max(1);
+        // Every answer, the ignored ones too: they are put back through `pipeline` below.
+        let mut confirmed = redis::pipe();
+        for cmd in pipeline.cmd_iter() {
+            confirmed.add_command(cmd.clone());
+        }
+        confirmed.cmd("WAIT").arg(replicas).arg(wait_ms as u64);
+        let mut answers: Vec<Value> = self
+            .call_on_pool(
+                entity,
+                &node,
+                &node.confirmed,
+                (&*confirmed.ignore_errors()).into(),
+            )
+            .await?;
+        if let Some(Value::ServerError(error)) =
+            answers.iter().find(|a| matches!(a, Value::ServerError(_)))
+        {
+            let error = redis::RedisError::from(error.clone());
+            if error.redirect_node().is_some() {
+                self.refresh_topology_soon(cluster);
+            }
+            return Err(CacheError::from_redis(error));
+        }
+        let acked = match answers.pop() {
+            Some(Value::Int(acked)) => usize::try_from(acked).unwrap_or(0),
+            _ => 0,
+        };
+        if acked < replicas {
+            return Err(CacheError::Unconfirmed { acked, replicas });
+        }
+        pipeline
+            .query_async(&mut Collected(Some(answers)))
+            .await
+            .map_err(CacheError::from_redis)
     }
 }

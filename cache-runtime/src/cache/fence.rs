@@ -5,7 +5,7 @@
 //!
 //! The first instance to reach a new Redis process raises the app's mark above every epoch
 //! handed out before (and above the epoch it knows), records the process's `run_id` under
-//! `{app}:%fence`, and tells the others: every value written before is then invalid, whatever
+//! `{<app>:%mark}:%fence`, and tells the others: every value written before is then invalid, whatever
 //! the snapshot holds and whoever invalidated it (also a process that died since). The other
 //! instances find the fence set and learn the new mark. The cost: after a restart or failover
 //! the cache starts cold, once.

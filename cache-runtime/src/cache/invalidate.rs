@@ -6,9 +6,9 @@
 //! round trips, and it tells every other instance in the same pipeline.
 
 use super::Cache;
-use crate::connection::Node;
 use super::replay::Intent;
 use crate::bus::Event;
+use crate::connection::Node;
 use crate::entity::{Entity, lease_key};
 use crate::error::CacheError;
 use crate::key::{KeyPart, app_mark_key, is_bookkeeping, tag_mark_key};
@@ -216,7 +216,8 @@ impl Cache {
     }
 
     /// One round trip: `UNLINK` of a key and its bookkeeping, then the event (in that order on
-    /// one connection); answers whether the key itself was there.
+    /// one connection), confirmed by the shard's replicas on a cluster; answers whether the key
+    /// itself was there.
     async fn unlink_and_publish(
         &self,
         entity: &Entity,
@@ -232,7 +233,7 @@ impl Cache {
             .arg(&self.inner.channel)
             .arg(event.encode(self.inner.origin))
             .ignore();
-        let (removed,): (u64,) = self.redis(entity, &pipeline).await?;
+        let (removed,): (u64,) = self.call_confirmed(Some(entity), &pipeline).await?;
         Ok(removed)
     }
 
@@ -258,7 +259,9 @@ impl Cache {
         let mut removed: u64 = 0;
         // Every master holds a share of the keys: each is scanned with its own cursor.
         for node in self.key_nodes().await? {
-            removed += self.unlink_scanned_on(entity, &node, pattern, scanned).await?;
+            removed += self
+                .unlink_scanned_on(entity, &node, pattern, scanned)
+                .await?;
         }
         Ok(removed)
     }

@@ -7,7 +7,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 use super::Cache;
 use super::topology::Topology;
 use crate::cluster::route::{self, Target};
-use crate::connection::Node;
+use crate::connection::{Node, Pool};
 use crate::entity::Entity;
 use crate::error::{CacheError, is_authentication};
 use crate::metrics::bump;
@@ -78,7 +78,7 @@ impl Cache {
 
     /// Runs `request` under the breaker and the operation deadline, counting a failure against
     /// `entity` if given: on the one Redis, or on the cluster's masters its keys hash to.
-    async fn call_for<T: FromRedisValue>(
+    pub(crate) async fn call_for<T: FromRedisValue>(
         &self,
         entity: Option<&Entity>,
         request: Request<'_>,
@@ -124,10 +124,22 @@ impl Cache {
     }
 
     /// Runs `request` on `node`, under its breaker and the operation deadline.
-    pub(crate) async fn call_node<T: FromRedisValue>(
+    pub(crate) fn call_node<'a, T: FromRedisValue + 'a>(
+        &'a self,
+        entity: Option<&'a Entity>,
+        node: &'a Node,
+        request: Request<'a>,
+    ) -> impl Future<Output = Result<T, CacheError>> + 'a {
+        self.call_on_pool(entity, node, &node.pool, request)
+    }
+
+    /// Runs `request` on one of `node`'s pools (its shared one, or the one for writes whose
+    /// replication is waited for), under the node's breaker and the operation deadline.
+    pub(crate) async fn call_on_pool<T: FromRedisValue>(
         &self,
         entity: Option<&Entity>,
         node: &Node,
+        pool: &Pool,
         request: Request<'_>,
     ) -> Result<T, CacheError> {
         let failed = |error: CacheError| {
@@ -140,7 +152,6 @@ impl Cache {
         let Some(permit) = node.breaker.permit() else {
             return failed(CacheError::BreakerOpen);
         };
-        let pool = &node.pool;
         // The connection the request last went on, to replace if it failed.
         let mut used = None;
         let attempt = async {

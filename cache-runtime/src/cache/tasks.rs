@@ -103,10 +103,10 @@ async fn refresh_topology(cache: Weak<Inner>) {
         };
         tokio::time::sleep(pause).await;
         let Some(inner) = cache.upgrade() else { return };
-        if let Some(cluster) = inner.redis.found_cluster() {
-            if let Err(error) = cluster.refresh(cluster.generation()).await {
-                tracing::debug!(%error, "could not read the cluster's slots");
-            }
+        if let Some(cluster) = inner.redis.found_cluster()
+            && let Err(error) = cluster.refresh(cluster.generation()).await
+        {
+            tracing::debug!(%error, "could not read the cluster's slots");
         }
     }
 }

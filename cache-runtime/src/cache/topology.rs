@@ -43,7 +43,9 @@ impl Redis {
             breaker_cooldown: config.breaker_cooldown,
             clock,
         };
-        let first = seeds.first().map_or(config.redis_url.as_str(), String::as_str);
+        let first = seeds
+            .first()
+            .map_or(config.redis_url.as_str(), String::as_str);
         let seed = Arc::new(settings.node(first, first.to_owned())?);
         let cluster = match config.redis_mode {
             RedisMode::Node => None,
@@ -135,6 +137,13 @@ impl Cache {
     /// The topology, found now if no call has yet.
     pub(crate) async fn topology(&self) -> Result<&Topology, CacheError> {
         let redis = &self.inner.redis;
+        if let Some(found) = redis.found.get() {
+            return Ok(found);
+        }
+        // While Redis is known down, fail without queueing for the finding.
+        if redis.seed.breaker.refuses() {
+            return Err(CacheError::BreakerOpen);
+        }
         redis.found.get_or_try_init(|| self.find_topology()).await
     }
 
@@ -146,7 +155,10 @@ impl Cache {
         if mode == RedisMode::Node || (mode == RedisMode::Auto && seeds == 1) {
             let mut info = redis::cmd("INFO");
             info.arg("cluster");
-            let enabled = match self.call_node::<String>(None, &redis.seed, (&info).into()).await {
+            let enabled = match self
+                .call_node::<String>(None, &redis.seed, (&info).into())
+                .await
+            {
                 Ok(info) => info.contains("cluster_enabled:1"),
                 // `INFO` not granted: only a plain Redis can be assumed.
                 Err(error) if !error.is_connection_class() => false,
@@ -187,7 +199,8 @@ impl Cache {
             }
             Err(error) => {
                 let error = CacheError::from_redis(error);
-                seed.breaker.record(permit, Err(&error as &dyn std::fmt::Display));
+                seed.breaker
+                    .record(permit, Err(&error as &dyn std::fmt::Display));
                 Err(error)
             }
         }

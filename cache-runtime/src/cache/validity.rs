@@ -350,7 +350,11 @@ impl Cache {
 
     async fn next_epoch(&self, entity: Option<&Entity>) -> Result<u64, CacheError> {
         let mut bump = self.inner.scripts.cmd(&BUMP_EPOCH);
-        bump.arg(1).arg(epoch_key(&self.inner.config.app_prefix));
+        // Above every epoch this instance knows: a failover that lost the last bump cannot
+        // hand out a number already used.
+        bump.arg(1)
+            .arg(epoch_key(&self.inner.config.app_prefix))
+            .arg(self.inner.marks.known());
         let epoch: u64 = match entity {
             Some(entity) => self.redis(entity, &bump).await?,
             None => self.call((&bump).into()).await?,
@@ -358,8 +362,9 @@ impl Cache {
         Ok(epoch)
     }
 
-    /// Invalidates everything under a mark: raises it to a new epoch and tells every instance.
-    /// Two round trips, whatever the number of keys it covers.
+    /// Invalidates everything under a mark: raises it to a new epoch and tells every instance
+    /// (confirmed by the shard's replicas on a cluster). Two round trips, whatever the number
+    /// of keys it covers.
     pub(crate) async fn raise_mark(
         &self,
         entity: Option<&Entity>,
@@ -383,10 +388,7 @@ impl Cache {
             .arg(&self.inner.channel)
             .arg(event(epoch).encode(self.inner.origin))
             .ignore();
-        let () = match entity {
-            Some(entity) => self.redis(entity, &raise).await?,
-            None => self.call((&raise).into()).await?,
-        };
+        let () = self.call_confirmed(entity, &raise).await?;
         cell.raise(epoch);
         marks.saw(epoch);
         cell.unblock(seq);

@@ -43,7 +43,9 @@ pub(crate) fn target(cmd: &Cmd) -> Target {
     });
     let key = if name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL") {
         let _script = args.next();
-        let keys = args.next().and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok());
+        let keys = args
+            .next()
+            .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u32>().ok());
         match keys {
             Some(1..) => args.next(),
             _ => None,
@@ -51,9 +53,15 @@ pub(crate) fn target(cmd: &Cmd) -> Target {
     } else if name.eq_ignore_ascii_case(b"MEMORY") || name.eq_ignore_ascii_case(b"OBJECT") {
         let _subcommand = args.next();
         args.next()
-    } else if KEYLESS.iter().any(|k| name.eq_ignore_ascii_case(k.as_bytes())) {
+    } else if KEYLESS
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k.as_bytes()))
+    {
         None
-    } else if SUMMED.iter().any(|k| name.eq_ignore_ascii_case(k.as_bytes())) {
+    } else if SUMMED
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k.as_bytes()))
+    {
         let mut slots = args.map(slot);
         let Some(first) = slots.next() else {
             return Target::Keyless;
@@ -177,17 +185,24 @@ mod tests {
             target(redis::cmd("EVALSHA").arg("abc").arg(0)),
             Target::Keyless
         );
+        assert_eq!(target(redis::cmd("MEMORY").arg("USAGE").arg(key)), at_key);
         assert_eq!(
-            target(redis::cmd("MEMORY").arg("USAGE").arg(key)),
-            at_key
+            target(redis::cmd("PUBLISH").arg("c").arg("m")),
+            Target::Keyless
         );
-        assert_eq!(target(redis::cmd("PUBLISH").arg("c").arg("m")), Target::Keyless);
         assert_eq!(target(redis::cmd("UNLINK").arg(key)), at_key);
         assert_eq!(
-            target(redis::cmd("UNLINK").arg(key).arg(format!("{{{key}}}:%lease"))),
+            target(
+                redis::cmd("UNLINK")
+                    .arg(key)
+                    .arg(format!("{{{key}}}:%lease"))
+            ),
             at_key
         );
-        assert_eq!(target(redis::cmd("UNLINK").arg("a").arg("b")), Target::Split);
+        assert_eq!(
+            target(redis::cmd("UNLINK").arg("a").arg("b")),
+            Target::Split
+        );
     }
 
     #[test]

@@ -57,7 +57,10 @@ mod tests {
         // `CLUSTER KEYSLOT` on Redis 7.0 for each of these.
         assert_eq!(slot(b"foo"), 12182);
         assert_eq!(slot(b"123456789"), 12739);
-        assert_eq!(slot(b"shop:v1:product:42"), slot(b"{shop:v1:product:42}:%lease"));
+        assert_eq!(
+            slot(b"shop:v1:product:42"),
+            slot(b"{shop:v1:product:42}:%lease")
+        );
         assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
         // An empty tag hashes the whole key; only the first `{` counts.
         assert_eq!(slot(b"foo{}{bar}"), 8363);

@@ -16,6 +16,8 @@ pub(crate) struct SlotTable {
     /// Per slot, its master's index in `masters`, or [`UNCOVERED`].
     owners: Box<[u16]>,
     masters: Vec<Arc<Node>>,
+    /// How many replicas each master has, by its index.
+    replica_counts: Vec<usize>,
     /// Every replica's `host:port`, for the bus subscription.
     replicas: Vec<String>,
 }
@@ -35,6 +37,7 @@ impl SlotTable {
         Self {
             owners: vec![UNCOVERED; SLOTS].into_boxed_slice(),
             masters: Vec::new(),
+            replica_counts: Vec::new(),
             replicas: Vec::new(),
         }
     }
@@ -48,9 +51,11 @@ impl SlotTable {
                 Some(index) => index,
                 None => {
                     table.masters.push(node(&range.master));
+                    table.replica_counts.push(0);
                     table.masters.len() - 1
                 }
             };
+            table.replica_counts[index] = table.replica_counts[index].max(range.replicas.len());
             let index = u16::try_from(index).unwrap_or(UNCOVERED);
             let slots = usize::from(range.first)..=usize::from(range.last).min(SLOTS - 1);
             table.owners[slots].fill(index);
@@ -68,6 +73,19 @@ impl SlotTable {
     pub(crate) fn master(&self, slot: u16) -> Option<&Arc<Node>> {
         let index = *self.owners.get(usize::from(slot))?;
         self.masters.get(usize::from(index))
+    }
+
+    /// How many replicas the master of `slot` has.
+    pub(crate) fn replicas_of(&self, slot: u16) -> usize {
+        let index = self
+            .owners
+            .get(usize::from(slot))
+            .copied()
+            .unwrap_or(UNCOVERED);
+        self.replica_counts
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn masters(&self) -> &[Arc<Node>] {
@@ -102,9 +120,7 @@ pub(crate) fn parse_slots(answer: &Value, fallback_host: &str) -> Option<Vec<Ran
             };
             let first = number(fields.first()?)?;
             let last = number(fields.get(1)?)?;
-            let mut nodes = fields[2..]
-                .iter()
-                .map(|node| address(node, fallback_host));
+            let mut nodes = fields[2..].iter().map(|node| address(node, fallback_host));
             let master = nodes.next()??;
             let replicas = nodes.flatten().collect();
             Some(Range {

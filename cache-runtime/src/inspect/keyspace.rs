@@ -297,7 +297,7 @@ mod tests {
             Some(("shop".into(), Some(1), Some("product".into()), true))
         );
         assert_eq!(
-            classify("shop:%epoch", app),
+            classify("{shop:%mark}:%epoch", app),
             Some(("shop".into(), None, None, true))
         );
         assert_eq!(

@@ -49,10 +49,18 @@ async fn cluster_cache_aside_reaches_every_master_without_crossing_slots() {
     }
     let keys: Vec<_> = (0..300u64).map(|id| items.key(&id)).collect();
     let many: Vec<Option<String>> = cache.get_many(&keys).await.expect("get_many");
-    assert!(many.iter().enumerate().all(|(id, v)| v.as_deref() == Some(named(id as u64, 0).as_str())));
+    assert!(
+        many.iter()
+            .enumerate()
+            .all(|(id, v)| v.as_deref() == Some(named(id as u64, 0).as_str()))
+    );
     let nodes = cache.nodes();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
-    assert!(nodes.iter().all(|(_, state)| *state == BreakerState::Closed));
+    assert!(
+        nodes
+            .iter()
+            .all(|(_, state)| *state == BreakerState::Closed)
+    );
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
 
@@ -80,21 +88,51 @@ async fn cluster_invalidations_of_every_kind_reach_every_master() {
             values
         }
     };
-    let fresh = |generation: u32| (0..60u64).map(|id| named(id, generation)).collect::<Vec<_>>();
+    let fresh = |generation: u32| {
+        (0..60u64)
+            .map(|id| named(id, generation))
+            .collect::<Vec<_>>()
+    };
+    // The other instance learns of an invalidation through the bus: within its delay.
+    let converges = |generation: u32, after: &'static str| {
+        let read = read;
+        async move {
+            let started = Instant::now();
+            loop {
+                let values = read(generation).await;
+                if values == fresh(generation) {
+                    return;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "{after}: {values:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     assert_eq!(read(0).await, fresh(0));
     // Every kind, each followed by reads that must load the next generation.
     writer.invalidate_entity(&items).await.expect("entity");
-    assert_eq!(read(1).await, fresh(1), "after invalidate_entity");
-    let removed = writer.invalidate_matching(&items, "*").await.expect("matching");
+    converges(1, "after invalidate_entity").await;
+    let removed = writer
+        .invalidate_matching(&items, "*")
+        .await
+        .expect("matching");
     assert_eq!(removed, 60, "every master scanned");
-    assert!(cluster.scan("inv:v1:item:*").iter().all(|k| k.contains(":%")));
-    assert_eq!(read(2).await, fresh(2), "after invalidate_matching");
+    assert!(
+        cluster
+            .scan("inv:v1:item:*")
+            .iter()
+            .all(|k| k.contains(":%"))
+    );
+    converges(2, "after invalidate_matching").await;
     writer.invalidate_all().await.expect("all");
-    assert_eq!(read(3).await, fresh(3), "after invalidate_all");
+    converges(3, "after invalidate_all").await;
     for id in 0..60u64 {
-        writer.invalidate_id(&items, &id).await.expect("id");
+        assert_eq!(writer.invalidate_id(&items, &id).await.expect("id"), 1);
     }
-    assert_eq!(read(4).await, fresh(4), "after invalidate_id");
+    converges(4, "after invalidate_id").await;
     for id in 0..60u64 {
         writer
             .set(&items.key(&id), &named(id, 5), Ttl::Medium)
@@ -122,7 +160,10 @@ async fn cluster_variants_tags_and_sessions_work_across_slots() {
         }
     }
     for id in 0..40u64 {
-        cache.invalidate_id(&items, &id).await.expect("invalidate id");
+        cache
+            .invalidate_id(&items, &id)
+            .await
+            .expect("invalidate id");
     }
     for id in 0..40u64 {
         let key = items.variant_key(&id, "p1");
@@ -276,8 +317,12 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
     let run_for = Duration::from_secs(8);
     let mut tasks = Vec::new();
     for task in 0..32u64 {
-        let (cache, items, failed, windows) =
-            (cache.clone(), items.clone(), failed.clone(), windows.clone());
+        let (cache, items, failed, windows) = (
+            cache.clone(),
+            items.clone(),
+            failed.clone(),
+            windows.clone(),
+        );
         let on_victim = on_victim.clone();
         tasks.push(tokio::spawn(async move {
             let mut n = task;
@@ -349,11 +394,176 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
         failed.load(Ordering::Relaxed)
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no call failed");
-    assert!(live.1 as f64 >= 0.95 * live.0 as f64, "live masters kept hitting");
+    assert!(
+        live.1 as f64 >= 0.95 * live.0 as f64,
+        "live masters kept hitting"
+    );
     assert_eq!(quiet_windows, 0, "live masters hit in every 100 ms");
     let first = first_victim_hit.expect("the dead master's keys hit again");
     assert!(
         first <= promoted_at.as_millis() + 1_000,
         "first hit on the promoted replica {first} ms, promotion at {promoted_at:?}"
     );
+}
+
+/// What `cache` holds under `key` once it answers at all (a read right after a failover may
+/// still go to the dead master and fall back): `None` if the key is invalid or gone.
+async fn settled_get(cache: &Cache, key: &cache_runtime::CacheKey) -> Option<String> {
+    let started = Instant::now();
+    loop {
+        match cache.get::<String>(key).await {
+            Ok(value) => return value,
+            Err(error) => assert!(started.elapsed() < Duration::from_secs(5), "{error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An entity of app `app` whose mark lives on a master other than the app mark's (whose
+/// failover fences the whole app anyway).
+fn entity_off_home(cluster: &RedisCluster, app: &str) -> String {
+    let home = cluster.master_of(&format!("{app}:%mark")).port();
+    (0..64)
+        .map(|n| format!("item{n}"))
+        .find(|name| cluster.master_of(&format!("{app}:v1:{name}:%mark")).port() != home)
+        .expect("an entity whose mark is off the home master")
+}
+
+/// Freezes the replica of the master holding `key`, runs `invalidate` (which must come back
+/// unconfirmed and stay pending), kills that master and thaws the replica, which is promoted
+/// without the invalidation. Answers once the invalidation was replayed to it.
+async fn lose_an_invalidation<F: std::future::Future<Output = Result<u64, CacheError>>>(
+    cluster: &mut RedisCluster,
+    writer: &Cache,
+    key: &str,
+    invalidate: F,
+) {
+    let master = cluster.index_of(cluster.master_of(key));
+    let replica = cluster.index_of(cluster.replica_of(&cluster.nodes()[master]));
+    cluster.nodes()[replica].freeze();
+    // More than the sockets between them buffer: the invalidation then waits in the master's
+    // output buffer, not in the frozen replica's kernel, when the master dies.
+    let filler = vec![b'x'; 1 << 20];
+    for n in 0..30 {
+        let () = cluster.nodes()[master].query(
+            redis::cmd("SET")
+                .arg(format!("{{{key}}}:filler:{n}"))
+                .arg(&filler),
+        );
+    }
+    let unconfirmed = invalidate.await.expect_err("no replica could confirm it");
+    assert!(
+        matches!(unconfirmed, CacheError::Unconfirmed { acked: 0, .. }),
+        "{unconfirmed:?}"
+    );
+    assert_eq!(writer.pending_invalidations(), 1, "kept for replay");
+    cluster.node_mut(master).stop();
+    cluster.nodes()[replica].thaw();
+    cluster.wait_for_three_masters(Duration::from_secs(10));
+    let started = Instant::now();
+    while writer.pending_invalidations() > 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "never replayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A mark raise the master took but its replica never saw, then a failover to that replica:
+/// the raise was unconfirmed (`WAIT`), stayed pending and is replayed to the promoted replica,
+/// so neither a running instance nor one started afterwards serves the old values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_raise_lost_in_a_failover_is_replayed() {
+    let mut cluster = RedisCluster::start();
+    let name = entity_off_home(&cluster, "lost");
+    let (writer, reader) = (
+        cluster_cache(&cluster, "lost"),
+        cluster_cache(&cluster, "lost"),
+    );
+    subscribed(&[&writer, &reader]).await;
+    let read_all = |cache: Cache, generation: u32| {
+        let name = name.clone();
+        async move {
+            let items = cache.entity(&name).expect("entity");
+            let mut values = Vec::new();
+            for id in 0..30u64 {
+                let value = cache
+                    .get_or_set(&items.key(&id), Ttl::Long, || async move {
+                        Ok::<_, std::io::Error>(named(id, generation))
+                    })
+                    .await
+                    .expect("read");
+                values.push(value);
+            }
+            values
+        }
+    };
+    let fresh = |generation: u32| {
+        (0..30u64)
+            .map(|id| named(id, generation))
+            .collect::<Vec<_>>()
+    };
+    // Twice: the hits have the entity's mark made (a missing mark would void every value).
+    assert_eq!(read_all(reader.clone(), 0).await, fresh(0));
+    assert_eq!(read_all(reader.clone(), 0).await, fresh(0));
+    let items = writer.entity(&name).expect("entity");
+    let mark = format!("lost:v1:{name}:%mark");
+    lose_an_invalidation(
+        &mut cluster,
+        &writer,
+        &mark,
+        writer.invalidate_entity(&items),
+    )
+    .await;
+    let started_after = cluster_cache(&cluster, "lost");
+    for (who, cache) in [("running", &reader), ("started after", &started_after)] {
+        let items = cache.entity(&name).expect("entity");
+        for id in 0..30u64 {
+            let held = settled_get(cache, &items.key(&id)).await;
+            assert_eq!(held, None, "an instance {who} the replay read id {id}");
+        }
+    }
+    assert_eq!(read_all(started_after, 1).await, fresh(1));
+}
+
+/// The same for `invalidate_id` with variants: the delete of the id's variants token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_delete_lost_in_a_failover_is_replayed() {
+    let mut cluster = RedisCluster::start();
+    let writer = cluster_cache(&cluster, "gone");
+    let items = writer.entity("item").expect("entity");
+    let home = cluster.master_of("gone:%mark").port();
+    let id = (0..64u64)
+        .find(|id| cluster.master_of(items.key(id).as_str()).port() != home)
+        .expect("an id off the home master");
+    let read = |cache: Cache, value: &'static str| async move {
+        let key = cache
+            .entity("item")
+            .expect("entity")
+            .variant_key(&id, "page1");
+        cache
+            .get_or_set(&key, Ttl::Long, || async {
+                Ok::<_, std::io::Error>(value.to_owned())
+            })
+            .await
+            .expect("read")
+    };
+    // Twice: the hit has the entity's mark made (a missing mark would void every value).
+    assert_eq!(read(writer.clone(), "old").await, "old");
+    assert_eq!(read(writer.clone(), "old").await, "old");
+    let key = items.key(&id);
+    lose_an_invalidation(
+        &mut cluster,
+        &writer,
+        key.as_str(),
+        writer.invalidate_id(&items, &id),
+    )
+    .await;
+    let started_after = cluster_cache(&cluster, "gone");
+    for (who, cache) in [("invalidating", &writer), ("started after", &started_after)] {
+        let key = cache
+            .entity("item")
+            .expect("entity")
+            .variant_key(&id, "page1");
+        assert_eq!(settled_get(cache, &key).await, None, "the {who} instance");
+    }
+    assert_eq!(read(started_after, "new").await, "new");
 }

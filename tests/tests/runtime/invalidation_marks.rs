@@ -83,7 +83,7 @@ async fn marks_lost_from_redis_read_as_invalidated_now() {
     let _: i64 = server.query(
         redis::cmd("DEL")
             .arg("test:v1:product:%mark")
-            .arg("test:%epoch"),
+            .arg("{test:%mark}:%epoch"),
     );
     let fresh = cache(&server);
     assert_eq!(

@@ -124,8 +124,11 @@ async fn the_app_user_runs_the_framework_and_the_ops_user_only_inspects() {
             .arg("maxmemory-policy")
             .clone(),
         redis::cmd("SCAN").arg(0).arg("COUNT").arg(10).clone(),
-        redis::cmd("MEMORY").arg("USAGE").arg("shop:%epoch").clone(),
-        redis::cmd("PTTL").arg("shop:%epoch").clone(),
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg("{shop:%mark}:%epoch")
+            .clone(),
+        redis::cmd("PTTL").arg("{shop:%mark}:%epoch").clone(),
         redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg("shop:%invalidations")
@@ -146,7 +149,7 @@ async fn the_app_user_runs_the_framework_and_the_ops_user_only_inspects() {
             .clone(),
         redis::cmd("ACL").arg("SETUSER").arg("x").clone(),
         redis::cmd("SET").arg("shop:x").arg(1).clone(),
-        redis::cmd("UNLINK").arg("shop:%epoch").clone(),
+        redis::cmd("UNLINK").arg("{shop:%mark}:%epoch").clone(),
         redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")

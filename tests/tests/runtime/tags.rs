@@ -148,10 +148,10 @@ async fn a_write_keeps_no_per_key_bookkeeping() {
     assert_eq!(
         extra,
         vec![
-            "test:%epoch",
-            "test:%fence",
             "test:%mark",
-            "test:v1:product:%mark"
+            "test:v1:product:%mark",
+            "{test:%mark}:%epoch",
+            "{test:%mark}:%fence",
         ],
         "one mark per entity, one mark, one epoch and one fence per app, nothing per key"
     );
