@@ -94,21 +94,18 @@ async fn cluster_invalidations_of_every_kind_reach_every_master() {
             .collect::<Vec<_>>()
     };
     // The other instance learns of an invalidation through the bus: within its delay.
-    let converges = |generation: u32, after: &'static str| {
-        let read = read;
-        async move {
-            let started = Instant::now();
-            loop {
-                let values = read(generation).await;
-                if values == fresh(generation) {
-                    return;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(2),
-                    "{after}: {values:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let converges = |generation: u32, after: &'static str| async move {
+        let started = Instant::now();
+        loop {
+            let values = read(generation).await;
+            if values == fresh(generation) {
+                return;
             }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{after}: {values:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     assert_eq!(read(0).await, fresh(0));
