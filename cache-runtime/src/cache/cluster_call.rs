@@ -162,9 +162,19 @@ impl Cache {
                 .map(|(node, cmds)| self.send_group(entity, cluster, node, cmds)),
         )
         .await;
+        // A batch of reads (`get_many`) answers a dead master's keys as misses and the rest as
+        // usual; anything else fails whole, as it would on one Redis.
+        let reads_only = pipeline.cmd_iter().all(|cmd| route::is_read(cmd));
         let mut answers: Vec<Vec<Value>> = vec![Vec::new(); pipeline.len()];
         for (group, values) in groups.values().zip(sent) {
-            for ((index, _), value) in group.1.iter().zip(values?) {
+            let values = match values {
+                Ok(values) => values,
+                Err(error) if reads_only && error.is_connection_class() => {
+                    vec![Value::Nil; group.1.len()]
+                }
+                Err(error) => return Err(error),
+            };
+            for ((index, _), value) in group.1.iter().zip(values) {
                 answers[*index].push(value);
             }
         }

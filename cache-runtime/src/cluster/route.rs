@@ -76,6 +76,11 @@ pub(crate) fn target(cmd: &Cmd) -> Target {
     key.map_or(Target::Keyless, |key| Target::Slot(slot(key)))
 }
 
+/// Whether `cmd` is a plain `GET`, whose failure can stand for a miss.
+pub(crate) fn is_read(cmd: &Cmd) -> bool {
+    name(cmd).eq_ignore_ascii_case(b"GET")
+}
+
 /// A cross-slot `UNLINK`/`DEL`/`EXISTS`/`TOUCH` as one command per slot, in slot order.
 pub(crate) fn split_by_slot(cmd: &Cmd) -> Vec<(u16, Cmd)> {
     let mut parts: Vec<(u16, Cmd)> = Vec::new();

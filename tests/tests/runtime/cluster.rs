@@ -354,6 +354,15 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = started.elapsed();
     cluster.node_mut(victim).stop();
+    // A batch read answers the dead master's keys as misses and the rest as usual.
+    let keys: Vec<_> = ids.iter().map(|id| items.key(id)).collect();
+    let batch: Vec<Option<String>> = cache.get_many(&keys).await.expect("get_many");
+    for (id, held) in ids.iter().zip(&batch) {
+        match on_victim.contains(id) {
+            true => assert_eq!(held, &None, "id {id} on the dead master"),
+            false => assert_eq!(held.as_deref(), Some(named(*id, 0).as_str()), "id {id}"),
+        }
+    }
     // The promotion, as the cluster reports it.
     let promoted_at = loop {
         let masters = cluster.masters().len();
