@@ -5,7 +5,7 @@
 
 pub(crate) mod route;
 pub(crate) mod slot;
-mod table;
+pub(crate) mod table;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

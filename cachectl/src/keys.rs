@@ -6,12 +6,15 @@ use cache_runtime::inspect::{self, KeySpace, Namespace, ScanOptions, TTL_BUCKETS
 use serde_json::json;
 
 use crate::format::{Progress, bytes, duration, table};
-use crate::{Cli, Failure, connect};
+use crate::{Cli, Failure, connect_masters};
 
+/// One pass over every server that holds keys (each master of a cluster).
 async fn scan(cli: &Cli, options: ScanOptions) -> Result<KeySpace, Failure> {
-    let mut conn = connect(cli).await?;
+    let masters = connect_masters(cli).await?;
+    let mut conns: Vec<_> = masters.nodes.into_iter().map(|(_, conn)| conn).collect();
     let mut progress = Progress::new(cli.json);
-    let space = inspect::scan_keyspace(&mut conn, &options, &mut |n| progress.update(n)).await;
+    let space =
+        inspect::scan_keyspace_nodes(&mut conns, &options, &mut |n| progress.update(n)).await;
     progress.finish();
     Ok(space?)
 }

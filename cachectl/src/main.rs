@@ -20,7 +20,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cachectl", version, about)]
 struct Cli {
-    /// Redis URL (also CACHE_REDIS_URL); credentials in it are never printed.
+    /// Redis URL (also CACHE_REDIS_URL), or a cluster's comma-separated seeds; credentials in
+    /// it are never printed.
     #[arg(
         long,
         global = true,
@@ -119,10 +120,58 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// The first of the comma-separated seeds in `--url` (one URL for a plain Redis).
+fn first_seed(url: &str) -> &str {
+    url.split(',').next().unwrap_or(url).trim()
+}
+
 /// A connection for reading, or a one-line failure.
 async fn connect(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure> {
-    let client = redis::Client::open(cli.url.as_str())
-        .map_err(|e| Failure(format!("invalid Redis URL {}: {e}", redacted(&cli.url))))?;
+    connect_url(first_seed(&cli.url)).await
+}
+
+/// The servers that hold keys: the one Redis, or each master of a cluster (reached with the
+/// seed's scheme and credentials), with the cluster's layout.
+async fn connect_masters(cli: &Cli) -> Result<Masters, Failure> {
+    let seed = first_seed(&cli.url);
+    let mut conn = connect_url(seed).await?;
+    let Some(layout) = cache_runtime::inspect::cluster_layout(&mut conn).await? else {
+        return Ok(Masters {
+            layout: None,
+            nodes: vec![(redacted(seed), conn)],
+        });
+    };
+    let mut nodes = Vec::new();
+    for master in &layout.masters {
+        let url = node_url(seed, &master.address)?;
+        nodes.push((master.address.clone(), connect_url(&url).await?));
+    }
+    Ok(Masters {
+        layout: Some(layout),
+        nodes,
+    })
+}
+
+/// The URL of the cluster node at `address`: the seed's, with its host and port.
+fn node_url(seed: &str, address: &str) -> Result<String, Failure> {
+    let mut url = url::Url::parse(seed).map_err(|e| Failure(e.to_string()))?;
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| Failure(format!("unexpected node address {address}")))?;
+    let _ = url.set_host(Some(host));
+    let _ = url.set_port(port.parse().ok());
+    Ok(url.into())
+}
+
+/// Every server that holds keys, by address.
+struct Masters {
+    layout: Option<cache_runtime::inspect::ClusterLayout>,
+    nodes: Vec<(String, redis::aio::MultiplexedConnection)>,
+}
+
+async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection, Failure> {
+    let client = redis::Client::open(url)
+        .map_err(|e| Failure(format!("invalid Redis URL {}: {e}", redacted(url))))?;
     match tokio::time::timeout(
         Duration::from_secs(3),
         client.get_multiplexed_async_connection(),
@@ -130,13 +179,10 @@ async fn connect(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure
     .await
     {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(Failure(format!(
-            "cannot connect to {}: {e}",
-            redacted(&cli.url)
-        ))),
+        Ok(Err(e)) => Err(Failure(format!("cannot connect to {}: {e}", redacted(url)))),
         Err(_) => Err(Failure(format!(
             "cannot connect to {}: no answer within 3 s",
-            redacted(&cli.url)
+            redacted(url)
         ))),
     }
 }

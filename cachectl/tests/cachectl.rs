@@ -404,3 +404,72 @@ async fn purge_keeps_the_versions_it_is_told_to() {
     assert!(server.scan("shop:v2:*").is_empty(), "purged");
     assert_eq!(server.cached_keys("shop:v3:*").len(), 1);
 }
+
+/// On a Redis Cluster, `keys` and `ttl` scan every master and `health` reports each master
+/// with the cluster's own findings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_ttl_and_health_cover_every_master_of_a_cluster() {
+    let cluster = cache_tests::RedisCluster::start_with(&[
+        "--cluster-require-full-coverage",
+        "no",
+        "--maxmemory",
+        "64mb",
+        "--maxmemory-policy",
+        "allkeys-lfu",
+    ]);
+    let config = CacheConfig::builder()
+        .redis_url(cluster.url())
+        .app_prefix("shop")
+        .metrics_log_interval(None)
+        .build()
+        .expect("config");
+    let cache = Cache::new(config).expect("cache");
+    let products = cache.entity("product").expect("entity");
+    let started = std::time::Instant::now();
+    while !cache.invalidation_bus_connected() {
+        assert!(started.elapsed() < Duration::from_secs(5), "subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in 0..300u32 {
+        cache
+            .set(&products.key(&id), &id, Ttl::Long)
+            .await
+            .expect("set");
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cachectl"))
+            .args(["--url", &cluster.url(), "--app", "shop", "--json"])
+            .args(args)
+            .env_remove("CACHE_REDIS_URL")
+            .env_remove("CACHE_APP_PREFIX")
+            .output()
+            .expect("run cachectl");
+        (
+            out.status.code(),
+            serde_json::from_slice::<Value>(&out.stdout),
+        )
+    };
+    let (code, keys) = run(&["keys"]);
+    let keys = keys.expect("keys JSON");
+    assert_eq!(code, Some(0));
+    let values: u64 = keys["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .filter(|ns| ns["bookkeeping"] == false)
+        .map(|ns| ns["keys"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(values, 300, "{keys:#}");
+    assert_eq!(keys["complete"], true);
+    let (code, ttl) = run(&["ttl"]);
+    assert_eq!(code, Some(0), "{ttl:?}");
+    let (code, health) = run(&["health"]);
+    let health = health.expect("health JSON");
+    assert_eq!(code, Some(0), "{health:#}");
+    assert_eq!(health["cluster"], true);
+    assert_eq!(health["uncovered_slots"], 0);
+    let nodes = health["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n["replicas"] == 1), "{health:#}");
+    assert!(health["bus_subscribers"].as_u64().unwrap_or(0) >= 1);
+}

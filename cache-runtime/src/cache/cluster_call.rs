@@ -164,7 +164,7 @@ impl Cache {
         .await;
         // A batch of reads (`get_many`) answers a dead master's keys as misses and the rest as
         // usual; anything else fails whole, as it would on one Redis.
-        let reads_only = pipeline.cmd_iter().all(|cmd| route::is_read(cmd));
+        let reads_only = pipeline.cmd_iter().all(route::is_read);
         let mut answers: Vec<Vec<Value>> = vec![Vec::new(); pipeline.len()];
         for (group, values) in groups.values().zip(sent) {
             let values = match values {

@@ -168,6 +168,16 @@ pub async fn scan_keyspace<C: ConnectionLike>(
     options: &ScanOptions,
     progress: &mut dyn FnMut(u64),
 ) -> RedisResult<KeySpace> {
+    scan_keyspace_nodes(std::slice::from_mut(conn), options, progress).await
+}
+
+/// [`scan_keyspace`] over several nodes (every master of a cluster), each with its own cursor,
+/// into one report; `limit` counts keys of all of them.
+pub async fn scan_keyspace_nodes<C: ConnectionLike>(
+    conns: &mut [C],
+    options: &ScanOptions,
+    progress: &mut dyn FnMut(u64),
+) -> RedisResult<KeySpace> {
     let pattern = match &options.app {
         // Values start with `app:`, slot-sharing bookkeeping with `{app:`.
         Some(app) => format!("*{app}:*"),
@@ -175,44 +185,54 @@ pub async fn scan_keyspace<C: ConnectionLike>(
     };
     let mut by_name: BTreeMap<(String, Option<u32>, Option<String>, bool), Namespace> =
         BTreeMap::new();
-    let mut cursor: u64 = 0;
-    let mut space = KeySpace::default();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(options.batch)
-            .query_async(conn)
-            .await?;
-        let mut ours = Vec::with_capacity(keys.len());
-        for key in keys {
-            if options.limit.is_some_and(|limit| space.scanned >= limit) {
+    let mut space = KeySpace {
+        complete: true,
+        ..KeySpace::default()
+    };
+    for conn in conns {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(options.batch)
+                .query_async(conn)
+                .await?;
+            let mut ours = Vec::with_capacity(keys.len());
+            for key in keys {
+                if options.limit.is_some_and(|limit| space.scanned >= limit) {
+                    break;
+                }
+                let Some(name) = classify(&key, options.app.as_deref()) else {
+                    continue;
+                };
+                space.scanned += 1;
+                let namespace = by_name.entry(name.clone()).or_insert_with(|| Namespace {
+                    app: name.0.clone(),
+                    version: name.1,
+                    entity: name.2.clone(),
+                    bookkeeping: name.3,
+                    ..Namespace::default()
+                });
+                namespace.keys += 1;
+                // The first keys seen of each namespace are its sample.
+                let sample = namespace.keys <= options.memory_samples;
+                ours.push((key, name, sample));
+            }
+            measure(conn, &ours, options, &mut by_name).await?;
+            progress(space.scanned);
+            cursor = next;
+            let limited = options.limit.is_some_and(|limit| space.scanned >= limit);
+            if limited {
+                space.complete = false;
+            }
+            if cursor == 0 || limited {
                 break;
             }
-            let Some(name) = classify(&key, options.app.as_deref()) else {
-                continue;
-            };
-            space.scanned += 1;
-            let namespace = by_name.entry(name.clone()).or_insert_with(|| Namespace {
-                app: name.0.clone(),
-                version: name.1,
-                entity: name.2.clone(),
-                bookkeeping: name.3,
-                ..Namespace::default()
-            });
-            namespace.keys += 1;
-            // The first keys seen of each namespace are its sample.
-            let sample = namespace.keys <= options.memory_samples;
-            ours.push((key, name, sample));
         }
-        measure(conn, &ours, options, &mut by_name).await?;
-        progress(space.scanned);
-        cursor = next;
-        let limited = options.limit.is_some_and(|limit| space.scanned >= limit);
-        if cursor == 0 || limited {
-            space.complete = cursor == 0 && !limited;
+        if !space.complete {
             break;
         }
     }
