@@ -1,5 +1,7 @@
 //! Cross-process invalidation: how long from `delete` returning in this process to the entry
-//! leaving the local tier of another process (`bus_listener`), over 1,000 events.
+//! leaving the local tier of another process (`bus_listener`), over 1,000 events; on one Redis,
+//! then on a 3 + 3 Redis Cluster (the event published by the key's master after the delete and
+//! its replica's `WAIT`, the other process subscribed on a replica).
 //!
 //! `cargo bench -p cache-tests --bench propagation`
 
@@ -8,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cache_runtime::{Cache, CacheConfig};
-use cache_tests::RedisServer;
+use cache_tests::{RedisCluster, RedisServer};
 
 const EVENTS: u32 = 1_000;
 /// Far above the delays measured, so each eviction pairs with its own event.
@@ -21,13 +23,21 @@ fn now_us() -> u128 {
 }
 
 fn main() {
+    let server = RedisServer::start();
+    println!("one Redis:");
+    measure(&server.url());
+    let cluster = RedisCluster::start();
+    println!("Redis Cluster, 3 masters + 3 replicas:");
+    measure(&cluster.url());
+}
+
+fn measure(url: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let server = RedisServer::start();
     let mut listener = Command::new(env!("CARGO_BIN_EXE_bus_listener"))
-        .args([server.url(), EVENTS.to_string()])
+        .args([url.to_owned(), EVENTS.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn bus_listener");
@@ -36,7 +46,7 @@ fn main() {
 
     let (started, sent): (Vec<u128>, Vec<u128>) = runtime.block_on(async {
         let config = CacheConfig::builder()
-            .redis_url(server.url())
+            .redis_url(url)
             .app_prefix("bus")
             .local_tier_bytes(None)
             .metrics_log_interval(None)
