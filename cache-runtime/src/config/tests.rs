@@ -164,6 +164,37 @@ fn the_readme_documents_every_environment_variable() {
 }
 
 #[test]
+fn cluster_seeds_are_checked_and_redacted_one_by_one() {
+    let config = CacheConfig::builder()
+        .redis_url("redis://:hunter2@10.0.0.1:7000,10.0.0.2:7001,redis://:hunter2@10.0.0.3:7002")
+        .app_prefix("shop")
+        .build()
+        .expect("valid seeds");
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("10.0.0.2:7001"), "{shown}");
+    let bad = CacheConfig::builder()
+        .redis_url("redis://10.0.0.1:7000,http://x")
+        .app_prefix("shop")
+        .build()
+        .expect_err("a bad seed");
+    assert_eq!(bad.field(), "redis_url");
+    let node = CacheConfig::builder()
+        .redis_url("redis://10.0.0.1:7000,10.0.0.2:7001")
+        .redis_mode(crate::RedisMode::Node)
+        .app_prefix("shop")
+        .build()
+        .expect_err("several seeds in node mode");
+    assert_eq!(node.field(), "redis_mode");
+    let err = CacheConfig::from_env_with(env(&[
+        ("CACHE_APP_PREFIX", "shop"),
+        ("CACHE_REDIS_MODE", "sentinel"),
+    ]))
+    .expect_err("unknown mode");
+    assert_eq!(err.field(), "CACHE_REDIS_MODE");
+}
+
+#[test]
 fn a_unix_socket_password_is_redacted_too() {
     let config = CacheConfig::builder()
         .redis_url("unix:///run/redis.sock?db=2&pass=hunter2")

@@ -218,6 +218,7 @@ async fn cluster_single_flight_holds_across_instances() {
         assert_eq!(task.await.expect("task"), named(7, 0));
     }
     assert_eq!(loader.calls(), 1, "one load across both instances");
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,6 +406,7 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
         "live masters kept hitting"
     );
     assert_eq!(quiet_windows, 0, "live masters hit in every 100 ms");
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
     let first = first_victim_hit.expect("the dead master's keys hit again");
     assert!(
         first <= promoted_at.as_millis() + 1_000,
@@ -528,6 +530,7 @@ async fn cluster_a_raise_lost_in_a_failover_is_replayed() {
         }
     }
     assert_eq!(read_all(started_after, 1).await, fresh(1));
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
 
 /// The same for `invalidate_id` with variants: the delete of the id's variants token.
@@ -572,4 +575,5 @@ async fn cluster_a_delete_lost_in_a_failover_is_replayed() {
         assert_eq!(settled_get(cache, &key).await, None, "the {who} instance");
     }
     assert_eq!(read(started_after, "new").await, "new");
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
