@@ -230,8 +230,8 @@ impl Cache {
         Ok(values)
     }
 
-    /// An invalidation's pipeline (its keys in one slot, its event after them), confirmed by
-    /// the shard's replicas: on a cluster it goes on the master's connection for confirmed
+    /// An invalidation's or an explicit write's pipeline (its keys on one node, its event after
+    /// them), confirmed by the shard's replicas: on a cluster it goes on the master's connection for confirmed
     /// writes, followed by `WAIT <replicas> <half the operation timeout>`. Fewer
     /// confirmations are [`CacheError::Unconfirmed`]: the caller keeps the invalidation for
     /// replay, so it reaches whichever node owns the slot after a failover. Elsewhere it is
@@ -244,15 +244,26 @@ impl Cache {
         let Some(cluster) = self.inner.redis.found_cluster() else {
             return self.call_for(entity, Request::Pipeline(pipeline)).await;
         };
-        let slot = route::pipeline_slots(pipeline.cmd_iter())
-            .into_iter()
+        let targets = route::pipeline_slots(pipeline.cmd_iter());
+        let slot = targets
+            .iter()
             .find_map(|t| match t {
-                Target::Slot(slot) => Some(slot),
+                Target::Slot(slot) => Some(*slot),
                 _ => None,
             })
             .unwrap_or_else(|| cluster.home_slot());
         let replicas = cluster.replicas_of(slot);
-        let Some(node) = cluster.master(slot).filter(|_| replicas > 0) else {
+        let node = cluster.master(slot).filter(|_| replicas > 0);
+        // `WAIT` confirms one connection's writes on one node: a request spread over several
+        // (a variant written beside its id's token on another master) goes unconfirmed.
+        let one_node = node.as_ref().is_some_and(|node| {
+            targets.iter().all(|t| match t {
+                Target::Slot(s) => cluster.master(*s).is_some_and(|m| Arc::ptr_eq(&m, node)),
+                Target::Keyless => true,
+                Target::Split => false,
+            })
+        });
+        let Some(node) = node.filter(|_| one_node) else {
             return self.call_for(entity, Request::Pipeline(pipeline)).await;
         };
         let wait_ms = (self.inner.config.operation_timeout / 2).as_millis().max(1);

@@ -389,12 +389,27 @@ impl Cache {
                 .arg("GT")
                 .ignore();
         }
-        let stored = if let Write::Populate(_) | Write::Replace(_) | Write::Ordered(_) = write {
-            let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
-            stored == 1
-        } else {
-            let () = self.redis(key.entity(), &pipeline).await?;
-            true
+        // An explicit write replaces what a failover must not bring back: on a cluster it waits
+        // for the shard's replicas, and an unconfirmed one fails, so the key is invalidated
+        // (and that replayed) instead.
+        let entity = Some(key.entity());
+        let stored = match write {
+            Write::Ordered(_) => {
+                let (stored,): (u8,) = self.call_confirmed(entity, &pipeline).await?;
+                stored == 1
+            }
+            Write::Populate(_) | Write::Replace(_) => {
+                let (stored,): (u8,) = self.redis(key.entity(), &pipeline).await?;
+                stored == 1
+            }
+            Write::Overwrite => {
+                let () = self.call_confirmed(entity, &pipeline).await?;
+                true
+            }
+            Write::Unguarded => {
+                let () = self.redis(key.entity(), &pipeline).await?;
+                true
+            }
         };
         tracing::debug!(key = key.as_str(), ttl_ms, stored, "cache set");
         Ok(stored)
