@@ -30,6 +30,9 @@ pub(crate) trait Listener: Send + Sync + 'static {
     fn subscription_client(
         self: Arc<Self>,
     ) -> impl std::future::Future<Output = Option<redis::Client>> + Send;
+    /// Whether the subscription on the server at `url` should move: on a cluster, its node
+    /// turned master while a replica could carry it (a master's death would end it).
+    fn should_move_subscription(&self, url: &str) -> bool;
     /// Whether `payload` is this instance's own echo.
     fn is_own_echo(&self, payload: &str) -> bool;
 }
@@ -145,7 +148,8 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channel: String) {
                 inner.bus_connected(true);
                 drop(inner);
                 let (sink, stream) = pubsub.split();
-                let ended = listen(&cache, sink, stream, heartbeat_deadline(timeout)).await;
+                let url = client.get_connection_info().addr().to_string();
+                let ended = listen(&cache, sink, stream, heartbeat_deadline(timeout), &url).await;
                 let Some(inner) = cache.upgrade() else { return };
                 inner.subscription_lost();
                 inner.bus_connected(false);
@@ -171,6 +175,7 @@ async fn listen<L: Listener>(
     mut sink: redis::aio::PubSubSink,
     mut messages: redis::aio::PubSubStream,
     deadline: Duration,
+    address: &str,
 ) -> Ended {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -201,6 +206,10 @@ async fn listen<L: Listener>(
                 let answered = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
                     tracing::warn!("invalidation subscriber: heartbeat unanswered, reconnecting");
+                    return Ended::Lost;
+                }
+                if inner.should_move_subscription(address) {
+                    tracing::info!(address, "invalidation subscriber: its node became a master, moving to a replica");
                     return Ended::Lost;
                 }
                 match echo_sent {

@@ -204,6 +204,12 @@ impl bus::Listener for Inner {
         redis::Client::open(url).ok()
     }
 
+    fn should_move_subscription(&self, address: &str) -> bool {
+        self.redis
+            .found_cluster()
+            .is_some_and(|cluster| cluster.is_master_with_replicas_elsewhere(address))
+    }
+
     fn is_own_echo(&self, payload: &str) -> bool {
         matches!(Event::decode(payload), Some((origin, Event::Echo)) if origin == self.origin)
     }

@@ -214,6 +214,13 @@ impl Cluster {
         address.map_or_else(|| self.template.to_string(), |a| self.url_of(&a))
     }
 
+    /// Whether the node at `address` is a master now while some replica exists: a subscription
+    /// there should move.
+    pub(crate) fn is_master_with_replicas_elsewhere(&self, address: &str) -> bool {
+        let table = self.table.load();
+        !table.replicas().is_empty() && table.masters().iter().any(|m| m.address == address)
+    }
+
     /// Which master the next echo goes through (an ever-growing turn).
     pub(crate) fn next_echo_turn(&self) -> usize {
         self.echo_turn.fetch_add(1, Ordering::Relaxed)

@@ -18,7 +18,9 @@ pub use key_report::{KeyReport, Validity, inspect_key};
 pub use keyspace::{
     KeySpace, Namespace, ScanOptions, TTL_BUCKETS, TtlHistogram, scan_keyspace, scan_keyspace_nodes,
 };
-pub use names::{entity_mark_key, invalidation_channel, tag_mark_key, variants_token_key};
+pub use names::{
+    entity_mark_key, invalidation_channel, is_bookkeeping, tag_mark_key, variants_token_key,
+};
 
 use std::collections::HashMap;
 

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::format::{bytes, duration};
-use crate::{Cli, Failure, connect, required_app};
+use crate::{Cli, Failure, connect_routed, required_app};
 
 #[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
@@ -59,7 +59,7 @@ pub(crate) async fn run(cli: &Cli, args: &InspectArgs) -> Result<ExitCode, Failu
         )?,
         _ => return Err(Failure("give a KEY, or --entity and --id".into())),
     };
-    let mut conn = connect(cli).await?;
+    let mut conn = connect_routed(cli).await?;
     let report = inspect::inspect_key(&mut conn, &key).await?;
     if cli.json {
         println!("{:#}", to_json(&report));

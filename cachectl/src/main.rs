@@ -9,6 +9,7 @@ mod format;
 mod health;
 mod inspect;
 mod keys;
+mod routed;
 mod write;
 
 use std::process::ExitCode;
@@ -128,6 +129,35 @@ fn first_seed(url: &str) -> &str {
 /// A connection for reading, or a one-line failure.
 async fn connect(cli: &Cli) -> Result<redis::aio::MultiplexedConnection, Failure> {
     connect_url(first_seed(&cli.url)).await
+}
+
+/// A connection that sends each single-key command to the server holding its key: the one
+/// Redis, or the right master of a cluster.
+async fn connect_routed(cli: &Cli) -> Result<routed::Routed, Failure> {
+    let mut conn = connect(cli).await?;
+    if cache_runtime::inspect::cluster_layout(&mut conn)
+        .await?
+        .is_none()
+    {
+        return Ok(routed::Routed::Node(conn));
+    }
+    let seeds: Vec<&str> = cli.url.split(',').map(str::trim).collect();
+    let seeds: Vec<String> = seeds
+        .iter()
+        .map(|seed| match seed.contains("://") {
+            true => Ok((*seed).to_owned()),
+            false => node_url(first_seed(&cli.url), seed),
+        })
+        .collect::<Result<_, _>>()?;
+    let client = redis::cluster::ClusterClient::new(seeds)
+        .map_err(|e| Failure(format!("invalid cluster seeds {}: {e}", redacted(&cli.url))))?;
+    match tokio::time::timeout(Duration::from_secs(3), client.get_async_connection()).await {
+        Ok(Ok(conn)) => Ok(routed::Routed::Cluster(conn)),
+        Ok(Err(e)) => Err(Failure(format!("cannot connect to the cluster: {e}"))),
+        Err(_) => Err(Failure(
+            "cannot connect to the cluster: no answer within 3 s".into(),
+        )),
+    }
 }
 
 /// The servers that hold keys: the one Redis, or each master of a cluster (reached with the

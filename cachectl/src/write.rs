@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::inspect::build_key;
-use crate::{Cli, Failure, connect, required_app};
+use crate::{Cli, Failure, connect, connect_masters, connect_routed, required_app};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["entity", "tag"])))]
@@ -106,7 +106,7 @@ pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitC
 }
 
 async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
-    let mut conn = connect(cli).await?;
+    let mut conn = connect_routed(cli).await?;
     let channel = inspect::invalidation_channel(app);
     let plan = match (&args.entity, &args.tag) {
         (Some(entity), _) => {
@@ -127,7 +127,11 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
                 }
                 (None, Some(glob)) => {
                     let pattern = format!("{prefix}{glob}");
-                    let keys = matching(&mut conn, &pattern).await?;
+                    // Every master holds a share of the keys.
+                    let mut keys = Vec::new();
+                    for (_, mut node) in connect_masters(cli).await?.nodes {
+                        keys.extend(matching(&mut node, &pattern).await?);
+                    }
                     json!({
                         "action": "delete the matching keys (SCAN + UNLINK)",
                         "pattern": pattern, "matching_keys": keys.len(),
@@ -169,7 +173,7 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Keys matching `pattern`, by `SCAN` (what the real invalidation walks).
+/// Values matching `pattern`, by `SCAN` (what the real invalidation walks and deletes).
 async fn matching(
     conn: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
@@ -185,7 +189,8 @@ async fn matching(
             .arg(1_000)
             .query_async(conn)
             .await?;
-        keys.extend(batch);
+        // What the invalidation deletes: values, never the entity's own mark.
+        keys.extend(batch.into_iter().filter(|k| !inspect::is_bookkeeping(k)));
         cursor = next;
         if cursor == 0 {
             return Ok(keys);

@@ -472,4 +472,25 @@ async fn keys_ttl_and_health_cover_every_master_of_a_cluster() {
     assert_eq!(nodes.len(), 3);
     assert!(nodes.iter().all(|n| n["replicas"] == 1), "{health:#}");
     assert!(health["bus_subscribers"].as_u64().unwrap_or(0) >= 1);
+    // Single keys wherever they live: the key, then its marks on other masters.
+    for id in ["7", "123", "250"] {
+        let (code, report) = run(&["inspect", "--entity", "product", "--id", id]);
+        let report = report.expect("inspect JSON");
+        assert_eq!(code, Some(0), "{report:#}");
+        assert_eq!(report["exists"], true, "{report:#}");
+        assert_eq!(report["validity"], "valid", "{report:#}");
+        let (code, plan) = run(&["invalidate", "--entity", "product", "--id", id, "--dry-run"]);
+        assert_eq!(code, Some(0));
+        assert_eq!(plan.expect("plan")["plan"]["key_exists"], true);
+    }
+    let (_, plan) = run(&[
+        "invalidate",
+        "--entity",
+        "product",
+        "--pattern",
+        "*",
+        "--dry-run",
+    ]);
+    assert_eq!(plan.expect("plan")["plan"]["matching_keys"], 300);
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }

@@ -84,10 +84,44 @@ struct State {
     since: Option<Instant>,
     summarised: Option<Instant>,
     /// In order; the front one stays here while it is being sent, so it is counted as pending
-    /// until Redis has it.
-    items: VecDeque<Intent>,
+    /// until Redis has it. Each with the reads it keeps from Redis meanwhile.
+    items: VecDeque<(Intent, Blanks)>,
+    /// How many of `items` are [`Blanks::All`].
+    items_blanking_all: usize,
     /// What did not fit, by what it stands for: replayed wholesale on recovery.
     overflowed: HashMap<String, Intent>,
+}
+
+/// Which reads a pending invalidation keeps from Redis (they are misses until it has landed,
+/// since Redis may still hold what it removes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blanks {
+    /// Every read: Redis did not take it, and may hold anything it covers.
+    All,
+    /// Reads of keys on the shard of this slot: its master took the invalidation but its
+    /// replicas did not confirm it, so only a failover of that shard could undo it.
+    Shard(u16),
+    /// None beyond its blocked mark (an unconfirmed mark raise: every value under the mark is
+    /// a miss here already).
+    Marked,
+}
+
+impl Blanks {
+    /// What `intent`, failed with `cause`, keeps from Redis.
+    pub(crate) fn of(intent: &Intent, cause: &CacheError) -> Self {
+        if !matches!(cause, CacheError::Unconfirmed { .. }) {
+            return Self::All;
+        }
+        match intent {
+            Intent::Key(key) => Self::Shard(crate::cluster::slot::slot(key.as_str().as_bytes())),
+            Intent::Id { entity, escaped_id } => {
+                let key = entity.key_from_escaped(escaped_id, None);
+                Self::Shard(crate::cluster::slot::slot(key.as_str().as_bytes()))
+            }
+            Intent::Entity(_) | Intent::Tag(_) | Intent::All => Self::Marked,
+            Intent::Matching(..) => Self::All,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +129,8 @@ pub(crate) struct ReplayQueue {
     state: Mutex<State>,
     /// How many invalidations are pending, readable without the lock on every read.
     pending: AtomicUsize,
+    /// How many of them blank every read ([`Blanks::All`], and everything overflowed).
+    blank_all: AtomicUsize,
     capacity: usize,
     wake: Notify,
     /// One sender at a time (the background task, or a shutdown flush): the front item is
@@ -107,6 +143,7 @@ impl ReplayQueue {
         Self {
             state: Mutex::new(State::default()),
             pending: AtomicUsize::new(0),
+            blank_all: AtomicUsize::new(0),
             capacity,
             wake: Notify::new(),
             sending: tokio::sync::Mutex::new(()),
@@ -133,7 +170,9 @@ impl ReplayQueue {
             tracing::debug!(%intent, %cause, "invalidation kept for replay");
         }
         if state.items.len() < self.capacity {
-            state.items.push_back(intent);
+            let blanks = Blanks::of(&intent, cause);
+            state.items_blanking_all += usize::from(blanks == Blanks::All);
+            state.items.push_back((intent, blanks));
         } else if state.overflowed.contains_key(WHOLE_APP) {
             // Covered already.
         } else if state.overflowed.len() >= MAX_OVERFLOWED {
@@ -157,21 +196,27 @@ impl ReplayQueue {
     }
 
     fn front(&self) -> Option<Intent> {
-        self.lock().items.front().cloned()
+        self.lock().items.front().map(|(intent, _)| intent.clone())
     }
 
     /// Removes the front item once it reached Redis (only the replay task pops, so it is
     /// still the one that was sent).
     fn sent_front(&self) {
         let mut state = self.lock();
-        state.items.pop_front();
+        if let Some((_, Blanks::All)) = state.items.pop_front() {
+            state.items_blanking_all -= 1;
+        }
         self.count(&state);
     }
 
-    /// Mirrors the count for [`Self::any`].
+    /// Mirrors the counts for [`Self::any`] and [`Self::blanks_all`].
     fn count(&self, state: &State) {
         self.pending.store(
             state.items.len() + state.overflowed.len(),
+            Ordering::Release,
+        );
+        self.blank_all.store(
+            state.items_blanking_all + state.overflowed.len(),
             Ordering::Release,
         );
     }
@@ -179,6 +224,23 @@ impl ReplayQueue {
     /// Whether anything is pending, without taking the lock (checked on every read).
     pub(crate) fn any(&self) -> bool {
         self.pending.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether a pending invalidation keeps every read from Redis.
+    pub(crate) fn blanks_all(&self) -> bool {
+        self.blank_all.load(Ordering::Acquire) > 0
+    }
+
+    /// The slots whose shards pending invalidations keep reads from.
+    pub(crate) fn blanked_slots(&self) -> Vec<u16> {
+        self.lock()
+            .items
+            .iter()
+            .filter_map(|(_, blanks)| match blanks {
+                Blanks::Shard(slot) => Some(*slot),
+                _ => None,
+            })
+            .collect()
     }
 
     fn overflowed(&self) -> Vec<(String, Intent)> {

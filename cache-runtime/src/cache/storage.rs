@@ -67,7 +67,7 @@ impl Cache {
     /// While invalidations wait to be replayed, Redis may still hold what they remove, so
     /// every read is a miss until they have landed.
     pub(crate) async fn fetch(&self, key: &CacheKey) -> Result<Found, CacheError> {
-        if self.inner.replay.any() {
+        if self.inner.replay.any() && self.blanked(&[key]).first() == Some(&true) {
             return Ok(Found::default());
         }
         if !self.inner.fence.verified() {
@@ -106,7 +106,11 @@ impl Cache {
         let Some(first) = keys.first() else {
             return Ok(Vec::new());
         };
-        if self.inner.replay.any() {
+        let blanked = match self.inner.replay.any() {
+            true => self.blanked(&keys.iter().collect::<Vec<_>>()),
+            false => Vec::new(),
+        };
+        if !blanked.is_empty() && blanked.iter().all(|&b| b) {
             return Ok(keys.iter().map(|_| Found::default()).collect());
         }
         if !self.inner.fence.verified() {
@@ -134,7 +138,36 @@ impl Cache {
             };
             found.push(Found { bytes, id_token });
         }
+        // Keys a pending invalidation keeps from Redis read as misses.
+        for (found, _) in found.iter_mut().zip(&blanked).filter(|(_, b)| **b) {
+            *found = Found::default();
+        }
         Ok(found)
+    }
+
+    /// For each key, whether a pending invalidation keeps its reads from Redis: every key while
+    /// one did not reach Redis; on a cluster, only the keys on the shard of an unconfirmed one.
+    fn blanked(&self, keys: &[&CacheKey]) -> Vec<bool> {
+        let replay = &self.inner.replay;
+        let cluster = self.inner.redis.found_cluster();
+        let Some(cluster) = cluster.filter(|_| !replay.blanks_all()) else {
+            return vec![true; keys.len()];
+        };
+        let shards: Vec<_> = replay
+            .blanked_slots()
+            .into_iter()
+            .map(|slot| cluster.master(slot))
+            .collect();
+        keys.iter()
+            .map(|key| {
+                let master = cluster.master(crate::cluster::slot::slot(key.as_str().as_bytes()));
+                shards.iter().any(|shard| match (shard, &master) {
+                    (Some(shard), Some(master)) => std::sync::Arc::ptr_eq(shard, master),
+                    // A shard without a master now: its keys cannot be read anyway.
+                    _ => true,
+                })
+            })
+            .collect()
     }
 
     /// What fetched bytes hold, counted as a hit or a miss. A value that an invalidation made

@@ -182,14 +182,12 @@ async fn validity<C: ConnectionLike>(
     for tag in tags {
         marks.push((tag_mark_key(app, tag), format!("tag `{tag}`")));
     }
-    let mut pipe = redis::pipe();
-    for (mark_key, _) in &marks {
-        pipe.cmd("GET").arg(mark_key);
+    // One `GET` each: on a Redis Cluster each mark and the token hash to a slot of their own,
+    // and one pipeline may not span slots. A handful of round trips, for one key.
+    let mut values: Vec<Option<u64>> = Vec::with_capacity(marks.len() + 1);
+    for key in marks.iter().map(|(k, _)| k).chain(&token_key) {
+        values.push(redis::cmd("GET").arg(key).query_async(conn).await?);
     }
-    if let Some(token_key) = &token_key {
-        pipe.cmd("GET").arg(token_key);
-    }
-    let values: Vec<Option<u64>> = pipe.query_async(conn).await?;
     for ((_, what), mark) in marks.iter().zip(&values) {
         match mark {
             None => {

@@ -27,3 +27,9 @@ pub fn tag_mark_key(app: &str, tag: &str) -> String {
 pub fn invalidation_channel(app: &str) -> String {
     crate::bus::channel(app)
 }
+
+/// Whether `key` is one of the cache's own bookkeeping keys (a mark, a lease, a variants token,
+/// a revision record) rather than a value: what pattern invalidation never deletes.
+pub fn is_bookkeeping(key: &str) -> bool {
+    crate::key::is_bookkeeping(key)
+}

@@ -277,7 +277,20 @@ async fn cluster_mode_that_does_not_match_the_server_is_a_clear_error() {
 /// dead master's keys hit again soon after its replica is promoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_kill_a_master_costs_only_its_keys() {
-    let mut cluster = RedisCluster::start();
+    kill_a_master(false).await;
+}
+
+/// The same with `cluster-require-full-coverage yes`: every master answers `CLUSTERDOWN` from
+/// the failure mark to the promotion. No call fails, those calls go to the source without
+/// opening the live masters' breakers, and every key hits again after the promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_kill_a_master_with_full_coverage_required() {
+    kill_a_master(true).await;
+}
+
+async fn kill_a_master(full_coverage: bool) {
+    let coverage = if full_coverage { "yes" } else { "no" };
+    let mut cluster = RedisCluster::start_with(&["--cluster-require-full-coverage", coverage]);
     let cache = cluster_cache(&cluster, "kill");
     let items = cache.entity("item").expect("entity");
     let ids: Vec<u64> = (0..600).collect();
@@ -355,13 +368,34 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let killed_at = started.elapsed();
     cluster.node_mut(victim).stop();
+    let victim_address = format!("127.0.0.1:{victim_port}");
+    let breakers = {
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            // Every live master's breaker that left `Closed` while the cluster was down.
+            let mut opened = Vec::new();
+            while started.elapsed() < run_for {
+                for (address, state) in cache.nodes() {
+                    if address != victim_address && state != BreakerState::Closed {
+                        opened.push(address);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            opened
+        })
+    };
     // A batch read answers the dead master's keys as misses and the rest as usual.
     let keys: Vec<_> = ids.iter().map(|id| items.key(id)).collect();
     let batch: Vec<Option<String>> = cache.get_many(&keys).await.expect("get_many");
     for (id, held) in ids.iter().zip(&batch) {
-        match on_victim.contains(id) {
-            true => assert_eq!(held, &None, "id {id} on the dead master"),
-            false => assert_eq!(held.as_deref(), Some(named(*id, 0).as_str()), "id {id}"),
+        match (on_victim.contains(id), full_coverage) {
+            (true, _) => assert_eq!(held, &None, "id {id} on the dead master"),
+            // Not yet marked failed: the others still answer, or already `CLUSTERDOWN`.
+            (false, true) => {}
+            (false, false) => {
+                assert_eq!(held.as_deref(), Some(named(*id, 0).as_str()), "id {id}")
+            }
         }
     }
     // The promotion, as the cluster reports it.
@@ -379,6 +413,11 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
     for task in tasks {
         task.await.expect("reader");
     }
+    let opened = breakers.await.expect("sampler");
+    assert!(
+        opened.is_empty(),
+        "live masters' breakers left Closed: {opened:?}"
+    );
     let window_ms = |w: usize| w as u128 * 100;
     let first_victim_hit = (0..80)
         .filter(|&w| window_ms(w) > promoted_at.as_millis())
@@ -394,18 +433,26 @@ async fn cluster_kill_a_master_costs_only_its_keys() {
         .filter(|&w| windows[w][1].load(Ordering::Relaxed) == 0)
         .count();
     println!(
-        "kill a master: killed at {killed_at:?}, promoted at {promoted_at:?}, first hit on the promoted replica at {first_victim_hit:?} ms, live masters' hit ratio {:.3} ({} of {}), windows without a live hit {quiet_windows}, failed calls {}",
+        "kill a master (full coverage {coverage}): killed at {killed_at:?}, promoted at {promoted_at:?}, first hit on the promoted replica at {first_victim_hit:?} ms, live masters' hit ratio {:.3} ({} of {}), windows without a live hit {quiet_windows}, failed calls {}",
         live.1 as f64 / live.0.max(1) as f64,
         live.1,
         live.0,
         failed.load(Ordering::Relaxed)
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no call failed");
-    assert!(
-        live.1 as f64 >= 0.95 * live.0 as f64,
-        "live masters kept hitting"
-    );
-    assert_eq!(quiet_windows, 0, "live masters hit in every 100 ms");
+    if full_coverage {
+        // Every key hits again once the promoted replica serves: the last second hit.
+        let last: u64 = (70..78)
+            .map(|w| windows[w][1].load(Ordering::Relaxed))
+            .sum();
+        assert!(last > 0, "live masters hit again after the promotion");
+    } else {
+        assert!(
+            live.1 as f64 >= 0.95 * live.0 as f64,
+            "live masters kept hitting"
+        );
+        assert_eq!(quiet_windows, 0, "live masters hit in every 100 ms");
+    }
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
     let first = first_victim_hit.expect("the dead master's keys hit again");
     assert!(
@@ -447,6 +494,20 @@ async fn lose_an_invalidation<T: std::fmt::Debug, F: Future<Output = Result<T, C
     invalidate: F,
 ) {
     let master = cluster.index_of(cluster.master_of(key));
+    // A value on another master, which stays readable while the invalidation is pending: only
+    // its own shard's reads are kept from Redis.
+    let probes = writer.entity("probe").expect("entity");
+    let probe = (0..64u64)
+        .map(|id| probes.key(&id))
+        .find(|k| cluster.index_of(cluster.master_of(k.as_str())) != master)
+        .expect("a key on another master");
+    writer.set(&probe, "probe", Ttl::Long).await.expect("set");
+    for _ in 0..2 {
+        assert_eq!(
+            writer.get::<String>(&probe).await.expect("get").as_deref(),
+            Some("probe")
+        );
+    }
     let replica = cluster.index_of(cluster.replica_of(&cluster.nodes()[master]));
     cluster.nodes()[replica].freeze();
     // More than the sockets between them buffer: the invalidation then waits in the master's
@@ -465,6 +526,16 @@ async fn lose_an_invalidation<T: std::fmt::Debug, F: Future<Output = Result<T, C
         "{unconfirmed:?}"
     );
     assert_eq!(writer.pending_invalidations(), 1, "kept for replay");
+    let hits = probes.metrics().hits;
+    assert_eq!(
+        writer.get::<String>(&probe).await.expect("get").as_deref(),
+        Some("probe")
+    );
+    assert_eq!(
+        probes.metrics().hits,
+        hits + 1,
+        "another shard's key still hits"
+    );
     cluster.node_mut(master).stop();
     cluster.nodes()[replica].thaw();
     cluster.wait_for_three_masters(Duration::from_secs(10));
@@ -615,4 +686,56 @@ async fn cluster_a_write_lost_in_a_failover_is_not_undone() {
         );
     }
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+/// How many subscribers each node has on `channel` (`PUBSUB NUMSUB` counts a node's own).
+fn subscribers_by_node(cluster: &RedisCluster, channel: &str) -> Vec<i64> {
+    cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            node.try_query::<(String, i64)>(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel))
+                .map_or(0, |(_, n)| n)
+        })
+        .collect()
+}
+
+/// The bus subscribes on a replica; when that replica is promoted (`CLUSTER FAILOVER`), the
+/// subscription moves to a replica again, so a later death of that node ends no bus session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_the_bus_leaves_a_replica_that_turned_master() {
+    let cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "moves");
+    subscribed(&[&cache]).await;
+    let channel = cache_runtime::inspect::invalidation_channel("moves");
+    let counts = subscribers_by_node(&cluster, &channel);
+    let on = counts
+        .iter()
+        .position(|&n| n == 1)
+        .expect("one subscription");
+    let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+    assert!(
+        !masters.contains(&cluster.nodes()[on].port()),
+        "on a replica"
+    );
+    let () = cluster.nodes()[on].query(redis::cmd("CLUSTER").arg("FAILOVER"));
+    let started = Instant::now();
+    loop {
+        let counts = subscribers_by_node(&cluster, &channel);
+        let masters: Vec<u16> = cluster.masters().iter().map(|m| m.port()).collect();
+        let moved = counts[on] == 0
+            && counts.iter().sum::<i64>() == 1
+            && counts
+                .iter()
+                .zip(cluster.nodes())
+                .all(|(n, node)| *n == 0 || !masters.contains(&node.port()));
+        if moved && cache.invalidation_bus_connected() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still on {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
