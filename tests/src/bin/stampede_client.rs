@@ -3,7 +3,9 @@
 //! `{key}:loader_calls` in Redis before taking `load_ms`, so the test can count them across
 //! processes.
 //!
-//! `stampede_client <redis-url> <concurrency> <load_ms> <lease: on|off>`
+//! `stampede_client <redis-url> <concurrency> <load_ms> <lease: on|off> [<signal-url>]`: the
+//! go signal and the count live at `signal-url` (default: `redis-url`), a plain Redis when the
+//! cache runs on a cluster.
 
 use std::time::Duration;
 
@@ -16,8 +18,15 @@ pub const LOADER_CALLS_KEY: &str = "stampede:loader_calls";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, concurrency, load_ms, lease] = args.as_slice() else {
-        return Err("usage: stampede_client <redis-url> <concurrency> <load_ms> <on|off>".into());
+    let (url, concurrency, load_ms, lease, signal_url) = match args.as_slice() {
+        [_, url, concurrency, load_ms, lease] => (url, concurrency, load_ms, lease, url),
+        [_, url, concurrency, load_ms, lease, signal] => (url, concurrency, load_ms, lease, signal),
+        _ => {
+            return Err(
+                "usage: stampede_client <redis-url> <concurrency> <load_ms> <on|off> [<signal-url>]"
+                    .into(),
+            );
+        }
     };
     let concurrency: usize = concurrency.parse()?;
     let load = Duration::from_millis(load_ms.parse()?);
@@ -31,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let cache = Cache::new(config)?;
     let key = cache.entity("product")?.key(KEY_ID);
-    let mut counter = redis::Client::open(url.as_str())?
+    let mut counter = redis::Client::open(signal_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
 

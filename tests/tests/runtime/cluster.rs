@@ -739,3 +739,106 @@ async fn cluster_the_bus_leaves_a_replica_that_turned_master() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The macros on a cluster: a repository's reads, variants, invalidations and write-through,
+/// with every key and its bookkeeping on whichever master its slot names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_macros_read_invalidate_and_write_through() {
+    use crate::macros::{ProductUpdate, Repo, Sort, product};
+
+    let cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "repo");
+    let repo = Repo {
+        db: crate::macros::Db::with_products((0..60).map(|id| product(id, (id % 3) as u32))),
+    };
+    cache_runtime::with_cache(cache, async {
+        for id in 0..60 {
+            assert_eq!(repo.product(id).await, Ok(product(id, (id % 3) as u32)));
+        }
+        for category in 0..3 {
+            for page in 0..2 {
+                repo.list(category, page, Sort::Name).await.expect("list");
+            }
+        }
+        let loaded = repo.db.queries();
+        for id in 0..60 {
+            repo.product(id).await.expect("hit");
+        }
+        repo.list(1, 0, Sort::Name).await.expect("hit");
+        assert_eq!(repo.db.queries(), loaded, "every read a hit");
+
+        let update = ProductUpdate {
+            name: "renamed".to_owned(),
+            category: 1,
+        };
+        repo.update(7, &update).await.expect("update");
+        assert_eq!(repo.product(7).await.expect("read").name, "renamed");
+        let listed = repo.list(1, 0, Sort::Name).await.expect("list");
+        assert!(listed.iter().any(|p| p.id == 7), "the list was invalidated");
+        let mut saved = product(8, 2);
+        saved.name = "saved".to_owned();
+        repo.save(saved.clone()).await.expect("save");
+        let before = repo.db.queries();
+        assert_eq!(repo.product(8).await, Ok(saved), "written through");
+        assert_eq!(repo.db.queries(), before, "served from the cache");
+    })
+    .await;
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+/// No seed answering is Redis down: reads go to the source and the breaker opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_no_seed_answering_is_redis_down() {
+    let cache = Cache::new(
+        CacheConfig::builder()
+            .redis_url("redis://127.0.0.1:1,127.0.0.1:2,127.0.0.1:3")
+            .redis_mode(RedisMode::Cluster)
+            .app_prefix("down")
+            .metrics_log_interval(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let items = cache.entity("item").expect("entity");
+    let loader = CountingLoader::default();
+    for id in 0..10u64 {
+        let got = cache
+            .get_or_set(&items.key(&id), Ttl::Medium, || loader.load(named(id, 0)))
+            .await
+            .expect("the source answers");
+        assert_eq!(got, named(id, 0));
+    }
+    assert_eq!(loader.calls(), 10);
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+}
+
+/// Four processes × 250 concurrent calls on one cold key of a cluster: the lease holds across
+/// processes there too (one loader call in all).
+#[test]
+fn cluster_four_processes_on_one_cold_key_make_one_loader_call() {
+    let cluster = RedisCluster::start();
+    // The go signal and the count, on a plain Redis beside the cluster.
+    let signals = RedisServer::start();
+    let mut clients: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_stampede_client"))
+                .args([
+                    cluster.url(),
+                    "250".into(),
+                    "300".into(),
+                    "on".into(),
+                    signals.url(),
+                ])
+                .spawn()
+                .expect("spawn stampede_client")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let () = signals.query(redis::cmd("SET").arg("stampede:go").arg(1));
+    for child in &mut clients {
+        assert!(child.wait().expect("wait").success(), "a client failed");
+    }
+    let calls: Option<i64> = signals.query(redis::cmd("GET").arg("stampede:loader_calls"));
+    assert_eq!(calls, Some(1));
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
