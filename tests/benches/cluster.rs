@@ -11,17 +11,17 @@
 //! change the 7 rounds of 1,000 ms).
 
 mod product;
+mod rounds;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, CacheConfig, cached, with_cache};
 use cache_tests::{RedisCluster, RedisServer};
 use product::{Product, product};
+use rounds::{Reader, env_number, interleaved, median, print_table};
 
 const KEYS: u64 = 1_000;
-const TASK_COUNTS: [usize; 3] = [1, 64, 256];
 
 #[derive(Debug, Clone, PartialEq)]
 struct BenchError;
@@ -40,7 +40,7 @@ enum Setup {
     Ours(Cache),
 }
 
-impl Setup {
+impl Reader for Setup {
     async fn read(&self, id: u64) -> Product {
         match self {
             Self::Peer(conn) => {
@@ -54,30 +54,6 @@ impl Setup {
             Self::Ours(cache) => with_cache(cache.clone(), ours(id)).await.expect("ours"),
         }
     }
-}
-
-async fn throughput(setup: &Setup, tasks: usize, round: Duration) -> f64 {
-    let calls = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + round;
-    let handles: Vec<_> = (0..tasks as u64)
-        .map(|task| {
-            let (setup, calls) = (setup.clone(), calls.clone());
-            tokio::spawn(async move {
-                let mut id = task * 7919 % KEYS;
-                let mut done = 0;
-                while Instant::now() < deadline {
-                    std::hint::black_box(setup.read(id).await);
-                    id = (id + 1) % KEYS;
-                    done += 1;
-                }
-                calls.fetch_add(done, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.expect("task");
-    }
-    calls.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
 }
 
 /// Percentiles (50, 99) of `call`'s latency over `n` calls from one task, in µs.
@@ -95,18 +71,6 @@ where
     times.sort_by(f64::total_cmp);
     let at = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
     (at(50), at(99))
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn cache(url: &str) -> Cache {
@@ -158,15 +122,8 @@ async fn run() {
     let warmed = SOURCE_CALLS.load(Ordering::Relaxed);
     let rounds = env_number("CLUSTER_ROUNDS", 7).max(1) as usize;
     let round = Duration::from_millis(env_number("CLUSTER_ROUND_MS", 1_000));
-    let mut figures = vec![vec![Vec::new(); TASK_COUNTS.len()]; setups.len()];
-    for r in 0..rounds {
-        for (t, &tasks) in TASK_COUNTS.iter().enumerate() {
-            for s in 0..setups.len() {
-                let s = (s + r) % setups.len();
-                figures[s][t].push(throughput(&setups[s].1, tasks, round).await);
-            }
-        }
-    }
+    let readers: Vec<Setup> = setups.iter().map(|(_, s)| s.clone()).collect();
+    let figures = interleaved(&readers, KEYS, rounds, round).await;
     assert_eq!(
         SOURCE_CALLS.load(Ordering::Relaxed),
         warmed,
@@ -176,27 +133,8 @@ async fn run() {
     println!(
         "\nmulti-thread runtime, {cores} cores shared with 7 redis-servers, {rounds} interleaved rounds of {round:?}, medians (ratio: median of per-round ratios to the peer)\n"
     );
-    let header: Vec<String> = TASK_COUNTS.iter().map(|t| format!("{t} tasks")).collect();
-    println!("| hits/s | {} |", header.join(" | "));
-    println!("| --- |{}", " --- |".repeat(TASK_COUNTS.len()));
-    for (s, (name, _)) in setups.iter().enumerate() {
-        let cells: Vec<String> = (0..TASK_COUNTS.len())
-            .map(|t| {
-                let mut rates = figures[s][t].clone();
-                let mut ratios: Vec<f64> = figures[s][t]
-                    .iter()
-                    .zip(&figures[0][t])
-                    .map(|(own, base)| own / base)
-                    .collect();
-                format!(
-                    "{:.1}k ({:.2}×)",
-                    median(&mut rates) / 1_000.0,
-                    median(&mut ratios)
-                )
-            })
-            .collect();
-        println!("| {name} | {} |", cells.join(" | "));
-    }
+    let names: Vec<&str> = setups.iter().map(|(name, _)| *name).collect();
+    print_table("hits/s", &names, &figures);
 
     // Latency at one task, the two alternating in blocks so drift hits both.
     let (mut cluster_p50, mut node_p50) = (Vec::new(), Vec::new());

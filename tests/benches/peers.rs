@@ -14,17 +14,18 @@
 //! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
 
 mod product;
+mod rounds;
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
 use product::{Product, product};
+use rounds::{Reader, env_number, interleaved, print_table, throughput};
 
 const KEYS: u64 = 1_000;
-const TASK_COUNTS: [usize; 3] = [1, 64, 256];
 const CHILD_ENV: &str = "PEERS_CURRENT_THREAD";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +79,7 @@ enum Setup {
     Local,
 }
 
-impl Setup {
+impl Reader for Setup {
     async fn read(&self, id: u64) -> Product {
         match self {
             Self::HandWritten(conn) => {
@@ -99,31 +100,6 @@ impl Setup {
     }
 }
 
-/// Calls per second with `tasks` tasks looping for `round`.
-async fn throughput(setup: &Setup, tasks: usize, round: Duration) -> f64 {
-    let calls = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + round;
-    let handles: Vec<_> = (0..tasks as u64)
-        .map(|task| {
-            let (setup, calls) = (setup.clone(), calls.clone());
-            tokio::spawn(async move {
-                let mut id = task * 7919 % KEYS;
-                let mut done = 0;
-                while Instant::now() < deadline {
-                    std::hint::black_box(setup.read(id).await);
-                    id = (id + 1) % KEYS;
-                    done += 1;
-                }
-                calls.fetch_add(done, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.await.expect("task");
-    }
-    calls.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
-}
-
 /// User and system CPU seconds of a process so far (`/proc/<pid>/stat`, in clock ticks of
 /// 10 ms: read over seconds, not per call).
 fn cpu_time(pid: &str) -> (f64, f64) {
@@ -137,18 +113,6 @@ fn cpu_time(pid: &str) -> (f64, f64) {
         .collect();
     let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks") / 100.0;
     (ticks(11), ticks(12))
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn cache(url: &str, app: &str, pool_size: Option<usize>) -> Cache {
@@ -221,7 +185,7 @@ async fn run(runtime_name: &str) {
         let client = cpu_time("self");
         let redis = cpu_time(&server.pid().expect("running").to_string());
         let seconds = env_number("PEERS_SECONDS", 10);
-        let rate = throughput(&setups[row].1, tasks, Duration::from_secs(seconds)).await;
+        let rate = throughput(&setups[row].1, KEYS, tasks, Duration::from_secs(seconds)).await;
         let calls = rate * seconds as f64;
         let per_call = |(before_user, before_sys): (f64, f64), (user, sys): (f64, f64)| {
             (
@@ -247,16 +211,8 @@ async fn run(runtime_name: &str) {
 
     let rounds = env_number("PEERS_ROUNDS", 9).max(1) as usize;
     let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
-    // [setup][task count] -> per-round calls/s.
-    let mut figures = vec![vec![Vec::new(); TASK_COUNTS.len()]; setups.len()];
-    for r in 0..rounds {
-        for (t, &tasks) in TASK_COUNTS.iter().enumerate() {
-            for s in 0..setups.len() {
-                let s = (s + r) % setups.len();
-                figures[s][t].push(throughput(&setups[s].1, tasks, round).await);
-            }
-        }
-    }
+    let readers: Vec<Setup> = setups.iter().map(|(_, s)| s.clone()).collect();
+    let figures = interleaved(&readers, KEYS, rounds, round).await;
     assert_eq!(
         SOURCE_CALLS.load(Ordering::Relaxed),
         warmed,
@@ -266,27 +222,8 @@ async fn run(runtime_name: &str) {
     println!(
         "\n{runtime_name} runtime, {rounds} interleaved rounds of {round:?}, medians (ratio: median of per-round ratios to hand-written)\n"
     );
-    let header: Vec<String> = TASK_COUNTS.iter().map(|t| format!("{t} tasks")).collect();
-    println!("| calls/s | {} |", header.join(" | "));
-    println!("| --- |{}", " --- |".repeat(TASK_COUNTS.len()));
-    for (s, (name, _)) in setups.iter().enumerate() {
-        let cells: Vec<String> = (0..TASK_COUNTS.len())
-            .map(|t| {
-                let mut rates = figures[s][t].clone();
-                let mut ratios: Vec<f64> = figures[s][t]
-                    .iter()
-                    .zip(&figures[0][t])
-                    .map(|(own, base)| own / base)
-                    .collect();
-                format!(
-                    "{:.1}k ({:.2}×)",
-                    median(&mut rates) / 1_000.0,
-                    median(&mut ratios)
-                )
-            })
-            .collect();
-        println!("| {name} | {} |", cells.join(" | "));
-    }
+    let names: Vec<&str> = setups.iter().map(|(name, _)| name.as_str()).collect();
+    print_table("calls/s", &names, &figures);
 }
 
 fn main() {

@@ -27,6 +27,27 @@ fn named(id: u64, generation: u32) -> String {
     format!("item {id} generation {generation}")
 }
 
+/// Reads ids `0..count` of `entity`, loading `generation` for the misses.
+async fn read_ids(cache: &Cache, entity: &str, count: u64, generation: u32) -> Vec<String> {
+    let items = cache.entity(entity).expect("entity");
+    let mut values = Vec::new();
+    for id in 0..count {
+        let value = cache
+            .get_or_set(&items.key(&id), Ttl::Long, || async move {
+                Ok::<_, std::io::Error>(named(id, generation))
+            })
+            .await
+            .expect("read");
+        values.push(value);
+    }
+    values
+}
+
+/// What [`read_ids`] answers when every id was loaded at `generation`.
+fn fresh_ids(count: u64, generation: u32) -> Vec<String> {
+    (0..count).map(|id| named(id, generation)).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_cache_aside_reaches_every_master_without_crossing_slots() {
     let cluster = RedisCluster::start();
@@ -71,28 +92,8 @@ async fn cluster_invalidations_of_every_kind_reach_every_master() {
     let reader = cluster_cache(&cluster, "inv");
     subscribed(&[&writer, &reader]).await;
     let items = writer.entity("item").expect("entity");
-    let reader_items = reader.entity("item").expect("entity");
-    let read = |generation: u32| {
-        let (reader, reader_items) = (reader.clone(), reader_items.clone());
-        async move {
-            let mut values = Vec::new();
-            for id in 0..60u64 {
-                let value = reader
-                    .get_or_set(&reader_items.key(&id), Ttl::Medium, || async move {
-                        Ok::<_, std::io::Error>(named(id, generation))
-                    })
-                    .await
-                    .expect("read");
-                values.push(value);
-            }
-            values
-        }
-    };
-    let fresh = |generation: u32| {
-        (0..60u64)
-            .map(|id| named(id, generation))
-            .collect::<Vec<_>>()
-    };
+    let read = |generation: u32| read_ids(&reader, "item", 60, generation);
+    let fresh = |generation: u32| fresh_ids(60, generation);
     // The other instance learns of an invalidation through the bus: within its delay.
     let converges = |generation: u32, after: &'static str| async move {
         let started = Instant::now();
@@ -560,26 +561,9 @@ async fn cluster_a_raise_lost_in_a_failover_is_replayed() {
     subscribed(&[&writer, &reader]).await;
     let read_all = |cache: Cache, generation: u32| {
         let name = name.clone();
-        async move {
-            let items = cache.entity(&name).expect("entity");
-            let mut values = Vec::new();
-            for id in 0..30u64 {
-                let value = cache
-                    .get_or_set(&items.key(&id), Ttl::Long, || async move {
-                        Ok::<_, std::io::Error>(named(id, generation))
-                    })
-                    .await
-                    .expect("read");
-                values.push(value);
-            }
-            values
-        }
+        async move { read_ids(&cache, &name, 30, generation).await }
     };
-    let fresh = |generation: u32| {
-        (0..30u64)
-            .map(|id| named(id, generation))
-            .collect::<Vec<_>>()
-    };
+    let fresh = |generation: u32| fresh_ids(30, generation);
     // Twice: the hits have the entity's mark made (a missing mark would void every value).
     assert_eq!(read_all(reader.clone(), 0).await, fresh(0));
     assert_eq!(read_all(reader.clone(), 0).await, fresh(0));

@@ -1,0 +1,99 @@
+//! What the throughput comparisons share: tasks calling a setup in a loop, rounds interleaved
+//! across setups, and a table of medians with their ratios to the first setup.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::product::Product;
+
+/// The task counts every table has a column for.
+pub const TASK_COUNTS: [usize; 3] = [1, 64, 256];
+
+/// One way of reading product `id`.
+pub trait Reader: Clone + Send + Sync + 'static {
+    fn read(&self, id: u64) -> impl Future<Output = Product> + Send;
+}
+
+/// Calls per second of `tasks` tasks calling `setup` in a loop over `keys` ids for `round`.
+pub async fn throughput<R: Reader>(setup: &R, keys: u64, tasks: usize, round: Duration) -> f64 {
+    let calls = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + round;
+    let handles: Vec<_> = (0..tasks as u64)
+        .map(|task| {
+            let (setup, calls) = (setup.clone(), calls.clone());
+            tokio::spawn(async move {
+                let mut id = task * 7919 % keys;
+                let mut done = 0;
+                while Instant::now() < deadline {
+                    std::hint::black_box(setup.read(id).await);
+                    id = (id + 1) % keys;
+                    done += 1;
+                }
+                calls.fetch_add(done, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("task");
+    }
+    calls.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
+}
+
+/// `rounds` rounds of every setup at every task count, the order rotating each round so drift
+/// on a shared machine hits every setup alike: `[setup][task count]` → calls/s per round.
+pub async fn interleaved<R: Reader>(
+    setups: &[R],
+    keys: u64,
+    rounds: usize,
+    round: Duration,
+) -> Vec<Vec<Vec<f64>>> {
+    let mut figures = vec![vec![Vec::new(); TASK_COUNTS.len()]; setups.len()];
+    for r in 0..rounds {
+        for (t, &tasks) in TASK_COUNTS.iter().enumerate() {
+            for s in 0..setups.len() {
+                let s = (s + r) % setups.len();
+                figures[s][t].push(throughput(&setups[s], keys, tasks, round).await);
+            }
+        }
+    }
+    figures
+}
+
+/// A markdown table: per setup and task count, the median rate and the median of the
+/// per-round ratios to the first setup.
+pub fn print_table(unit: &str, names: &[&str], figures: &[Vec<Vec<f64>>]) {
+    let header: Vec<String> = TASK_COUNTS.iter().map(|t| format!("{t} tasks")).collect();
+    println!("| {unit} | {} |", header.join(" | "));
+    println!("| --- |{}", " --- |".repeat(TASK_COUNTS.len()));
+    for (s, name) in names.iter().enumerate() {
+        let cells: Vec<String> = (0..TASK_COUNTS.len())
+            .map(|t| {
+                let mut rates = figures[s][t].clone();
+                let mut ratios: Vec<f64> = figures[s][t]
+                    .iter()
+                    .zip(&figures[0][t])
+                    .map(|(own, base)| own / base)
+                    .collect();
+                format!(
+                    "{:.1}k ({:.2}×)",
+                    median(&mut rates) / 1_000.0,
+                    median(&mut ratios)
+                )
+            })
+            .collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    }
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
