@@ -46,7 +46,7 @@ impl Cache {
     }
 
     /// `request` on the master of `slot`, following one redirection.
-    pub(crate) async fn call_slot<T: FromRedisValue>(
+    pub(crate) async fn call_slot<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         cluster: &Cluster,
@@ -67,7 +67,7 @@ impl Cache {
 
     /// Sends `request` where a `MOVED` or `ASK` answer said, once. A `MOVED` also has the slot
     /// table read again.
-    async fn redirected<T: FromRedisValue>(
+    async fn redirected<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         cluster: &Cluster,
@@ -97,7 +97,7 @@ impl Cache {
 
     /// A command whose keys hash to several slots (`UNLINK a b`): one per slot, at once, the
     /// counts added up.
-    pub(crate) async fn call_split<T: FromRedisValue>(
+    pub(crate) async fn call_split<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         cluster: &Cluster,
@@ -115,7 +115,7 @@ impl Cache {
     /// A pipeline: sent whole when all its keys live on one node (a write and its event, a
     /// lease and its value), else split per node, sent at once and put back in order; the
     /// answer is then what one Redis would have given.
-    pub(crate) async fn call_pipeline<T: FromRedisValue>(
+    pub(crate) async fn call_pipeline<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         cluster: &Cluster,
@@ -236,7 +236,7 @@ impl Cache {
     /// confirmations are [`CacheError::Unconfirmed`]: the caller keeps the invalidation for
     /// replay, so it reaches whichever node owns the slot after a failover. Elsewhere it is
     /// sent as usual.
-    pub(crate) async fn call_confirmed<T: FromRedisValue>(
+    pub(crate) async fn call_confirmed<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         pipeline: &Pipeline,

@@ -70,6 +70,9 @@ pub struct PurgeReport {
     pub done: bool,
 }
 
+/// A node's saved cursor once its pass is complete (until every node's is).
+const NODE_DONE: &str = "done";
+
 impl Cache {
     /// Deletes every key of this app whose version is older than the configured one and not kept
     /// (entities pinned ahead with `version = N` are never touched),
@@ -109,16 +112,21 @@ impl Cache {
         let nodes = self.key_nodes().await?;
         let clustered = nodes.len() > 1;
         // Each node is scanned with its own cursor, saved under the node's address on a
-        // cluster: a master that failed over is scanned again from the start.
+        // cluster (a master that failed over is scanned again from the start); a node whose
+        // pass is complete is marked `done` until every node's is.
+        let mut cursor_keys = Vec::new();
         for node in nodes {
             let cursor_key = match clustered {
                 true => format!("{app}:%purge-cursor:{}", node.address),
                 false => format!("{app}:%purge-cursor"),
             };
-            let mut cursor: u64 = self
-                .call::<Option<u64>>(redis::cmd("GET").arg(&cursor_key).into())
-                .await?
-                .unwrap_or(0);
+            cursor_keys.push(cursor_key.clone());
+            let saved: Option<String> =
+                self.call(redis::cmd("GET").arg(&cursor_key).into()).await?;
+            if saved.as_deref() == Some(NODE_DONE) {
+                continue;
+            }
+            let mut cursor: u64 = saved.and_then(|c| c.parse().ok()).unwrap_or(0);
             loop {
                 if options.max_batches.is_some_and(|max| steps >= max) {
                     report.done = false;
@@ -147,7 +155,9 @@ impl Cache {
                 cursor = next;
                 steps += 1;
                 if cursor == 0 {
-                    let _: u64 = self.call(redis::cmd("DEL").arg(&cursor_key).into()).await?;
+                    let () = self
+                        .call(redis::cmd("SET").arg(&cursor_key).arg(NODE_DONE).into())
+                        .await?;
                     break;
                 }
                 let () = self
@@ -158,6 +168,11 @@ impl Cache {
                     old.len() as f64 / f64::from(options.max_keys_per_second),
                 );
                 tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
+            }
+        }
+        if report.done {
+            for cursor_key in &cursor_keys {
+                let _: u64 = self.call(redis::cmd("DEL").arg(cursor_key).into()).await?;
             }
         }
         // Instances still on an old version drop their local copies of it.

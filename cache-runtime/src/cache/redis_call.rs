@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use futures_util::future::Either;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisResult};
 
 use super::Cache;
@@ -50,6 +51,9 @@ impl Request<'_> {
     }
 }
 
+/// A call's future on the paths that are not the hit path.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
+
 /// A single command's reply as `T` (what `query_async` does after sending, which sends through
 /// a boxed future: an allocation per command).
 #[inline]
@@ -60,7 +64,7 @@ fn reply<T: FromRedisValue>(sent: RedisResult<redis::Value>) -> RedisResult<T> {
 impl Cache {
     /// Runs `request`, counting a failure against `entity`. (Not an `async fn`: the hit path
     /// polls one future less.)
-    pub(crate) fn redis<'a, T: FromRedisValue + 'a>(
+    pub(crate) fn redis<'a, T: FromRedisValue + Send + 'a>(
         &'a self,
         entity: &'a Entity,
         request: impl Into<Request<'a>>,
@@ -69,7 +73,7 @@ impl Cache {
     }
 
     /// Runs `request` under the breaker and the operation deadline.
-    pub(crate) fn call<'a, T: FromRedisValue + 'a>(
+    pub(crate) fn call<'a, T: FromRedisValue + Send + 'a>(
         &'a self,
         request: Request<'a>,
     ) -> impl Future<Output = Result<T, CacheError>> + 'a {
@@ -78,48 +82,60 @@ impl Cache {
 
     /// Runs `request` under the breaker and the operation deadline, counting a failure against
     /// `entity` if given: on the one Redis, or on the cluster's masters its keys hash to.
-    pub(crate) async fn call_for<T: FromRedisValue>(
+    ///
+    /// Where it goes is decided here, before the future is built, so the hit path (one Redis,
+    /// or one key's master) awaits the node's call itself: no async layer of its own, nothing
+    /// boxed. The rest (a pipeline spanning nodes, the first call) is boxed.
+    pub(crate) fn call_for<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        entity: Option<&'a Entity>,
+        request: Request<'a>,
+    ) -> impl Future<Output = Result<T, CacheError>> + Send + 'a {
+        self.keep_tasks_alive();
+        let redis = &self.inner.redis;
+        let cluster = match (redis.topology(), &redis.cluster) {
+            (Some(Topology::Node), _) | (Some(Topology::Cluster), None) => {
+                return Either::Left(self.call_node(entity, &redis.seed, request));
+            }
+            (Some(Topology::Cluster), Some(cluster)) => cluster,
+            _ => {
+                let later: Boxed<'a, T> = Box::pin(self.call_later(entity, request));
+                return Either::Right(Either::Right(later));
+            }
+        };
+        let slot = match request {
+            Request::Cmd(cmd) => match route::target(cmd) {
+                Target::Slot(slot) => slot,
+                Target::Keyless => cluster.home_slot(),
+                Target::Split => {
+                    let split: Boxed<'a, T> = Box::pin(self.call_split(entity, cluster, cmd));
+                    return Either::Right(Either::Right(split));
+                }
+            },
+            Request::Pipeline(pipeline) => {
+                let split: Boxed<'a, T> = Box::pin(self.call_pipeline(entity, cluster, pipeline));
+                return Either::Right(Either::Right(split));
+            }
+        };
+        Either::Right(Either::Left(self.call_slot(entity, cluster, slot, request)))
+    }
+
+    /// A call before the topology is known (found first), or against a refused one.
+    async fn call_later<T: FromRedisValue + Send>(
         &self,
         entity: Option<&Entity>,
         request: Request<'_>,
     ) -> Result<T, CacheError> {
-        self.keep_tasks_alive();
-        let redis = &self.inner.redis;
-        match (redis.topology(), &redis.cluster) {
-            (Some(Topology::Node), _) | (Some(Topology::Cluster), None) => {
-                self.call_node(entity, &redis.seed, request).await
+        let refused = |error: CacheError| {
+            if let Some(entity) = entity {
+                bump(&entity.counters().redis_errors);
             }
-            (Some(Topology::Cluster), Some(cluster)) => match request {
-                Request::Cmd(cmd) => match route::target(cmd) {
-                    Target::Slot(slot) => self.call_slot(entity, cluster, slot, request).await,
-                    Target::Keyless => {
-                        let home = cluster.home_slot();
-                        self.call_slot(entity, cluster, home, request).await
-                    }
-                    Target::Split => Box::pin(self.call_split(entity, cluster, cmd)).await,
-                },
-                Request::Pipeline(pipeline) => {
-                    Box::pin(self.call_pipeline(entity, cluster, pipeline)).await
-                }
-            },
-            (Some(Topology::Refused(why)), _) => {
-                if let Some(entity) = entity {
-                    bump(&entity.counters().redis_errors);
-                }
-                Err(CacheError::Topology(why.clone()))
-            }
-            (None, _) => {
-                Box::pin(async {
-                    if let Err(error) = self.topology().await {
-                        if let Some(entity) = entity {
-                            bump(&entity.counters().redis_errors);
-                        }
-                        return Err(error);
-                    }
-                    self.call_for(entity, request).await
-                })
-                .await
-            }
+            Err(error)
+        };
+        match self.topology().await {
+            Ok(Topology::Refused(why)) => refused(CacheError::Topology(why.clone())),
+            Ok(_) => self.call_for(entity, request).await,
+            Err(error) => refused(error),
         }
     }
 

@@ -826,3 +826,61 @@ fn cluster_four_processes_on_one_cold_key_make_one_loader_call() {
     assert_eq!(calls, Some(1));
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
+
+/// A purge of an old version visits every master, a batch at a time with a cursor of its own
+/// on each, and resumes where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_purge_removes_the_old_version_from_every_master() {
+    let cluster = RedisCluster::start();
+    let at = |version: u32| {
+        let config = CacheConfig::builder()
+            .redis_url(cluster.url())
+            .app_prefix("purge")
+            .version(version)
+            .metrics_log_interval(None)
+            .build()
+            .expect("config");
+        Cache::new(config).expect("cache")
+    };
+    let (old, new) = (at(1), at(2));
+    for (cache, count) in [(&old, 300u64), (&new, 30)] {
+        let items = cache.entity("item").expect("entity");
+        for id in 0..count {
+            cache
+                .set(&items.key(&id), &id, Ttl::Long)
+                .await
+                .expect("set");
+        }
+    }
+    let options = || {
+        cache_runtime::PurgeOptions::default()
+            .batch(50)
+            .max_batches(2)
+    };
+    let first = new.purge_old_versions(options()).await.expect("purge");
+    assert!(!first.done, "two batches do not cover three masters");
+    let mut removed = first.removed;
+    for _ in 0..20 {
+        let next = new.purge_old_versions(options()).await.expect("purge");
+        removed += next.removed;
+        if next.done {
+            break;
+        }
+    }
+    // The 300 values, and the old version's own mark.
+    assert_eq!(removed, 301);
+    let values = |pattern: &str| {
+        cluster
+            .scan(pattern)
+            .into_iter()
+            .filter(|k| !k.contains(":%"))
+            .count()
+    };
+    assert_eq!(values("purge:v1:*"), 0, "every master purged");
+    assert_eq!(values("purge:v2:*"), 30, "the current version kept");
+    assert!(
+        cluster.scan("*purge-cursor*").is_empty(),
+        "cursors removed when done"
+    );
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
