@@ -8,7 +8,7 @@ pub(crate) mod slot;
 pub(crate) mod table;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,8 @@ pub(crate) struct Cluster {
     bus_turn: AtomicUsize,
     /// Which master the next echo goes through.
     echo_turn: AtomicUsize,
+    /// A refresh asked for by a redirection is under way.
+    refresh_claimed: AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -132,6 +134,7 @@ impl Cluster {
             home: slot::slot(home_key.as_bytes()),
             bus_turn: AtomicUsize::new(0),
             echo_turn: AtomicUsize::new(0),
+            refresh_claimed: AtomicBool::new(false),
         })
     }
 
@@ -219,6 +222,15 @@ impl Cluster {
     pub(crate) fn is_master_with_replicas_elsewhere(&self, address: &str) -> bool {
         let table = self.table.load();
         !table.replicas().is_empty() && table.masters().iter().any(|m| m.address == address)
+    }
+
+    /// Claims the one refresh a redirection may start; `false` if one is under way.
+    pub(crate) fn claim_refresh(&self) -> bool {
+        !self.refresh_claimed.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn release_refresh(&self) {
+        self.refresh_claimed.store(false, Ordering::Release);
     }
 
     /// Which master the next echo goes through (an ever-growing turn).

@@ -32,17 +32,24 @@ impl Cache {
     /// Reads the slot table again in the background (after a redirection, or a slot found
     /// uncovered), unless a refresh is already under way.
     pub(crate) fn refresh_topology_soon(&self, cluster: &Cluster) {
+        // One at a time: a burst of redirections (a slot moving) spawns one refresh.
+        if !cluster.claim_refresh() {
+            return;
+        }
         let seen = cluster.generation();
         let cache = self.clone();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Some(cluster) = cache.inner.redis.cluster.as_ref()
-                    && let Err(error) = cluster.refresh(seen).await
-                {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            cluster.release_refresh();
+            return;
+        };
+        runtime.spawn(async move {
+            if let Some(cluster) = cache.inner.redis.cluster.as_ref() {
+                if let Err(error) = cluster.refresh(seen).await {
                     tracing::debug!(%error, "could not read the cluster's slots");
                 }
-            });
-        }
+                cluster.release_refresh();
+            }
+        });
     }
 
     /// `request` on the master of `slot`, following one redirection.
@@ -60,6 +67,12 @@ impl Cache {
         match self.call_node(entity, &node, request).await {
             Err(CacheError::Redis(error)) if error.redirect_node().is_some() => {
                 Box::pin(self.redirected(entity, cluster, &error, request)).await
+            }
+            // A pipeline's redirection names no node: the table is stale, read it again.
+            Err(CacheError::Redis(error)) if matches!(error.code(), Some("MOVED" | "ASK")) => {
+                let error = CacheError::Redis(error);
+                self.refresh_topology_soon(cluster);
+                Err(error)
             }
             other => other,
         }

@@ -184,7 +184,18 @@ impl Cache {
         let Some(permit) = seed.breaker.permit() else {
             return Err(CacheError::BreakerOpen);
         };
-        match cluster.refresh(cluster.generation()).await {
+        // Bounded: seeds that do not answer (dropped packets) must not hold the first call,
+        // and every call queued behind it, for a timeout per seed.
+        let limit = config.operation_timeout.saturating_mul(4);
+        let found = tokio::time::timeout(limit, cluster.refresh(cluster.generation()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no cluster seed answered in time",
+                )))
+            });
+        match found {
             Ok(()) => {
                 seed.breaker.record(permit, Ok(()));
                 tracing::info!(masters = cluster.masters().len(), "Redis Cluster found");

@@ -884,3 +884,84 @@ async fn cluster_purge_removes_the_old_version_from_every_master() {
     );
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
+
+/// A node's cluster id (`CLUSTER MYID`).
+fn node_id(node: &RedisServer) -> String {
+    node.query(redis::cmd("CLUSTER").arg("MYID"))
+}
+
+/// A slot moves to another master while the cache reads it: during the migration the old
+/// owner answers `ASK` for the key it no longer holds, afterwards every node answers `MOVED`.
+/// The cache follows both (one resend each, the table read again after `MOVED`) and every read
+/// returns the stored value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_slot_moving_is_followed_through_ask_and_moved() {
+    let cluster = RedisCluster::start();
+    let cache = cluster_cache(&cluster, "moving");
+    let key = cache.entity("item").expect("entity").key(&1u64);
+    cache.set(&key, key.as_str(), Ttl::Long).await.expect("set");
+    let read = || async { cache.get::<String>(&key).await.expect("read") };
+    assert_eq!(read().await.as_deref(), Some(key.as_str()));
+    let slot: u16 =
+        cluster.nodes()[0].query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key.as_str()));
+    let source = cluster.master_of(key.as_str());
+    let target = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.port() != source.port())
+        .expect("another master");
+    let (source_id, target_id) = (node_id(source), node_id(target));
+    let setslot = |node: &RedisServer, how: &str, id: &str| {
+        let () = node.query(
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(how)
+                .arg(id),
+        );
+    };
+    setslot(target, "IMPORTING", &source_id);
+    setslot(source, "MIGRATING", &target_id);
+    // The key moves, the slot stays half migrated: its old owner answers `ASK`.
+    let () = source.query(
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(target.port())
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(key.as_str()),
+    );
+    let asks = cluster.error_count("ASK");
+    assert_eq!(read().await.as_deref(), Some(key.as_str()), "ASK followed");
+    assert!(
+        cluster.error_count("ASK") > asks,
+        "the read was redirected with ASK"
+    );
+    for node in cluster.masters() {
+        setslot(node, "NODE", &target_id);
+    }
+    let moved = cluster.error_count("MOVED");
+    assert_eq!(
+        read().await.as_deref(),
+        Some(key.as_str()),
+        "MOVED followed"
+    );
+    assert!(
+        cluster.error_count("MOVED") > moved,
+        "the read was redirected with MOVED"
+    );
+    // The table was read again: later reads go straight to the new owner.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved = cluster.error_count("MOVED");
+    for _ in 0..20 {
+        assert_eq!(read().await.as_deref(), Some(key.as_str()));
+    }
+    assert_eq!(
+        cluster.error_count("MOVED"),
+        moved,
+        "no redirection once the table is new"
+    );
+    assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
