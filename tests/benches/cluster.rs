@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, CacheConfig, cached, with_cache};
 use cache_tests::{RedisCluster, RedisServer};
 use product::{Product, product};
-use rounds::{Reader, env_number, interleaved, median, print_table};
+use rounds::{Reader, env_number, hand_written, interleaved, median, print_table};
 
 const KEYS: u64 = 1_000;
 
@@ -43,14 +43,7 @@ enum Setup {
 impl Reader for Setup {
     async fn read(&self, id: u64) -> Product {
         match self {
-            Self::Peer(conn) => {
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(format!("raw:product:{id}"))
-                    .query_async(&mut conn.clone())
-                    .await
-                    .expect("GET");
-                postcard::from_bytes(&bytes).expect("decode")
-            }
+            Self::Peer(conn) => hand_written(conn, id).await,
             Self::Ours(cache) => with_cache(cache.clone(), ours(id)).await.expect("ours"),
         }
     }

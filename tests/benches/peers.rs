@@ -23,7 +23,7 @@ use std::time::Duration;
 use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
 use product::{Product, product};
-use rounds::{Reader, env_number, interleaved, print_table, throughput};
+use rounds::{Reader, env_number, hand_written, interleaved, print_table, throughput};
 
 const KEYS: u64 = 1_000;
 const CHILD_ENV: &str = "PEERS_CURRENT_THREAD";
@@ -82,14 +82,7 @@ enum Setup {
 impl Reader for Setup {
     async fn read(&self, id: u64) -> Product {
         match self {
-            Self::HandWritten(conn) => {
-                let bytes: Vec<u8> = redis::cmd("GET")
-                    .arg(format!("raw:product:{id}"))
-                    .query_async(&mut conn.clone())
-                    .await
-                    .expect("GET");
-                postcard::from_bytes(&bytes).expect("decode")
-            }
+            Self::HandWritten(conn) => hand_written(conn, id).await,
             Self::CachedCrate => peer(id).await.expect("peer"),
             Self::Default => ours(id).await.expect("ours"),
             Self::Scoped(cache) => cache_runtime::with_cache(cache.clone(), ours(id))

@@ -15,6 +15,17 @@ pub trait Reader: Clone + Send + Sync + 'static {
     fn read(&self, id: u64) -> impl Future<Output = Product> + Send;
 }
 
+/// What a user writes by hand: `GET` of the raw key and a postcard decode, on `conn` (one
+/// Redis's multiplexed connection, or redis-rs's cluster connection).
+pub async fn hand_written<C: redis::aio::ConnectionLike + Clone>(conn: &C, id: u64) -> Product {
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(format!("raw:product:{id}"))
+        .query_async(&mut conn.clone())
+        .await
+        .expect("GET");
+    postcard::from_bytes(&bytes).expect("decode")
+}
+
 /// Calls per second of `tasks` tasks calling `setup` in a loop over `keys` ids for `round`.
 pub async fn throughput<R: Reader>(setup: &R, keys: u64, tasks: usize, round: Duration) -> f64 {
     let calls = Arc::new(AtomicU64::new(0));
