@@ -485,6 +485,14 @@ fn entity_off_home(cluster: &RedisCluster, app: &str) -> String {
         .expect("an entity whose mark is off the home master")
 }
 
+/// An id of `items` (app `app`) whose key lives on a master other than the app mark's.
+fn id_off_home(cluster: &RedisCluster, items: &cache_runtime::Entity, app: &str) -> u64 {
+    let home = cluster.master_of(&format!("{app}:%mark")).port();
+    (0..64u64)
+        .find(|id| cluster.master_of(items.key(id).as_str()).port() != home)
+        .expect("an id off the home master")
+}
+
 /// Freezes the replica of the master holding `key`, runs `invalidate` (which must come back
 /// unconfirmed and stay pending), kills that master and thaws the replica, which is promoted
 /// without the invalidation. Answers once the invalidation was replayed to it.
@@ -594,10 +602,7 @@ async fn cluster_a_delete_lost_in_a_failover_is_replayed() {
     let mut cluster = RedisCluster::start();
     let writer = cluster_cache(&cluster, "gone");
     let items = writer.entity("item").expect("entity");
-    let home = cluster.master_of("gone:%mark").port();
-    let id = (0..64u64)
-        .find(|id| cluster.master_of(items.key(id).as_str()).port() != home)
-        .expect("an id off the home master");
+    let id = id_off_home(&cluster, &items, "gone");
     let read = |cache: Cache, value: &'static str| async move {
         let key = cache
             .entity("item")
@@ -640,10 +645,7 @@ async fn cluster_a_write_lost_in_a_failover_is_not_undone() {
     let mut cluster = RedisCluster::start();
     let writer = cluster_cache(&cluster, "put");
     let items = writer.entity("item").expect("entity");
-    let home = cluster.master_of("put:%mark").port();
-    let id = (0..64u64)
-        .find(|id| cluster.master_of(items.key(id).as_str()).port() != home)
-        .expect("an id off the home master");
+    let id = id_off_home(&cluster, &items, "put");
     let key = items.key(&id);
     writer.set(&key, "old", Ttl::Long).await.expect("set");
     // Twice: the hit has the entity's mark made (a missing mark would void every value).
