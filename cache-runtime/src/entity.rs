@@ -204,6 +204,13 @@ impl CacheKey {
         lease_key(&self.key)
     }
 
+    /// Where a loader holding the lease `token` writes its value before moving it under this
+    /// key (in the key's own Cluster slot, like the lease).
+    pub(crate) fn loaded_key(&self, token: &str) -> String {
+        let own = token.split(':').next().unwrap_or(token);
+        format!("{{{}}}:%loaded:{own}", self.key)
+    }
+
     /// The key recording the highest revision an ordered write stored under this key; in the
     /// key's own Cluster slot, like the lease.
     pub(crate) fn revision_key(&self) -> String {

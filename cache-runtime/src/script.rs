@@ -35,12 +35,11 @@ impl Script {
 }
 
 /// Every script the runtime sends: what is loaded when a server answers `NOSCRIPT`.
-fn all() -> [&'static Script; 9] {
+fn all() -> [&'static Script; 8] {
     use crate::cache::{fence, lease, storage};
     [
         &fence::FENCE,
-        &lease::ACQUIRE,
-        &lease::POPULATE,
+        &lease::PROMOTE,
         &lease::RENEW,
         &lease::RELEASE,
         &storage::WRITE_ORDERED,

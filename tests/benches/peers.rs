@@ -13,6 +13,7 @@
 //! 9 rounds of 1,000 ms: rounds on a shared two-core machine differ by ±10 %, so the median
 //! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
 
+mod operations;
 mod product;
 mod rounds;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
+use operations::Operation;
 use product::{Product, product};
 use rounds::{Reader, env_number, hand_written, interleaved, print_table, throughput};
 
@@ -65,6 +67,22 @@ static PEER_URL: OnceLock<String> = OnceLock::new();
 )]
 async fn peer(id: u64) -> Result<Product, BenchError> {
     source(id).await
+}
+
+#[cached::macros::concurrent_cached(
+    map_error = r##"|e| BenchError(format!("{e:?}"))"##,
+    ty = "cached::AsyncRedisCache<u64, Product>",
+    create = r##" {
+        cached::AsyncRedisCache::builder("peer_miss")
+            .ttl(Duration::from_secs(60))
+            .connection_string(PEER_URL.get().expect("set before the first call"))
+            .build()
+            .await
+            .expect("cached crate's Redis store")
+    } "##
+)]
+async fn peer_miss(id: u64) -> Result<Product, BenchError> {
+    Ok(product(id))
 }
 
 /// One way of reading product `id`.
@@ -129,6 +147,32 @@ async fn run(runtime_name: &str) {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
+    let tables = std::env::var("PEERS_TABLES").unwrap_or_else(|_| "hits,misses,writes".into());
+    let rounds = env_number("PEERS_ROUNDS", 9).max(1) as usize;
+    let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
+    if tables.contains("hits") {
+        hits(&server, &url, &conn, runtime_name, rounds, round).await;
+    }
+    // Misses and writes on the runtime users run only.
+    if runtime_name == "multi-thread" {
+        if tables.contains("misses") {
+            misses(&server, &url, &conn, rounds, round).await;
+        }
+        if tables.contains("writes") {
+            writes(&server, &url, &conn, rounds, round).await;
+        }
+    }
+}
+
+/// The hit table: every setup reads warm keys.
+async fn hits(
+    server: &RedisServer,
+    url: &str,
+    conn: &redis::aio::MultiplexedConnection,
+    runtime_name: &str,
+    rounds: usize,
+    round: Duration,
+) {
     let setups: Vec<(String, Setup)> = vec![
         (
             "hand-written redis-rs GET + postcard".into(),
@@ -147,7 +191,7 @@ async fn run(runtime_name: &str) {
         ),
         (
             "`#[cached]`, `pool_size(2)`".into(),
-            Setup::Scoped(cache(&url, "bench", Some(2))),
+            Setup::Scoped(cache(url, "bench", Some(2))),
         ),
         ("`#[cached]`, `local`".into(), Setup::Local),
     ];
@@ -202,8 +246,6 @@ async fn run(runtime_name: &str) {
         return;
     }
 
-    let rounds = env_number("PEERS_ROUNDS", 9).max(1) as usize;
-    let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
     let readers: Vec<Setup> = setups.iter().map(|(_, s)| s.clone()).collect();
     let figures = interleaved(&readers, KEYS, rounds, round).await;
     assert_eq!(
@@ -217,6 +259,85 @@ async fn run(runtime_name: &str) {
     );
     let names: Vec<&str> = setups.iter().map(|(name, _)| name.as_str()).collect();
     print_table("calls/s", &names, &figures);
+}
+
+/// Runs `setups` interleaved, then each alone for its cost to Redis, and prints both tables.
+async fn compare(
+    title: &str,
+    server: &RedisServer,
+    conn: &redis::aio::MultiplexedConnection,
+    setups: &[(&str, Operation)],
+    rounds: usize,
+    round: Duration,
+) {
+    let operations: Vec<Operation> = setups.iter().map(|(_, op)| op.clone()).collect();
+    let figures = interleaved(&operations, KEYS, rounds, round).await;
+    println!(
+        "\n{title}, multi-thread runtime, {rounds} interleaved rounds of {round:?}, medians (ratio: median of per-round ratios to the first row)\n"
+    );
+    let names: Vec<&str> = setups.iter().map(|(name, _)| *name).collect();
+    print_table(&format!("{title}/s"), &names, &figures);
+    let mut costs = Vec::new();
+    for (_, operation) in setups {
+        costs.push(operations::cost(server, conn, operation, 64, round * 2).await);
+    }
+    println!(
+        "\n{title}: what each costs Redis, 64 tasks, each alone for {:?}\n",
+        round * 2
+    );
+    operations::print_costs(&names, &costs);
+}
+
+/// The miss table: every call asks for an id never asked before.
+async fn misses(
+    server: &RedisServer,
+    url: &str,
+    conn: &redis::aio::MultiplexedConnection,
+    rounds: usize,
+    round: Duration,
+) {
+    let ours = cache(url, "bench_miss", None);
+    let setups = [
+        (
+            "hand-written redis-rs GET + SET PX",
+            Operation::HandWrittenMiss(conn.clone()),
+        ),
+        (
+            "`cached` 4.1 `#[concurrent_cached(redis = true)]`",
+            Operation::CachedCrateMiss,
+        ),
+        (
+            "`Cache::get_or_set`, default configuration",
+            Operation::Miss(ours.clone(), ours.entity("product").expect("entity")),
+        ),
+    ];
+    compare("misses", server, conn, &setups, rounds, round).await;
+}
+
+/// The write table: `SET PX` against `Cache::set` and `Cache::set_ordered` of the same values.
+async fn writes(
+    server: &RedisServer,
+    url: &str,
+    conn: &redis::aio::MultiplexedConnection,
+    rounds: usize,
+    round: Duration,
+) {
+    let ours = cache(url, "bench_write", None);
+    let setups = [
+        (
+            "hand-written redis-rs SET PX",
+            Operation::HandWrittenSet(conn.clone()),
+        ),
+        (
+            "`Cache::set`, default configuration",
+            Operation::Set(ours.clone(), ours.entity("product").expect("entity")),
+        ),
+        (
+            "`Cache::set_ordered`",
+            Operation::SetOrdered(ours.clone(), ours.entity("ordered").expect("entity")),
+        ),
+    ];
+    compare("writes", server, conn, &setups, rounds, round).await;
 }
 
 fn main() {

@@ -21,30 +21,15 @@ use crate::script::Script;
 /// the default 2 s lease).
 pub(crate) const MAX_LEASE_WAITS: u32 = 10;
 
-/// Stores the value only while the caller's lease is intact, then ends the lease.
-/// KEYS: key, lease. ARGV: value, ttl ms, token.
-pub(crate) static POPULATE: Script = Script::new(
+/// Moves a loaded value, written beside the key by a plain `SET PX`, under the key only while
+/// the caller's lease is intact, then ends the lease. The value itself never enters Lua:
+/// passing 1 KiB into a script costs Redis more than the script's own commands.
+/// KEYS: the loaded value, the key, the lease. ARGV: token.
+pub(crate) static PROMOTE: Script = Script::new(
     r"
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('DEL', KEYS[2])
-return 1
-",
-);
-
-/// Takes the lease unless a load that is at least as recent holds it: one that started under
-/// marks below ARGV[3] (an entity or tag invalidation came after it) or under another id token
-/// than ARGV[4] (its id was invalidated) would only store an invalid value, so a reader that
-/// came after the invalidation takes the lease over instead of waiting for it (the old
-/// holder's populate is then refused). KEYS: lease. ARGV: token, ttl ms, floor, id token.
-pub(crate) static ACQUIRE: Script = Script::new(
-    r"
-local held = redis.call('GET', KEYS[1])
-if held then
-  local epoch, id = string.match(held, '^%x+:(%d+):(%d+)$')
-  if epoch and tonumber(epoch) >= tonumber(ARGV[3]) and id == ARGV[4] then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then redis.call('UNLINK', KEYS[1]) return 0 end
+redis.call('DEL', KEYS[3])
+if redis.pcall('RENAME', KEYS[1], KEYS[2])['err'] then return 0 end
 return 1
 ",
 );
@@ -76,31 +61,35 @@ pub(crate) enum Lease {
 }
 
 impl Cache {
-    /// Takes the lease of `key` for a load stamped `stamp`.
+    /// Takes the lease of `key` for a load stamped `stamp`: a plain `SET NX GET PX`, which
+    /// answers the holder's token when it is held. A load that is at least as recent as this
+    /// one is waited for; one that started under marks below this load's floor (an entity or
+    /// tag invalidation came after it) or under another id token (its id was invalidated)
+    /// would only store an invalid value, so its lease is taken over (its populate is then
+    /// refused). Taking over races only with other loads newer than the holder's; whichever
+    /// sets the lease last stores, as each load starts after its own lease was set.
     pub(crate) async fn acquire_lease(&self, key: &CacheKey, stamp: &Stamp<'_>) -> Lease {
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return Lease::Unavailable;
         };
-        let id_token = stamp.id_token.unwrap_or(0);
         let token = lease_token(stamp);
         let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
-        let acquired: Result<u8, CacheError> = self
+        let held: Result<Option<String>, CacheError> = self
             .redis(
                 key.entity(),
-                self.inner
-                    .scripts
-                    .cmd(&ACQUIRE)
-                    .arg(1)
+                redis::cmd("SET")
                     .arg(key.lease_key())
                     .arg(&token)
-                    .arg(ttl_ms)
-                    .arg(stamp.floor)
-                    .arg(id_token),
+                    .arg("NX")
+                    .arg("GET")
+                    .arg("PX")
+                    .arg(ttl_ms),
             )
             .await;
-        match acquired {
-            Ok(1) => Lease::Acquired(token),
-            Ok(_) => Lease::HeldElsewhere,
+        match held {
+            Ok(None) => Lease::Acquired(token),
+            Ok(Some(held)) if holds_as_recent_a_load(&held, stamp) => Lease::HeldElsewhere,
+            Ok(Some(_)) => self.seize_lease(key, stamp).await,
             Err(_) => Lease::Unavailable,
         }
     }
@@ -215,22 +204,41 @@ impl Cache {
         }
     }
 
-    /// The command that stores a loaded value only under the caller's lease (answers 1), or
-    /// not at all when a write or invalidation voided it (answers 0).
-    pub(crate) fn populate_command(
+    /// Adds to `pipeline` what stores a loaded value only under the caller's lease (the last
+    /// reply: 1), or not at all when a write or invalidation voided it (0): the bytes beside
+    /// the key under a name of the lease's own, then [`PROMOTE`].
+    pub(crate) fn add_populate(
         &self,
+        pipeline: &mut redis::Pipeline,
         key: &CacheKey,
         bytes: &[u8],
         ttl_ms: u64,
         token: &str,
-    ) -> redis::Cmd {
-        let mut eval = self.inner.scripts.cmd(&POPULATE);
-        eval.arg(2)
+    ) {
+        let loaded = key.loaded_key(token);
+        pipeline
+            .cmd("SET")
+            .arg(&loaded)
+            .arg(bytes)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore();
+        self.inner
+            .scripts
+            .add(pipeline, &PROMOTE)
+            .arg(3)
+            .arg(loaded)
             .arg(key.as_str())
             .arg(key.lease_key())
-            .arg(bytes)
-            .arg(ttl_ms)
             .arg(token);
-        eval
     }
+}
+
+/// Whether the lease token `held` records a load valid under at least `stamp`'s floor and
+/// its id token: a token this process cannot read is treated as an older load's.
+fn holds_as_recent_a_load(held: &str, stamp: &Stamp<'_>) -> bool {
+    let mut parts = held.split(':').skip(1);
+    let epoch = parts.next().and_then(|epoch| epoch.parse::<u64>().ok());
+    let id_token = parts.next().and_then(|id| id.parse::<u64>().ok());
+    epoch.is_some_and(|epoch| epoch >= stamp.floor) && id_token == Some(stamp.id_token.unwrap_or(0))
 }

@@ -364,10 +364,10 @@ impl Cache {
         let mut pipeline = redis::pipe();
         match write {
             Write::Populate(token) => {
-                pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
+                self.add_populate(&mut pipeline, key, bytes, ttl_ms, token);
             }
             Write::Replace(token) => {
-                pipeline.add_command(self.populate_command(key, bytes, ttl_ms, token));
+                self.add_populate(&mut pipeline, key, bytes, ttl_ms, token);
                 pipeline
                     .cmd("PUBLISH")
                     .arg(&self.inner.channel)

@@ -125,6 +125,36 @@ async fn a_write_during_a_load_voids_the_lease_so_the_old_value_is_never_stored(
     assert_eq!(stale_set_race(&cache).await, None);
     let metrics = cache.entity("product").expect("entity").metrics();
     assert_eq!(metrics.stale_sets_prevented, 1);
+    assert_eq!(
+        server.scan("*%loaded*"),
+        Vec::<String>::new(),
+        "the refused value is not left beside the key"
+    );
+}
+
+/// A populate writes the value beside the key and moves it under the key in one step: the
+/// key holds it with its TTL, and nothing is left beside it, lease included.
+#[tokio::test]
+async fn a_populate_moves_the_value_under_the_key_and_ends_the_lease() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let key = cache.entity("product").expect("entity").key(&7u8);
+    let value = cache
+        .get_or_set(&key, Ttl::Short, || async {
+            Ok::<_, String>("seven".to_owned())
+        })
+        .await;
+    assert_eq!(value.as_deref(), Ok("seven"));
+    assert_eq!(server.scan("*product:7*"), vec![key.as_str().to_owned()]);
+    let ttl: i64 = server.query(redis::cmd("PTTL").arg(key.as_str()));
+    assert!(
+        ttl > 0,
+        "the value keeps the TTL it was written with: {ttl}"
+    );
+    assert_eq!(
+        cache.get::<String>(&key).await.expect("get").as_deref(),
+        Some("seven")
+    );
 }
 
 #[tokio::test]
@@ -202,4 +232,47 @@ async fn a_value_loaded_without_the_lease_is_returned_and_never_stored() {
         stored, None,
         "stored without a lease, it could be a stale set"
     );
+}
+
+/// A lease held by a load that started before an entity invalidation (its token records an
+/// epoch below the entity's mark), or one whose token cannot be read, is taken over at once:
+/// that load could only store an invalid value, so it is not waited for. The new load stores
+/// its value and ends the lease.
+#[tokio::test]
+async fn a_lease_held_by_an_older_load_is_taken_over_at_once() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    cache
+        .invalidate_entity(&products)
+        .await
+        .expect("raise the mark");
+    for (id, held) in [(1u8, "00000000000000ff:1:0"), (2, "not a token")] {
+        let key = products.key(&id);
+        let _: () = server.query(
+            redis::cmd("SET")
+                .arg(format!("{{{}}}:%lease", key.as_str()))
+                .arg(held)
+                .arg("PX")
+                .arg(60_000),
+        );
+        let started = std::time::Instant::now();
+        let value = cache
+            .get_or_set(&key, Ttl::Medium, || async { Ok::<_, String>(id) })
+            .await;
+        assert_eq!(value, Ok(id));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not waited for: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            cache.get::<u8>(&key).await.expect("get"),
+            Some(id),
+            "stored"
+        );
+        let lease: Option<String> =
+            server.query(redis::cmd("GET").arg(format!("{{{}}}:%lease", key.as_str())));
+        assert_eq!(lease, None, "the new load's lease ended with its populate");
+    }
 }
