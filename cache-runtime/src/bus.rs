@@ -95,6 +95,13 @@ pub(crate) fn channel(app: &str) -> String {
     format!("{app}:%invalidations")
 }
 
+/// The channel an instance's echoes go to: its own, so that an echo is delivered to its
+/// sender only. On the app's channel, N instances would each receive the N echoes of every
+/// heartbeat: N² deliveries a second.
+pub(crate) fn echo_channel(app: &str, origin: u64) -> String {
+    format!("{app}:%echo:{origin:016x}")
+}
+
 /// How often the subscriber checks that its connection still answers (and that its cache still
 /// exists). A connection that silently stopped delivering (a host died, a network drops
 /// packets without closing the socket) is noticed within this plus [`heartbeat_deadline`].
@@ -121,9 +128,9 @@ enum Ended {
     Lost,
 }
 
-/// Subscribes, applies events, and resubscribes after any disconnection, until the cache is
-/// dropped.
-pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channel: String) {
+/// Subscribes to `channels` (the app's events, the instance's own echoes), applies events, and
+/// resubscribes after any disconnection, until the cache is dropped.
+pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channels: Vec<String>) {
     let mut backoff = Duration::from_millis(20);
     loop {
         let Some(timeout) = cache.upgrade().map(|c| c.operation_timeout()) else {
@@ -137,7 +144,7 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channel: String) {
         };
         let connected = tokio::time::timeout(timeout.saturating_mul(4), async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&channels).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;

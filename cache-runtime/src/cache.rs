@@ -89,6 +89,9 @@ pub(crate) struct Inner {
     origin: u64,
     /// The invalidation channel.
     channel: String,
+    /// Where this instance's echoes go: a channel of its own, so each is delivered once,
+    /// whatever the number of instances.
+    echo_channel: String,
     local: Option<LocalTier>,
     /// The invalidation marks this instance knows.
     marks: Marks,
@@ -245,10 +248,12 @@ impl Cache {
         let local = config.local_tier_bytes.map(LocalTier::new);
         let marks = Marks::default();
         let channel = bus::channel(&config.app_prefix);
+        let origin = rand::random();
         let inner = Arc::new(Inner {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-            origin: rand::random(),
+            origin,
             channel,
+            echo_channel: bus::echo_channel(&config.app_prefix, origin),
             local,
             app_mark: marks.entity_cell(&app_mark_key(&config.app_prefix)),
             marks,

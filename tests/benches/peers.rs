@@ -74,7 +74,7 @@ async fn peer(id: u64) -> Result<Product, BenchError> {
     ty = "cached::AsyncRedisCache<u64, Product>",
     create = r##" {
         cached::AsyncRedisCache::builder("peer_miss")
-            .ttl(Duration::from_secs(60))
+            .ttl(operations::TTL)
             .connection_string(PEER_URL.get().expect("set before the first call"))
             .build()
             .await

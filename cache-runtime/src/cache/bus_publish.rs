@@ -13,8 +13,12 @@ impl Cache {
         event: &Event,
     ) -> Result<(), CacheError> {
         let payload = event.encode(self.inner.origin);
+        let channel = match event {
+            Event::Echo => &self.inner.echo_channel,
+            _ => &self.inner.channel,
+        };
         let mut publish = redis::cmd("PUBLISH");
-        publish.arg(&self.inner.channel).arg(&payload);
+        publish.arg(channel).arg(&payload);
         let _receivers: u64 = match entity {
             Some(entity) => self.redis(entity, &publish).await?,
             None => self.call((&publish).into()).await?,
@@ -33,7 +37,7 @@ impl Cache {
         let turn = cluster.next_echo_turn();
         let mut publish = redis::cmd("PUBLISH");
         publish
-            .arg(&self.inner.channel)
+            .arg(&self.inner.echo_channel)
             .arg(Event::Echo.encode(self.inner.origin));
         let mut last = Err(CacheError::BreakerOpen);
         for offset in 0..masters.len() {

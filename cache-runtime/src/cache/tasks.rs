@@ -83,10 +83,11 @@ pub(crate) fn spawn_all(inner: &Arc<Inner>, runtime: &tokio::runtime::Handle) {
     });
     // Every instance listens: invalidation marks are kept current through the bus, not only
     // the local tier.
-    let (channel, subscriber_watch) = (inner.channel.clone(), watch(true));
+    let channels = vec![inner.channel.clone(), inner.echo_channel.clone()];
+    let subscriber_watch = watch(true);
     runtime.spawn(async move {
         let _watch = subscriber_watch;
-        bus::subscribe(weak, channel).await;
+        bus::subscribe(weak, channels).await;
     });
 }
 

@@ -70,6 +70,51 @@ async fn a_healthy_subscription_survives_its_heartbeats() {
     assert_eq!(read(&cache, 1, "unused").await, "v1");
 }
 
+/// Each instance's heartbeat echo (`<origin> h -`) goes to a channel of its own: the app's
+/// channel carries none (four instances would otherwise each receive four echoes a second, N² at fleet size),
+/// every echo channel has one subscriber, its sender, and carries that sender's echoes only.
+#[tokio::test]
+async fn each_echo_reaches_only_its_sender() {
+    use futures_util::StreamExt as _;
+
+    let server = RedisServer::start();
+    let caches: Vec<Cache> = (0..4).map(|_| instance(&server)).collect();
+    crate::subscribed(&caches.iter().collect::<Vec<_>>()).await;
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub
+        .subscribe("test:%invalidations")
+        .await
+        .expect("subscribe");
+    pubsub.psubscribe("test:%echo:*").await.expect("psubscribe");
+    let mut messages = pubsub.on_message();
+    let mut on_app_channel = 0usize;
+    let mut echo_channels = std::collections::BTreeSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_millis(2_500);
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, messages.next()).await {
+        let channel = message.get_channel_name().to_owned();
+        let payload: String = message.get_payload().expect("payload");
+        match channel.strip_prefix("test:%echo:") {
+            Some(origin) => {
+                assert!(
+                    payload.starts_with(origin),
+                    "{payload:?} on the echo channel of {origin}"
+                );
+                echo_channels.insert(channel);
+            }
+            // Marks an instance publishes when it first meets Redis may pass here; echoes not.
+            None => on_app_channel += usize::from(payload.ends_with(" h -")),
+        }
+    }
+    assert_eq!(on_app_channel, 0, "no echo on the app's channel");
+    assert_eq!(echo_channels.len(), 4, "one echo channel per instance");
+    for channel in &echo_channels {
+        let (_, subscribers): (String, u64) =
+            server.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel));
+        assert_eq!(subscribers, 1, "{channel}: its sender only");
+    }
+}
+
 #[tokio::test]
 async fn a_write_in_one_instance_evicts_the_local_copy_in_another() {
     let server = RedisServer::start();
