@@ -9,7 +9,11 @@
 //! The multi-thread runtime (`#[tokio::main]`) first; the current-thread one in a second
 //! process of this binary, so each table has its own redis-server and runtime.
 //!
-//! `cargo bench -p cache-tests --bench peers` (`PEERS_ROUNDS`, `PEERS_ROUND_MS` to change the
+//! Then, on the multi-thread runtime, misses (a new id each call) and writes against
+//! hand-written code and the `cached` crate, and what each costs the server (`operations`).
+//!
+//! `cargo bench -p cache-tests --bench peers` (`PEERS_TABLES=hits,misses,writes` to choose
+//! tables; `PEERS_ROUNDS`, `PEERS_ROUND_MS` to change the
 //! 9 rounds of 1,000 ms: rounds on a shared two-core machine differ by ±10 %, so the median
 //! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
 
