@@ -33,6 +33,11 @@ pub(crate) trait Listener: Send + Sync + 'static {
     /// Whether the subscription on the server at `url` should move: on a cluster, its node
     /// turned master while a replica could carry it (a master's death would end it).
     fn should_move_subscription(&self, url: &str) -> bool;
+    /// The channels of the entities whose key events are wanted; with `all`, those already
+    /// subscribed to as well.
+    fn wanted_key_channels(&self, all: bool) -> Vec<String>;
+    /// The subscription to these entities' channels is confirmed.
+    fn key_channels_heard(&self, channels: &[String]);
     /// Whether `payload` is this instance's own echo.
     fn is_own_echo(&self, payload: &str) -> bool;
 }
@@ -128,9 +133,14 @@ enum Ended {
     Lost,
 }
 
-/// Subscribes to `channels` (the app's events, the instance's own echoes), applies events, and
+/// Subscribes to `channels` (the app's events, the instance's own echoes) and to the key events
+/// of the entities wanted (now, and whenever `wanted` wakes it), applies events, and
 /// resubscribes after any disconnection, until the cache is dropped.
-pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channels: Vec<String>) {
+pub(crate) async fn subscribe<L: Listener>(
+    cache: Weak<L>,
+    channels: Vec<String>,
+    wanted: Arc<tokio::sync::Notify>,
+) {
     let mut backoff = Duration::from_millis(20);
     loop {
         let Some(timeout) = cache.upgrade().map(|c| c.operation_timeout()) else {
@@ -142,9 +152,15 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channels: Vec<String>
         }) else {
             return;
         };
+        let Some(key_channels) = cache.upgrade().map(|c| c.wanted_key_channels(true)) else {
+            return;
+        };
         let connected = tokio::time::timeout(timeout.saturating_mul(4), async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channels).await?;
+            if !key_channels.is_empty() {
+                pubsub.subscribe(&key_channels).await?;
+            }
             Ok::<_, redis::RedisError>(pubsub)
         })
         .await;
@@ -152,11 +168,19 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channels: Vec<String>
             Ok(Ok(pubsub)) => {
                 backoff = Duration::from_millis(20);
                 let Some(inner) = cache.upgrade() else { return };
+                inner.key_channels_heard(&key_channels);
                 inner.bus_connected(true);
                 drop(inner);
                 let (sink, stream) = pubsub.split();
                 let url = client.get_connection_info().addr().to_string();
-                let ended = listen(&cache, sink, stream, heartbeat_deadline(timeout), &url).await;
+                let ended = listen(
+                    &cache,
+                    (sink, stream),
+                    &wanted,
+                    heartbeat_deadline(timeout),
+                    &url,
+                )
+                .await;
                 let Some(inner) = cache.upgrade() else { return };
                 inner.subscription_lost();
                 inner.bus_connected(false);
@@ -179,8 +203,8 @@ pub(crate) async fn subscribe<L: Listener>(cache: Weak<L>, channels: Vec<String>
 /// marks read from Redis) until the echo comes back.
 async fn listen<L: Listener>(
     cache: &Weak<L>,
-    mut sink: redis::aio::PubSubSink,
-    mut messages: redis::aio::PubSubStream,
+    (mut sink, mut messages): (redis::aio::PubSubSink, redis::aio::PubSubStream),
+    wanted: &tokio::sync::Notify,
     deadline: Duration,
     address: &str,
 ) -> Ended {
@@ -205,6 +229,19 @@ async fn listen<L: Listener>(
                     tracing::info!("invalidation events caught up: local tier back on");
                     inner.bus_connected(true);
                 }
+            }
+            () = wanted.notified() => {
+                let Some(inner) = cache.upgrade() else { return Ended::CacheGone };
+                let channels = inner.wanted_key_channels(false);
+                if channels.is_empty() {
+                    continue;
+                }
+                let subscribed = tokio::time::timeout(deadline, sink.subscribe(&channels)).await;
+                if !matches!(subscribed, Ok(Ok(()))) {
+                    tracing::warn!("invalidation subscriber: could not subscribe to an entity's key events, reconnecting");
+                    return Ended::Lost;
+                }
+                inner.key_channels_heard(&channels);
             }
             _ = heartbeat.tick() => {
                 let Some(inner) = cache.upgrade() else { return Ended::CacheGone };

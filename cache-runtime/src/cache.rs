@@ -5,6 +5,7 @@ mod bus_publish;
 mod cluster_call;
 pub(crate) mod fence;
 mod invalidate;
+pub(crate) mod key_events;
 pub(crate) mod lease;
 mod loaded;
 mod policy;
@@ -92,6 +93,8 @@ pub(crate) struct Inner {
     /// Where this instance's echoes go: a channel of its own, so each is delivered once,
     /// whatever the number of instances.
     echo_channel: String,
+    /// The entities whose key events this instance subscribes to.
+    hearing: key_events::Hearing,
     local: Option<LocalTier>,
     /// The invalidation marks this instance knows.
     marks: Marks,
@@ -196,6 +199,7 @@ impl bus::Listener for Inner {
     }
 
     fn subscription_lost(&self) {
+        self.key_channels_lost();
         self.fence.unverify();
     }
 
@@ -211,6 +215,14 @@ impl bus::Listener for Inner {
         self.redis
             .found_cluster()
             .is_some_and(|cluster| cluster.is_master_with_replicas_elsewhere(address))
+    }
+
+    fn wanted_key_channels(&self, all: bool) -> Vec<String> {
+        Inner::wanted_key_channels(self, all)
+    }
+
+    fn key_channels_heard(&self, channels: &[String]) {
+        Inner::key_channels_heard(self, channels);
     }
 
     fn is_own_echo(&self, payload: &str) -> bool {
@@ -254,6 +266,7 @@ impl Cache {
             origin,
             channel,
             echo_channel: bus::echo_channel(&config.app_prefix, origin),
+            hearing: key_events::Hearing::default(),
             local,
             app_mark: marks.entity_cell(&app_mark_key(&config.app_prefix)),
             marks,

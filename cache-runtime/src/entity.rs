@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 
 use crate::key::{EntityPrefix, KeyPart};
 use crate::marks::MarkCell;
@@ -24,6 +25,11 @@ struct EntityInner {
     /// This instance's knowledge of the entity's invalidation mark.
     mark: Arc<MarkCell>,
     mark_key: String,
+    /// Where writes and deletions of this entity's keys are announced (`<prefix>%keys`), to the
+    /// instances that may hold them in process only.
+    keys_channel: String,
+    /// Whether this instance hears that channel (see [`crate::cache::key_events`]).
+    hearing: AtomicU8,
 }
 
 impl Entity {
@@ -31,6 +37,8 @@ impl Entity {
         Self {
             inner: Arc::new(EntityInner {
                 mark_key: prefix.mark_key(),
+                keys_channel: format!("{}%keys", prefix.pattern().trim_end_matches('*')),
+                hearing: AtomicU8::new(0),
                 prefix,
                 counters: ShardedCounters::default(),
                 mark,
@@ -44,6 +52,15 @@ impl Entity {
 
     pub(crate) fn mark_key(&self) -> &str {
         &self.inner.mark_key
+    }
+
+    /// The channel announcing writes and deletions of this entity's keys.
+    pub(crate) fn keys_channel(&self) -> &str {
+        &self.inner.keys_channel
+    }
+
+    pub(crate) fn hearing(&self) -> &AtomicU8 {
+        &self.inner.hearing
     }
 
     /// The entity name.

@@ -79,13 +79,16 @@ impl Cache {
         key: &CacheKey,
         policy: &Policy<'_>,
     ) -> Peek<T> {
+        if self.wants_local(policy) && !super::key_events::hears(key.entity()) {
+            Box::pin(self.start_hearing(key.entity())).await;
+        }
         if let Some(Plain(value)) = self
-            .local_tier(policy)
+            .local_tier(policy, key.entity())
             .and_then(|local| self.local_hit::<Plain<T>>(local, key, policy))
         {
             return Peek::Fresh(value);
         }
-        let local = self.local_tier(policy);
+        let local = self.local_tier(policy, key.entity());
         let seen = local.map_or(0, |local| local.generation(key.as_str()));
         let read = async {
             let found = self.fetch(key).await?;

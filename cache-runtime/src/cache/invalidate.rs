@@ -166,8 +166,14 @@ impl Cache {
             Intent::Key(key) => {
                 // The lease goes too: a loader holding it must not store what it read before.
                 let event = Event::Key(key.as_str().to_owned());
-                self.unlink_and_publish(key.entity(), key.as_str(), &[key.lease_key()], &event)
-                    .await
+                let channel = key.entity().keys_channel();
+                self.unlink_and_publish(
+                    key.entity(),
+                    key.as_str(),
+                    &[key.lease_key()],
+                    (channel, &event),
+                )
+                .await
             }
             Intent::Id { entity, escaped_id } => {
                 let key = entity.key_from_escaped(escaped_id, None);
@@ -177,7 +183,8 @@ impl Cache {
                     key.lease_key(),
                     entity.prefix().variants_token_key(escaped_id),
                 ];
-                self.unlink_and_publish(entity, key.as_str(), &companions, &event)
+                let channel = &self.inner.channel;
+                self.unlink_and_publish(entity, key.as_str(), &companions, (channel, &event))
                     .await
             }
             Intent::Entity(entity) => {
@@ -223,14 +230,14 @@ impl Cache {
         entity: &Entity,
         key: &str,
         companions: &[String],
-        event: &Event,
+        (channel, event): (&str, &Event),
     ) -> Result<u64, CacheError> {
         let mut pipeline = redis::pipe();
         pipeline.cmd("UNLINK").arg(key);
         pipeline.cmd("UNLINK").arg(companions).ignore();
         pipeline
             .cmd("PUBLISH")
-            .arg(&self.inner.channel)
+            .arg(channel)
             .arg(event.encode(self.inner.origin))
             .ignore();
         let (removed,): (u64,) = self.call_confirmed(Some(entity), &pipeline).await?;

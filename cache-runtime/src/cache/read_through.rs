@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{Instrument as _, Span, field};
 
-use super::Cache;
 use super::loaded::Loaded;
 use super::policy::{Known, Policy};
 use super::storage::Lookup;
 use super::validity::Stamp;
+use super::{Cache, key_events};
 use crate::entity::CacheKey;
 use crate::error::CacheError;
 use crate::flight::{self, Join, Leader, Outcome};
@@ -151,7 +151,11 @@ impl Cache {
         let Call {
             key, policy, span, ..
         } = call;
-        let local = self.local_tier(policy);
+        if self.wants_local(policy) && !key_events::hears(key.entity()) {
+            // The entity's first read through the local tier here: on the heap, once.
+            Box::pin(self.start_hearing(key.entity())).await;
+        }
+        let local = self.local_tier(policy, key.entity());
         if let Some(hit) = local
             .filter(|_| policy.known.is_none())
             .and_then(|local| self.local_hit::<L>(local, key, policy))

@@ -370,7 +370,7 @@ impl Cache {
                 self.add_populate(&mut pipeline, key, bytes, ttl_ms, token);
                 pipeline
                     .cmd("PUBLISH")
-                    .arg(&self.inner.channel)
+                    .arg(key.entity().keys_channel())
                     .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
                     .ignore();
             }
@@ -387,7 +387,7 @@ impl Cache {
                     .arg(revision.to_string());
                 pipeline
                     .cmd("PUBLISH")
-                    .arg(&self.inner.channel)
+                    .arg(key.entity().keys_channel())
                     .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
                     .ignore();
             }
@@ -407,7 +407,7 @@ impl Cache {
                     // Other instances drop their local copy of the old value.
                     pipeline
                         .cmd("PUBLISH")
-                        .arg(&self.inner.channel)
+                        .arg(key.entity().keys_channel())
                         .arg(Event::Key(key.as_str().to_owned()).encode(self.inner.origin))
                         .ignore();
                 }

@@ -84,10 +84,10 @@ pub(crate) fn spawn_all(inner: &Arc<Inner>, runtime: &tokio::runtime::Handle) {
     // Every instance listens: invalidation marks are kept current through the bus, not only
     // the local tier.
     let channels = vec![inner.channel.clone(), inner.echo_channel.clone()];
-    let subscriber_watch = watch(true);
+    let (subscriber_watch, wanted) = (watch(true), inner.hearing.changed());
     runtime.spawn(async move {
         let _watch = subscriber_watch;
-        bus::subscribe(weak, channels).await;
+        bus::subscribe(weak, channels, wanted).await;
     });
 }
 

@@ -59,8 +59,9 @@ async fn a_healthy_subscription_survives_its_heartbeats() {
     assert!(server.command_calls("ping") >= 3, "the heartbeats ran");
     assert_eq!(
         server.command_calls("subscribe"),
-        1,
-        "answered heartbeats keep the one subscription"
+        2,
+        "answered heartbeats keep the one subscription (the app's and the echo channel, then \
+         the entity's key events at its first local read)"
     );
     assert_eq!(
         cache.local_tier_len(),
@@ -390,4 +391,55 @@ async fn a_subscriber_far_behind_the_bus_turns_the_local_tier_off_until_it_catch
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A write is announced on its entity's own channel, to which only instances that keep that
+/// entity in their local tier subscribe (at their first local read of it): an instance that
+/// reads the entity from Redis only receives nothing, and the app's channel carries no write.
+#[tokio::test]
+async fn a_write_is_announced_only_to_instances_that_keep_the_entity_locally() {
+    use futures_util::StreamExt as _;
+
+    let server = RedisServer::start();
+    let (writer, holder, remote) = (instance(&server), instance(&server), instance(&server));
+    crate::subscribed(&[&writer, &holder, &remote]).await;
+    let channel = "test:v1:product:%keys";
+    let subscribers = || -> u64 {
+        let (_, count): (String, u64) =
+            server.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel));
+        count
+    };
+    assert_eq!(subscribers(), 0, "no instance keeps products locally yet");
+
+    assert_eq!(read(&holder, 1, "v1").await, "v1");
+    assert_eq!(subscribers(), 1, "the first local read subscribed");
+    assert_eq!(holder.local_tier_len(), 1, "and kept the value");
+    let key = remote.entity("product").expect("entity").key(&1u32);
+    assert_eq!(
+        remote.get::<String>(&key).await.expect("get").as_deref(),
+        Some("v1")
+    );
+    assert_eq!(subscribers(), 1, "a Redis read subscribes to nothing");
+
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub
+        .subscribe("test:%invalidations")
+        .await
+        .expect("subscribe");
+    let mut app_channel = pubsub.into_on_message();
+    writer
+        .set(&key, &"v2".to_owned(), Ttl::Medium)
+        .await
+        .expect("write");
+    eventually("the holder dropped its copy", || {
+        holder.local_tier_len() == 0
+    })
+    .await;
+    assert_eq!(read(&holder, 1, "unused").await, "v2");
+    let on_app_channel = tokio::time::timeout(Duration::from_millis(200), app_channel.next()).await;
+    assert!(
+        on_app_channel.is_err(),
+        "the write was not announced to the whole app"
+    );
 }

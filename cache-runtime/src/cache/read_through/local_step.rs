@@ -1,20 +1,27 @@
 //! The in-process tier step of a read.
 
-use crate::cache::Cache;
 use crate::cache::loaded::Loaded;
 use crate::cache::policy::Policy;
 use crate::cache::storage::Lookup;
-use crate::entity::CacheKey;
+use crate::cache::{Cache, key_events};
+use crate::entity::{CacheKey, Entity};
 use crate::envelope::Header;
 use crate::freshness::now_ms;
 use crate::local::LocalTier;
 use crate::metrics::bump;
 
 impl Cache {
-    /// The in-process tier, if this read uses it.
-    pub(crate) fn local_tier(&self, policy: &Policy<'_>) -> Option<&LocalTier> {
-        let wanted = policy.options.local || self.inner.config.local_tier_for_all;
-        self.inner.local.as_ref().filter(|_| wanted)
+    /// The local tier, if `policy` uses it and this instance hears `entity`'s key events.
+    pub(crate) fn local_tier(&self, policy: &Policy<'_>, entity: &Entity) -> Option<&LocalTier> {
+        self.inner
+            .local
+            .as_ref()
+            .filter(|_| self.wants_local(policy) && key_events::hears(entity))
+    }
+
+    /// Whether `policy` uses the local tier (one is configured).
+    pub(crate) fn wants_local(&self, policy: &Policy<'_>) -> bool {
+        self.inner.local.is_some() && (policy.options.local || self.inner.config.local_tier_for_all)
     }
 
     /// A fresh, still valid value from the in-process tier (never during a forced refresh).

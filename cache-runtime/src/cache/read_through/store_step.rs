@@ -68,10 +68,11 @@ impl Cache {
         }
     }
 
-    /// Hands the loaded value to this process's waiting callers: at once, or, while the bus is
-    /// down or late, once it is stored under its lease. Another instance's key or id
-    /// invalidation reaches flights only as an event, which may be missed then; it also
-    /// deletes the lease, so a value stored under its lease was not overtaken by one.
+    /// Hands the loaded value to this process's waiting callers: a value loaded under a lease
+    /// once it is stored under that lease, any other at once. Another instance's write or key
+    /// invalidation is not announced to instances that do not hear the entity's key events
+    /// (see [`crate::cache::key_events`]); it deletes the lease, so a value stored under its
+    /// lease was not overtaken by one.
     pub(super) async fn hand_over_and_store(
         &self,
         key: &CacheKey,
@@ -86,9 +87,7 @@ impl Cache {
             ttl,
             outcome,
         } = encoded;
-        let needs_proof = !self.inner.marks.bus_live()
-            && matches!(guard, Guard::Lease(_))
-            && matches!(outcome, Outcome::Value(_));
+        let needs_proof = matches!(guard, Guard::Lease(_)) && matches!(outcome, Outcome::Value(_));
         let deferred = match (leader, needs_proof) {
             (Some(leader), true) => Some((leader, outcome)),
             (Some(leader), false) => {
@@ -128,7 +127,7 @@ impl Cache {
         let result = match encoded {
             Some(Ok(bytes)) => {
                 let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
-                if let (Ok(true), Some(local)) = (&stored, self.local_tier(policy)) {
+                if let (Ok(true), Some(local)) = (&stored, self.local_tier(policy, key.entity())) {
                     let fresh_until =
                         now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
                     local.insert(key.as_str(), Arc::from(bytes), fresh_until, seen);
