@@ -106,6 +106,27 @@ impl CodecKind {
         }
     }
 
+    /// Encodes `value` at the end of `out` (a buffer kept from call to call: no growth from
+    /// empty at every write).
+    pub(crate) fn encode_into<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        match self {
+            Self::Postcard => {
+                *out = postcard::to_extend(value, std::mem::take(out))
+                    .map_err(|e| CodecError::new(Postcard::NAME, e))?;
+            }
+            #[cfg(feature = "json")]
+            Self::Json => {
+                serde_json::to_writer(&mut *out, value)
+                    .map_err(|e| CodecError::new(Json::NAME, e))?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Vec<u8>, CodecError> {
         match self {
             Self::Postcard => Postcard::encode(value),
