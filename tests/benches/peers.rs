@@ -29,7 +29,7 @@ use cache_runtime::{Cache, CacheConfig, cached};
 use cache_tests::RedisServer;
 use operations::Operation;
 use product::{Product, product};
-use rounds::{Reader, env_number, hand_written, interleaved, print_table, throughput};
+use rounds::{Reader, cpu_time, env_number, hand_written, interleaved, print_table, throughput};
 
 const KEYS: u64 = 1_000;
 const CHILD_ENV: &str = "PEERS_CURRENT_THREAD";
@@ -113,21 +113,6 @@ impl Reader for Setup {
             Self::Local => ours_local(id).await.expect("local"),
         }
     }
-}
-
-/// User and system CPU seconds of a process so far (`/proc/<pid>/stat`, in clock ticks of
-/// 10 ms: read over seconds, not per call).
-fn cpu_time(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks") / 100.0;
-    (ticks(11), ticks(12))
 }
 
 fn cache(url: &str, app: &str, pool_size: Option<usize>) -> Cache {

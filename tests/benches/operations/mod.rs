@@ -163,9 +163,9 @@ pub async fn cost(
         .query_async(&mut conn.clone())
         .await
         .expect("RESETSTAT");
-    let before = crate::cpu_time(&pid);
+    let before = crate::rounds::cpu_time(&pid);
     let per_second = throughput(operation, 1_000, tasks, time).await;
-    let after = crate::cpu_time(&pid);
+    let after = crate::rounds::cpu_time(&pid);
     let stats = command_stats(&info(conn, "commandstats").await);
     let operations = per_second * time.as_secs_f64();
     let process_us = ((after.0 - before.0) + (after.1 - before.1)) * 1e6 / operations;

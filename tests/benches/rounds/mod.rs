@@ -108,3 +108,22 @@ pub fn env_number(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// User and system CPU seconds of a process so far (`/proc/<pid>/stat`, in clock ticks of
+/// 10 ms: read over seconds, not per call).
+#[allow(
+    dead_code,
+    reason = "the cluster bench shares this module and reads no CPU time"
+)]
+pub fn cpu_time(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks") / 100.0;
+    (ticks(11), ticks(12))
+}
