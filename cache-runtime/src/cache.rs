@@ -528,6 +528,29 @@ mod tests {
         Cache::new(config).expect("cache")
     }
 
+    /// The local tier's hit path takes a key's id and variant from where the key was built;
+    /// everything else files entries by scanning the key: both must agree, ids and variants
+    /// with colons and percent signs included.
+    #[tokio::test]
+    async fn a_keys_id_and_variant_are_where_the_local_tier_files_them() {
+        let cache = offline();
+        let products = cache.entity("product").expect("entity");
+        let keys = [
+            products.key(&42u32),
+            products.key(&"a:b%c"),
+            products.variant_key(&"a:b", &"en:GB"),
+            products.variant_key(&7u8, &""),
+        ];
+        for key in keys {
+            assert_eq!(
+                key.id_and_variant(),
+                crate::local::split(key.as_str()),
+                "{}",
+                key.as_str()
+            );
+        }
+    }
+
     #[tokio::test]
     async fn an_instance_ignores_its_own_events_and_applies_everyone_elses() {
         let cache = offline();

@@ -234,6 +234,15 @@ impl CacheKey {
         revision_key(&self.key)
     }
 
+    /// The key of the id and the variant (empty without one), as the local tier files them:
+    /// from the variant's position, without scanning the key.
+    pub(crate) fn id_and_variant(&self) -> (&str, &str) {
+        match self.variant_at {
+            Some(at) => (&self.key[..at], &self.key[at + 1..]),
+            None => (&self.key, ""),
+        }
+    }
+
     /// Whether the key has a variant (and so a variants token to be valid under).
     pub(crate) fn has_variant(&self) -> bool {
         self.variant_at.is_some()

@@ -64,7 +64,7 @@ impl Weighter<String, Arc<Family>> for ByBytes {
 /// Splits `{app}:v{N}:{entity}:{id}[:{variant}]` into the id's key and the variant (`""` for
 /// none). Ids never hold a raw `:` (escaping encodes it in values, templates in literals), so
 /// the fourth `:` is where a variant starts.
-fn split(key: &str) -> (&str, &str) {
+pub(crate) fn split(key: &str) -> (&str, &str) {
     match key.match_indices(':').nth(3) {
         Some((at, _)) => (&key[..at], &key[at + 1..]),
         None => (key, ""),
@@ -124,11 +124,17 @@ impl LocalTier {
     }
 
     /// The bytes under `key` if they are still fresh at `now_ms` and the tier is live.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &str, now_ms: u64) -> Option<Arc<[u8]>> {
+        let (id, variant) = split(key);
+        self.get_member(id, variant, now_ms)
+    }
+
+    /// [`Self::get`] of the key of `id` with `variant` (`""` for none), split already.
+    pub(crate) fn get_member(&self, id: &str, variant: &str, now_ms: u64) -> Option<Arc<[u8]>> {
         if !self.live.load(Ordering::Acquire) {
             return None;
         }
-        let (id, variant) = split(key);
         let family = self.families.get(id)?;
         let member = family.find(variant)?;
         if member.expires_ms <= now_ms {

@@ -34,8 +34,10 @@ impl Cache {
         if policy.refresh {
             return None;
         }
-        let bytes = local.get(key.as_str(), now_ms())?;
-        let envelope = Header::unwrap(&bytes).ok()?;
+        let (id, variant) = key.id_and_variant();
+        let bytes = local.get_member(id, variant, now_ms())?;
+        // Checked when it came from Redis, or written by this process.
+        let envelope = Header::unwrap_verified(&bytes).ok()?;
         if !self.still_valid_locally(key.entity(), &envelope.header, envelope.tags) {
             local.remove(key.as_str());
             return None;
