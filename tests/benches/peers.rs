@@ -286,6 +286,16 @@ async fn misses(
     round: Duration,
 ) {
     let ours = cache(url, "bench_miss", None);
+    let unleased = Cache::new(
+        CacheConfig::builder()
+            .redis_url(url)
+            .app_prefix("bench_miss_unleased")
+            .metrics_log_interval(None)
+            .lease_ttl(None)
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
     let setups = [
         (
             "hand-written redis-rs GET + SET PX",
@@ -298,6 +308,13 @@ async fn misses(
         (
             "`Cache::get_or_set`, default configuration",
             Operation::Miss(ours.clone(), ours.entity("product").expect("entity")),
+        ),
+        (
+            "`Cache::get_or_set`, `lease_ttl(None)` (no lease: no cross-process single flight, no stale-set protection)",
+            Operation::Miss(
+                unleased.clone(),
+                unleased.entity("product").expect("entity"),
+            ),
         ),
     ];
     compare("misses", server, conn, &setups, rounds, round).await;
