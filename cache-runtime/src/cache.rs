@@ -8,6 +8,7 @@ mod invalidate;
 pub(crate) mod key_events;
 pub(crate) mod lease;
 mod loaded;
+pub(crate) mod ordered;
 mod policy;
 mod purge;
 mod read_through;
@@ -423,9 +424,10 @@ impl Cache {
     /// content). Returns whether the value was stored (`false`: a newer one is there). Like [`Self::set`] otherwise: loaders' leases are voided, the other
     /// instances told, and a failed write becomes an invalidation of the key.
     ///
-    /// The record of the highest revision (`{<key>}:%revision`) lives as long as the value
-    /// written with it and survives invalidations of the key; an ordered write reaching Redis
-    /// after that record expired or was evicted is stored. The value is stamped at the call:
+    /// The revision is kept inside the stored value; an invalidation of the key moves it to a
+    /// record (`{<key>}:%revision`) for what was left of the value's TTL, so a late older
+    /// write stays refused after one. An ordered write reaching Redis after the value (or
+    /// record) expired or was evicted is stored. The value is stamped at the call:
     /// an entity, tag or app invalidation made while it was being read from the source does not
     /// cover it (`#[cache_put]` stamps before running the function, so there it does).
     pub async fn set_ordered<T: Serialize + ?Sized>(

@@ -7,12 +7,13 @@
 //! | --- | --- |
 //! | 0 | envelope format (`2`) |
 //! | 1 | codec id ([`CodecKind::id`](crate::CodecKind::id)) |
-//! | 2 | flags: bit 0 compressed, bit 1 negative (a cached absence), bit 2 id token, bit 3 tags |
+//! | 2 | flags: bit 0 compressed, bit 1 negative (a cached absence), bit 2 id token, bit 3 tags, bit 4 revision |
 //! | 3..11 | created at, ms since the Unix epoch |
 //! | 11..19 | fresh until (logical expiry), ms since the Unix epoch |
 //! | 19..23 | recompute cost of the value, ms |
 //! | 23..31 | invalidation epoch the value was loaded under (see docs/invalidation.md) |
 //! | 8 bytes | with bit 2: the token of the id's variants the value was written under |
+//! | 1 + n bytes | with bit 4: the revision of an ordered write, as n ASCII decimal digits (so the ordered-write script compares it as the revision records always were) |
 //! | 1 + n × (2 + len) bytes | with bit 3: the number of tags, then each tag's length and bytes |
 //! | … | payload |
 //! | last 8 bytes | xxh3-64 of every byte before it |
@@ -28,6 +29,9 @@ const FLAG_COMPRESSED: u8 = 1;
 const FLAG_NEGATIVE: u8 = 1 << 1;
 const FLAG_ID_TOKEN: u8 = 1 << 2;
 const FLAG_TAGS: u8 = 1 << 3;
+const FLAG_REVISION: u8 = 1 << 4;
+/// Flags this version writes; a value with any other was written by a newer one.
+const KNOWN_FLAGS: u8 = FLAG_COMPRESSED | FLAG_NEGATIVE | FLAG_ID_TOKEN | FLAG_TAGS | FLAG_REVISION;
 
 /// The most tags one value may carry.
 pub const MAX_TAGS: usize = u8::MAX as usize;
@@ -55,6 +59,9 @@ pub struct Header {
     /// For a variant key: the token its id's variants had when it was written; the value is
     /// valid only while the id still has that token.
     pub id_token: Option<u64>,
+    /// For an ordered write (`set_ordered`, `#[cache_put(revision = …)]`): its revision. A
+    /// later ordered write with a lower one is refused.
+    pub revision: Option<u64>,
 }
 
 /// The tags a stored value carries, read in place.
@@ -107,6 +114,7 @@ impl Header {
             cost_ms: u32::try_from(cost.as_millis()).unwrap_or(u32::MAX),
             epoch: 0,
             id_token: None,
+            revision: None,
         }
     }
 
@@ -114,7 +122,7 @@ impl Header {
     /// [`MAX_TAG_LEN`] are rejected by the caller before this.
     pub fn wrap(&self, tags: &[String], payload: &[u8]) -> Vec<u8> {
         let tag_bytes: usize = tags.iter().map(|t| t.len() + 2).sum();
-        let mut out = Vec::with_capacity(HEADER_LEN + 9 + tag_bytes + payload.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + 30 + tag_bytes + payload.len());
         let mut flags = 0;
         if self.compressed {
             flags |= FLAG_COMPRESSED;
@@ -128,6 +136,9 @@ impl Header {
         if !tags.is_empty() {
             flags |= FLAG_TAGS;
         }
+        if self.revision.is_some() {
+            flags |= FLAG_REVISION;
+        }
         out.extend_from_slice(&[FORMAT, self.codec, flags]);
         out.extend_from_slice(&self.created_at_ms.to_le_bytes());
         out.extend_from_slice(&self.fresh_until_ms.to_le_bytes());
@@ -135,6 +146,12 @@ impl Header {
         out.extend_from_slice(&self.epoch.to_le_bytes());
         if let Some(token) = self.id_token {
             out.extend_from_slice(&token.to_le_bytes());
+        }
+        if let Some(revision) = self.revision {
+            let digits = revision.to_string();
+            // At most 20 digits: a u64.
+            out.push(u8::try_from(digits.len()).unwrap_or(u8::MAX));
+            out.extend_from_slice(digits.as_bytes());
         }
         if !tags.is_empty() {
             out.push(u8::try_from(tags.len()).unwrap_or(u8::MAX));
@@ -188,12 +205,29 @@ impl Header {
         let mut cost = [0; 4];
         cost.copy_from_slice(&head[19..23]);
         let flags = head[2];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err("unknown envelope flags: the value was written by a newer version");
+        }
         let id_token = if flags & FLAG_ID_TOKEN != 0 {
             let (token, tail) = rest
                 .split_first_chunk::<8>()
                 .ok_or("value shorter than its id token")?;
             rest = tail;
             Some(u64::from_le_bytes(*token))
+        } else {
+            None
+        };
+        let revision = if flags & FLAG_REVISION != 0 {
+            let (&len, tail) = rest.split_first().ok_or("value shorter than its revision")?;
+            let digits = tail
+                .get(..usize::from(len))
+                .ok_or("value shorter than its revision")?;
+            rest = &tail[usize::from(len)..];
+            let revision = std::str::from_utf8(digits)
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .ok_or("revision not a number")?;
+            Some(revision)
         } else {
             None
         };
@@ -220,6 +254,7 @@ impl Header {
             cost_ms: u32::from_le_bytes(cost),
             epoch: u64_at(23),
             id_token,
+            revision,
         };
         Ok(Envelope {
             header,
@@ -260,6 +295,7 @@ mod tests {
     fn id_token_and_tags_round_trip() {
         let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
         header.id_token = Some(0xfeed);
+        header.revision = Some(u64::MAX);
         let tags = ["category:7".to_owned(), "brand:%3A".to_owned()];
         let bytes = header.wrap(&tags, b"p");
         let envelope = Header::unwrap(&bytes).expect("decodes");
@@ -290,10 +326,34 @@ mod tests {
         assert!(Header::unwrap(&[9; 40]).is_err());
         let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
         header.id_token = Some(1);
+        header.revision = Some(42);
         let bytes = header.wrap(&["tag".to_owned()], b"");
         for len in 0..bytes.len() {
             assert!(Header::unwrap(&bytes[..len]).is_err(), "{len} bytes");
         }
+    }
+
+    /// The ordered-write script reads the revision at a fixed place: after the fixed header
+    /// and the id token, a length byte and decimal digits.
+    #[test]
+    fn the_revision_follows_the_id_token_as_decimal_digits() {
+        let mut header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
+        header.id_token = Some(5);
+        header.revision = Some(1234);
+        let bytes = header.wrap(&[], b"p");
+        assert_eq!(bytes[2] & FLAG_REVISION, FLAG_REVISION);
+        assert_eq!(&bytes[HEADER_LEN + 8..HEADER_LEN + 13], b"\x041234");
+    }
+
+    #[test]
+    fn a_value_with_flags_of_a_newer_version_is_refused() {
+        let header = Header::new(1, Duration::from_secs(1), Duration::ZERO);
+        let mut bytes = header.wrap(&[], b"p");
+        bytes[2] |= 1 << 7;
+        let body = bytes.len() - CHECKSUM_LEN;
+        let checksum = XxHash3_64::oneshot(&bytes[..body]);
+        bytes[body..].copy_from_slice(&checksum.to_le_bytes());
+        assert!(Header::unwrap(&bytes).is_err());
     }
 
     #[test]

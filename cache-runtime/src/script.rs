@@ -35,14 +35,15 @@ impl Script {
 }
 
 /// Every script the runtime sends: what is loaded when a server answers `NOSCRIPT`.
-fn all() -> [&'static Script; 8] {
-    use crate::cache::{fence, lease, storage};
+fn all() -> [&'static Script; 9] {
+    use crate::cache::{fence, lease, ordered};
     [
         &fence::FENCE,
         &lease::PROMOTE,
         &lease::RENEW,
         &lease::RELEASE,
-        &storage::WRITE_ORDERED,
+        &ordered::WRITE_ORDERED,
+        &ordered::REMOVE_KEY,
         &crate::marks::BUMP_EPOCH,
         &crate::marks::RAISE_MARK,
         &crate::rate_limit::GCRA,

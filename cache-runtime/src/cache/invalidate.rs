@@ -1,6 +1,7 @@
 //! Invalidation: a key, an id with all its variants, a whole entity, a tag, or a glob.
 //!
-//! Keys and ids are deleted (one `UNLINK`: an id's variants go with its variants token);
+//! Keys and ids are deleted (one short script: an id's variants go with its variants token, and
+//! an ordered value leaves its revision behind, see [`super::ordered`]);
 //! entities and tags are invalidated by raising their mark (see [`marks`](crate::marks)), which
 //! costs the same at ten keys and at ten million. Either way the call is a constant number of
 //! round trips, and it tells every other instance in the same pipeline.
@@ -9,7 +10,8 @@ use super::Cache;
 use super::replay::Intent;
 use crate::bus::Event;
 use crate::connection::Node;
-use crate::entity::{Entity, lease_key};
+use super::ordered::REMOVE_KEY;
+use crate::entity::{Entity, lease_key, revision_key};
 use crate::error::CacheError;
 use crate::key::{KeyPart, app_mark_key, is_bookkeeping, tag_mark_key};
 
@@ -222,7 +224,8 @@ impl Cache {
         }
     }
 
-    /// One round trip: `UNLINK` of a key and its bookkeeping, then the event (in that order on
+    /// One round trip: the deletion of a key and its bookkeeping ([`REMOVE_KEY`]: an ordered
+    /// value leaves its revision behind), then the event (in that order on
     /// one connection), confirmed by the shard's replicas on a cluster; answers whether the key
     /// itself was there.
     async fn unlink_and_publish(
@@ -233,8 +236,13 @@ impl Cache {
         (channel, event): (&str, &Event),
     ) -> Result<u64, CacheError> {
         let mut pipeline = redis::pipe();
-        pipeline.cmd("UNLINK").arg(key);
-        pipeline.cmd("UNLINK").arg(companions).ignore();
+        self.inner
+            .scripts
+            .add(&mut pipeline, &REMOVE_KEY)
+            .arg(2 + companions.len())
+            .arg(key)
+            .arg(revision_key(key))
+            .arg(companions);
         pipeline
             .cmd("PUBLISH")
             .arg(channel)

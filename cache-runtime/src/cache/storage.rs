@@ -16,7 +16,6 @@ use crate::entity::CacheKey;
 use crate::envelope::{Envelope, Header, MAX_TAG_LEN, MAX_TAGS};
 use crate::error::CacheError;
 use crate::metrics::bump;
-use crate::script::Script;
 
 /// What a read found.
 pub(crate) enum Lookup<T> {
@@ -323,6 +322,7 @@ impl Cache {
         let mut header = Header::new(config.codec.id(), ttl, cost);
         header.epoch = stamp.epoch;
         header.id_token = stamp.id_token;
+        header.revision = stamp.revision;
         let mut buffer = ENCODE_BUFFER.take();
         buffer.clear();
         if let Stored::Value(value) = value {
@@ -401,16 +401,7 @@ impl Cache {
                     .ignore();
             }
             Write::Ordered(revision) => {
-                self.inner
-                    .scripts
-                    .add(&mut pipeline, &WRITE_ORDERED)
-                    .arg(3)
-                    .arg(key.as_str())
-                    .arg(key.revision_key())
-                    .arg(key.lease_key())
-                    .arg(bytes)
-                    .arg(ttl_ms)
-                    .arg(revision.to_string());
+                self.add_ordered_write(&mut pipeline, key, bytes, ttl_ms, revision);
                 pipeline
                     .cmd("PUBLISH")
                     .arg(key.entity().keys_channel())
@@ -488,22 +479,8 @@ pub(crate) enum Write<'a> {
     Replace(&'a str),
     /// A loaded value when leases are turned off in the configuration.
     Unguarded,
-    /// An explicit write with a revision: like `Overwrite`, unless the key's revision record
-    /// holds a higher one.
+    /// An explicit write with a revision: like `Overwrite`, unless the key holds a value with
+    /// a higher one or its deletion's revision record does.
     Ordered(u64),
 }
 
-/// An ordered write. Revisions are compared as decimal strings (length, then digits) since Lua
-/// numbers lose precision past 2^53. The record lives as long as the value it came with, and
-/// an invalidation of the key leaves it, so a late older write is refused after one too.
-/// KEYS: value, revision record, lease. ARGV: bytes, ttl ms, revision.
-pub(crate) static WRITE_ORDERED: Script = Script::new(
-    r"
-local held = redis.call('GET', KEYS[2])
-if held and (#held > #ARGV[3] or (#held == #ARGV[3] and held > ARGV[3])) then return 0 end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-redis.call('UNLINK', KEYS[3])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-",
-);

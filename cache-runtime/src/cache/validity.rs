@@ -24,6 +24,8 @@ pub(crate) struct Stamp<'a> {
     pub(crate) tags: &'a [String],
     /// The highest of the marks the value depends on: a load stamped below it is invalid.
     pub(crate) floor: u64,
+    /// An ordered write's revision, kept in the value's envelope.
+    pub(crate) revision: Option<u64>,
 }
 
 /// The marks one batch read (`get_many`) had to fetch from Redis, so that each is read once
@@ -64,6 +66,7 @@ impl<'a> Stamp<'a> {
             id_token: None,
             tags,
             floor: 0,
+            revision: None,
         }
     }
 }
@@ -220,6 +223,7 @@ impl Cache {
             id_token,
             tags,
             floor,
+            revision: None,
         })
     }
 

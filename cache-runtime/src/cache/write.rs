@@ -91,6 +91,7 @@ impl Cache {
                 id_token,
                 tags,
                 floor: 0,
+                revision,
             };
             let bytes = self.encode(value, ttl, Duration::ZERO, &stamp)?;
             let write = revision.map_or(Write::Overwrite, Write::Ordered);

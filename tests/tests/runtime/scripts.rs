@@ -6,8 +6,9 @@ use cache_tests::RedisServer;
 
 use crate::CountingLoader;
 
-/// A cache's scripts after a `SCRIPT FLUSH`: a miss (its populate), an ordered write and
-/// an entity invalidation (epoch, mark) all work, by digest, with one load of the scripts.
+/// A cache's scripts after a `SCRIPT FLUSH`: a miss (its populate), an ordered write, a key
+/// invalidation and an entity invalidation (epoch, mark) all work, by digest, with one load
+/// of the scripts.
 #[tokio::test]
 async fn scripts_go_by_digest_and_are_loaded_again_after_a_flush() {
     let server = RedisServer::start();
@@ -36,6 +37,7 @@ async fn scripts_go_by_digest_and_are_loaded_again_after_a_flush() {
         .await
         .expect("ordered write");
     assert!(stored);
+    assert!(cache.delete(&products.key(&2u32)).await.expect("delete"));
     cache
         .invalidate_entity(&products)
         .await
@@ -47,7 +49,7 @@ async fn scripts_go_by_digest_and_are_loaded_again_after_a_flush() {
 
     assert_eq!(
         server.command_calls("script|load") - loads_before,
-        8,
+        9,
         "every script loaded once, after the first refusal"
     );
     assert_eq!(server.command_calls("eval"), 0, "no script sent whole");

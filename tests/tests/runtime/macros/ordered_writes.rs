@@ -100,15 +100,10 @@ async fn of_two_racing_writes_the_newer_stays_whichever_lands_last() {
         assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
         assert_eq!(rows.reads(), 0, "every read came from the cache");
 
-        // The revision record lives as long as the value it came with.
-        let server_ttl = |key: &str| server.query::<i64>(redis::cmd("PTTL").arg(key));
-        let (value_ttl, record_ttl) = (
-            server_ttl("test:v1:row:1"),
-            server_ttl("{test:v1:row:1}:%revision"),
-        );
-        assert!(
-            value_ttl > 0 && (value_ttl - record_ttl).abs() < 1_000,
-            "{value_ttl} vs {record_ttl}"
+        // The revision is kept inside the value: no record beside it.
+        assert_eq!(
+            server.query::<u8>(redis::cmd("EXISTS").arg("{test:v1:row:1}:%revision")),
+            0
         );
 
         // Without a revision the late write wins: what the revision is for.
@@ -143,12 +138,33 @@ async fn the_revision_outlives_an_invalidation_and_a_reload() {
     with_cache(cache.clone(), async {
         rows.commit(row(1, 6));
         rows.written(1, row(1, 6)).await.expect("write");
+        let value_ttl = server.query::<i64>(redis::cmd("PTTL").arg("test:v1:row:1"));
         invalidate_row(&cache, 1).await;
+        // The deletion leaves the revision in a record, for what was left of the value's TTL.
+        let record = "{test:v1:row:1}:%revision";
+        assert_eq!(
+            server.query::<Option<String>>(redis::cmd("GET").arg(record)),
+            Some("6".to_owned())
+        );
+        let record_ttl = server.query::<i64>(redis::cmd("PTTL").arg(record));
+        assert!(
+            record_ttl > 0 && (value_ttl - record_ttl).abs() < 1_000,
+            "{value_ttl} vs {record_ttl}"
+        );
         assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))), "reloaded");
         assert_eq!(rows.reads(), 1);
         rows.written(1, row(1, 5)).await.expect("write");
         assert_eq!(rows.read(1).await, Ok(Some(row(1, 6))));
         assert_eq!(rows.reads(), 1, "the reloaded value stayed");
+        // A newer write carries its revision in the value: the record has done its work.
+        rows.commit(row(1, 7));
+        rows.written(1, row(1, 7)).await.expect("write");
+        assert_eq!(rows.read(1).await, Ok(Some(row(1, 7))));
+        assert_eq!(
+            server.query::<u8>(redis::cmd("EXISTS").arg(record)),
+            0,
+            "no record once a value holds the revision"
+        );
     })
     .await;
 }
@@ -208,4 +224,22 @@ async fn set_ordered_compares_revisions_exactly() {
         assert_eq!(written, stored, "revision {revision}");
     }
     assert_eq!(cache.get::<u64>(&key).await.expect("get"), Some(u64::MAX));
+}
+
+/// The script finds the revision after a variant's id token too, and a deletion of one key
+/// (`Cache::delete`) remembers it like an id invalidation does.
+#[tokio::test]
+async fn a_variant_key_is_ordered_and_its_deletion_remembered() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let rows = cache.entity("row").expect("entity");
+    let key = rows.variant_key(&1u64, "summary");
+    assert!(cache.set_ordered(&key, &10u64, Ttl::Medium, 10).await.expect("set"));
+    assert!(!cache.set_ordered(&key, &9u64, Ttl::Medium, 9).await.expect("set"));
+    assert!(cache.set_ordered(&key, &11u64, Ttl::Medium, 11).await.expect("set"));
+    assert!(cache.delete(&key).await.expect("delete"));
+    assert!(!cache.set_ordered(&key, &10u64, Ttl::Medium, 10).await.expect("set"));
+    assert_eq!(cache.get::<u64>(&key).await.expect("get"), None);
+    assert!(cache.set_ordered(&key, &12u64, Ttl::Medium, 12).await.expect("set"));
+    assert_eq!(cache.get::<u64>(&key).await.expect("get"), Some(12));
 }
