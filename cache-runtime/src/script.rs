@@ -109,13 +109,23 @@ pub(crate) fn is_missing(error: &RedisError) -> bool {
 /// Loads every script into the server behind `connection`, checking that it names each by the
 /// digest the requests use.
 pub(crate) async fn load_all(connection: &mut MultiplexedConnection) -> RedisResult<()> {
-    let scripts = all();
+    let digests: Vec<String> = load_all_pipeline().query_async(connection).await?;
+    check_loaded(&digests)
+}
+
+/// The pipeline that loads every script; its answer goes to [`check_loaded`].
+pub(crate) fn load_all_pipeline() -> Pipeline {
     let mut pipeline = redis::pipe();
-    for script in scripts {
+    for script in all() {
         pipeline.cmd("SCRIPT").arg("LOAD").arg(script.source);
     }
-    let digests: Vec<String> = pipeline.query_async(connection).await?;
-    for (script, digest) in scripts.iter().zip(&digests) {
+    pipeline
+}
+
+/// Whether a server named every script by the digest the requests use.
+pub(crate) fn check_loaded(digests: &[String]) -> RedisResult<()> {
+    let scripts = all();
+    for (script, digest) in scripts.iter().zip(digests) {
         if digest != script.digest() {
             return Err(RedisError::from((
                 redis::ErrorKind::Client,

@@ -217,11 +217,6 @@ impl Cache {
         for (_, cmd) in cmds {
             group.add_command(cmd.clone());
         }
-        let missing_script = |values: &[Value]| {
-            values
-                .iter()
-                .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
-        };
         let mut values: Vec<Value> = self
             .call_node(entity, node, (&*group.clone().ignore_errors()).into())
             .await?;
@@ -291,9 +286,31 @@ impl Cache {
                 entity,
                 &node,
                 &node.confirmed,
-                (&*confirmed.ignore_errors()).into(),
+                (&*confirmed.clone().ignore_errors()).into(),
             )
             .await?;
+        if missing_script(&answers) {
+            // A node that does not hold a script yet (new, restarted or promoted): its scripts
+            // are loaded, then the request sent again. Two calls, each within the operation
+            // timeout: one call holding two `WAIT`s would not be.
+            let digests: Vec<String> = self
+                .call_on_pool(
+                    entity,
+                    &node,
+                    &node.confirmed,
+                    (&crate::script::load_all_pipeline()).into(),
+                )
+                .await?;
+            crate::script::check_loaded(&digests).map_err(CacheError::from_redis)?;
+            answers = self
+                .call_on_pool(
+                    entity,
+                    &node,
+                    &node.confirmed,
+                    (&*confirmed.clone().ignore_errors()).into(),
+                )
+                .await?;
+        }
         if let Some(Value::ServerError(error)) =
             answers.iter().find(|a| matches!(a, Value::ServerError(_)))
         {
@@ -315,4 +332,12 @@ impl Cache {
             .await
             .map_err(CacheError::from_redis)
     }
+}
+
+/// Whether a node answered `NOSCRIPT` to any command of a pipeline sent with its errors kept
+/// as answers.
+fn missing_script(values: &[Value]) -> bool {
+    values
+        .iter()
+        .any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
 }

@@ -138,6 +138,28 @@ async fn cluster_invalidations_of_every_kind_reach_every_master() {
             .expect("set");
     }
     assert_eq!(read(6).await, fresh(5), "after set");
+    // Nodes that lost their scripts (a restart, `SCRIPT FLUSH`) get them again on the
+    // connection that waits for replicas too: ordered writes, then deletions, on every master.
+    let flush_scripts = || {
+        for node in cluster.nodes() {
+            let () = node.query(redis::cmd("SCRIPT").arg("FLUSH"));
+        }
+    };
+    flush_scripts();
+    for id in 0..60u64 {
+        let (key, newer, older) = (items.key(&id), named(id, 7), named(id, 6));
+        let stored = writer.set_ordered(&key, &newer, Ttl::Medium, 7).await;
+        assert!(stored.expect("ordered write"), "id {id}");
+        let stored = writer.set_ordered(&key, &older, Ttl::Medium, 6).await;
+        assert!(!stored.expect("ordered write"), "id {id}");
+    }
+    assert_eq!(read(8).await, fresh(7), "after set_ordered");
+    flush_scripts();
+    for id in 0..60u64 {
+        assert_eq!(writer.invalidate_id(&items, &id).await.expect("id"), 1);
+    }
+    converges(9, "after invalidate_id without scripts").await;
+    assert_eq!(writer.pending_invalidations(), 0);
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
 }
 
