@@ -56,7 +56,9 @@ impl ShardedCounters {
 /// One shard's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
+    /// Hits served by Redis. A local hit is counted in `local_hits` alone (one atomic add on
+    /// the fastest path); the snapshot's `hits` is the sum.
+    pub(crate) redis_hits: AtomicU64,
     pub(crate) local_hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
@@ -79,7 +81,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 impl Counters {
     fn add_to(&self, total: &mut EntityMetrics) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        total.hits += get(&self.hits);
+        total.hits += get(&self.redis_hits) + get(&self.local_hits);
         total.local_hits += get(&self.local_hits);
         total.misses += get(&self.misses);
         total.loader_calls += get(&self.loader_calls);
@@ -135,6 +137,11 @@ pub struct EntityMetrics {
 }
 
 impl EntityMetrics {
+    /// Of the hits, those Redis answered: `hits − local_hits`.
+    pub fn redis_hits(&self) -> u64 {
+        self.hits.saturating_sub(self.local_hits)
+    }
+
     /// Hits over hits + misses, or `None` before the first read.
     pub fn hit_ratio(&self) -> Option<f64> {
         let reads = self.hits + self.misses;
@@ -189,14 +196,20 @@ mod tests {
             for _ in 0..COUNTER_SHARDS + 3 {
                 scope.spawn(|| {
                     for _ in 0..1_000 {
-                        bump(&counters.local().hits);
+                        bump(&counters.local().redis_hits);
                     }
+                    bump(&counters.local().local_hits);
                     bump(&counters.local().misses);
                 });
             }
         });
         let total = counters.snapshot("product", 1);
-        assert_eq!(total.hits, 1_000 * (COUNTER_SHARDS as u64 + 3));
+        let threads = COUNTER_SHARDS as u64 + 3;
+        assert_eq!(total.hits, 1_001 * threads, "Redis and local hits");
+        assert_eq!(
+            (total.local_hits, total.redis_hits()),
+            (threads, 1_000 * threads)
+        );
         assert_eq!(total.misses, COUNTER_SHARDS as u64 + 3);
         assert_eq!((total.entity.as_str(), total.version), ("product", 1));
     }

@@ -243,7 +243,7 @@ impl Cache {
         }
         match self.decode_envelope(envelope) {
             Ok(lookup) => {
-                bump(&key.entity().counters().hits);
+                bump(&key.entity().counters().redis_hits);
                 tracing::debug!(key = key.as_str(), "cache hit");
                 lookup
             }
@@ -483,4 +483,3 @@ pub(crate) enum Write<'a> {
     /// a higher one or its deletion's revision record does.
     Ordered(u64),
 }
-

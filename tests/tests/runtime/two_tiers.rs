@@ -46,6 +46,8 @@ async fn a_local_hit_needs_no_redis_round_trip() {
     assert_eq!(server.command_calls("get"), gets, "no GET reached Redis");
     let metrics = cache.entity("product").expect("entity").metrics();
     assert_eq!((metrics.local_hits, metrics.loader_calls), (10, 1));
+    // Local hits are hits, counted once: the Redis tier's series adds none of them.
+    assert_eq!((metrics.hits, metrics.redis_hits()), (10, 0));
 }
 
 #[tokio::test]

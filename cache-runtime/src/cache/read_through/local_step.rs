@@ -48,7 +48,6 @@ impl Cache {
             Ok(Lookup::Miss) | Err(_) => return None,
         };
         let counters = key.entity().counters();
-        bump(&counters.hits);
         bump(&counters.local_hits);
         Some(loaded)
     }
