@@ -218,7 +218,9 @@ impl Header {
             None
         };
         let revision = if flags & FLAG_REVISION != 0 {
-            let (&len, tail) = rest.split_first().ok_or("value shorter than its revision")?;
+            let (&len, tail) = rest
+                .split_first()
+                .ok_or("value shorter than its revision")?;
             let digits = tail
                 .get(..usize::from(len))
                 .ok_or("value shorter than its revision")?;

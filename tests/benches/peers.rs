@@ -10,9 +10,11 @@
 //! process of this binary, so each table has its own redis-server and runtime.
 //!
 //! Then, on the multi-thread runtime, misses (a new id each call) and writes against
-//! hand-written code and the `cached` crate, and what each costs the server (`operations`).
+//! hand-written code, the same protocol issued by hand, and the `cached` crate, and what each
+//! costs the server (`operations`); then what a batch read, a session touch and a rate-limit
+//! check cost it.
 //!
-//! `cargo bench -p cache-tests --bench peers` (`PEERS_TABLES=hits,misses,writes` to choose
+//! `cargo bench -p cache-tests --bench peers` (`PEERS_TABLES=hits,misses,writes,others` to choose
 //! tables; `PEERS_ROUNDS`, `PEERS_ROUND_MS` to change the
 //! 9 rounds of 1,000 ms: rounds on a shared two-core machine differ by ±10 %, so the median
 //! needs several; `PEERS_PROFILE=<row>` runs one setup alone for 10 s, for a profiler).
@@ -25,7 +27,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, CacheConfig, cached};
+use std::sync::Arc;
+
+use cache_runtime::{Cache, CacheConfig, RateLimiter, Sessions, cached};
 use cache_tests::RedisServer;
 use operations::Operation;
 use product::{Product, product};
@@ -136,7 +140,8 @@ async fn run(runtime_name: &str) {
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let tables = std::env::var("PEERS_TABLES").unwrap_or_else(|_| "hits,misses,writes".into());
+    let tables =
+        std::env::var("PEERS_TABLES").unwrap_or_else(|_| "hits,misses,writes,others".into());
     let rounds = env_number("PEERS_ROUNDS", 9).max(1) as usize;
     let round = Duration::from_millis(env_number("PEERS_ROUND_MS", 1_000));
     if tables.contains("hits") {
@@ -144,6 +149,9 @@ async fn run(runtime_name: &str) {
     }
     // Misses and writes on the runtime users run only.
     if runtime_name == "multi-thread" {
+        if tables.contains("others") {
+            others(&server, &url, &conn, round).await;
+        }
         if tables.contains("misses") {
             misses(&server, &url, &conn, rounds, round).await;
         }
@@ -306,6 +314,10 @@ async fn misses(
             Operation::CachedCrateMiss,
         ),
         (
+            "the runtime's miss protocol issued by hand (lease, value beside the key, populate script)",
+            Operation::ProtocolMiss(conn.clone(), operations::load_promote(conn).await),
+        ),
+        (
             "`Cache::get_or_set`, default configuration",
             Operation::Miss(ours.clone(), ours.entity("product").expect("entity")),
         ),
@@ -335,6 +347,10 @@ async fn writes(
             Operation::HandWrittenSet(conn.clone()),
         ),
         (
+            "the runtime's write protocol issued by hand (`UNLINK` lease, `SET PX`, `PUBLISH`)",
+            Operation::ProtocolSet(conn.clone()),
+        ),
+        (
             "`Cache::set`, default configuration",
             Operation::Set(ours.clone(), ours.entity("product").expect("entity")),
         ),
@@ -344,6 +360,64 @@ async fn writes(
         ),
     ];
     compare("writes", server, conn, &setups, rounds, round).await;
+}
+
+/// What the other operations cost Redis: a batch read, a session touch, a rate-limit check.
+async fn others(
+    server: &RedisServer,
+    url: &str,
+    conn: &redis::aio::MultiplexedConnection,
+    round: Duration,
+) {
+    let ours = cache(url, "bench_other", None);
+    let products = ours.entity("product").expect("entity");
+    for id in 0..1_000u64 {
+        ours.set(&products.key(&id), &product(id), cache_runtime::Ttl::Long)
+            .await
+            .expect("warm");
+    }
+    let sessions = Sessions::<Product>::new(
+        &ours,
+        "web",
+        Duration::from_secs(1_800),
+        Duration::from_secs(86_400),
+    )
+    .expect("sessions");
+    let mut ids = Vec::with_capacity(1_000);
+    for n in 0..1_000u64 {
+        ids.push(
+            sessions
+                .create(&format!("user{n}"), &product(n))
+                .await
+                .expect("create"),
+        );
+    }
+    let limiter =
+        RateLimiter::new(&ours, "api", 1_000_000, Duration::from_secs(1)).expect("limiter");
+    let setups = [
+        (
+            "`Cache::get_many` of 100 warm keys",
+            Operation::GetMany(ours.clone(), products),
+        ),
+        (
+            "`Sessions::get` (touch: `GETEX PX`)",
+            Operation::SessionTouch(Arc::new(sessions), ids.into()),
+        ),
+        (
+            "`RateLimiter::check`",
+            Operation::RateLimitCheck(Arc::new(limiter)),
+        ),
+    ];
+    let names: Vec<&str> = setups.iter().map(|(name, _)| *name).collect();
+    let mut costs = Vec::new();
+    for (_, operation) in &setups {
+        costs.push(operations::cost(server, conn, operation, 64, round * 2).await);
+    }
+    println!(
+        "\nother operations: what each costs Redis, 64 tasks, each alone for {:?}\n",
+        round * 2
+    );
+    operations::print_costs(&names, &costs);
 }
 
 fn main() {

@@ -7,10 +7,10 @@
 //! round trips, and it tells every other instance in the same pipeline.
 
 use super::Cache;
+use super::ordered::REMOVE_KEY;
 use super::replay::Intent;
 use crate::bus::Event;
 use crate::connection::Node;
-use super::ordered::REMOVE_KEY;
 use crate::entity::{Entity, lease_key, revision_key};
 use crate::error::CacheError;
 use crate::key::{KeyPart, app_mark_key, is_bookkeeping, tag_mark_key};

@@ -4,11 +4,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cache_runtime::{Cache, Entity, Ttl};
+use std::sync::Arc;
+
+use cache_runtime::{Cache, Entity, RateLimiter, Sessions, Ttl};
 use cache_tests::RedisServer;
 
 use crate::product::{Product, product};
 use crate::rounds::{Reader, throughput};
+
+mod protocol;
+
+pub use protocol::load_promote;
 
 /// A new id for every miss: no two calls of any setup ask for the same key.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 40);
@@ -20,7 +26,7 @@ fn fresh_id() -> u64 {
 /// How long every setup's values live: misses write 100k+ new keys a second, and a short TTL
 /// keeps the server's memory (and so its speed) the same from the first round to the last.
 pub const TTL: Duration = Duration::from_secs(2);
-const RAW_TTL_MS: u64 = 2_000;
+pub(crate) const RAW_TTL_MS: u64 = 2_000;
 
 fn encoded(id: u64) -> Vec<u8> {
     postcard::to_stdvec(&product(id)).expect("encode")
@@ -54,16 +60,27 @@ pub async fn hand_written_miss(conn: &redis::aio::MultiplexedConnection, id: u64
 pub enum Operation {
     /// Hand-written `GET` + `SET PX` of a new id.
     HandWrittenMiss(redis::aio::MultiplexedConnection),
+    /// The runtime's miss protocol by hand (lease, value beside the key, populate script), a new
+    /// id; the populate script's digest.
+    ProtocolMiss(redis::aio::MultiplexedConnection, String),
     /// The `cached` crate's Redis store, a new id.
     CachedCrateMiss,
     /// `Cache::get_or_set` of a new id, the loader answering at once.
     Miss(Cache, Entity),
     /// Hand-written `SET PX` of an encoded product.
     HandWrittenSet(redis::aio::MultiplexedConnection),
+    /// The runtime's write protocol by hand (`UNLINK` lease, `SET PX`, `PUBLISH`).
+    ProtocolSet(redis::aio::MultiplexedConnection),
     /// `Cache::set`.
     Set(Cache, Entity),
     /// `Cache::set_ordered`, each write with a higher revision.
     SetOrdered(Cache, Entity),
+    /// `Cache::get_many` of 100 warm keys (of 1,000).
+    GetMany(Cache, Entity),
+    /// `Sessions::get` of one of 1,000 live sessions: the read that extends its life.
+    SessionTouch(Arc<Sessions<Product>>, Arc<[String]>),
+    /// `RateLimiter::check` of one of 1,000 subjects.
+    RateLimitCheck(Arc<RateLimiter>),
 }
 
 static REVISION: AtomicU64 = AtomicU64::new(1);
@@ -72,6 +89,10 @@ impl Reader for Operation {
     async fn read(&self, id: u64) -> Product {
         match self {
             Self::HandWrittenMiss(conn) => hand_written_miss(conn, fresh_id()).await,
+            Self::ProtocolMiss(conn, promote) => {
+                protocol::leased_miss(conn, promote, fresh_id()).await
+            }
+            Self::ProtocolSet(conn) => protocol::guarded_set(conn, id).await,
             Self::CachedCrateMiss => crate::peer_miss(fresh_id()).await.expect("peer"),
             Self::Miss(cache, entity) => {
                 let id = fresh_id();
@@ -100,6 +121,20 @@ impl Reader for Operation {
                     .await
                     .expect("set");
                 value
+            }
+            Self::GetMany(cache, entity) => {
+                let keys: Vec<_> = (0..100).map(|n| entity.key(&((id + n) % 1_000))).collect();
+                let values: Vec<Option<Product>> = cache.get_many(&keys).await.expect("get_many");
+                assert!(values.iter().all(Option::is_some), "every key warm");
+                product(id)
+            }
+            Self::SessionTouch(sessions, ids) => {
+                let id = &ids[usize::try_from(id % 1_000).expect("small")];
+                sessions.get(id).await.expect("get").expect("live session")
+            }
+            Self::RateLimitCheck(limiter) => {
+                std::hint::black_box(limiter.check(&(id % 1_000).to_string()).await);
+                product(id)
             }
             Self::SetOrdered(cache, entity) => {
                 let value = product(id);

@@ -234,12 +234,37 @@ async fn a_variant_key_is_ordered_and_its_deletion_remembered() {
     let cache = cache(&server);
     let rows = cache.entity("row").expect("entity");
     let key = rows.variant_key(&1u64, "summary");
-    assert!(cache.set_ordered(&key, &10u64, Ttl::Medium, 10).await.expect("set"));
-    assert!(!cache.set_ordered(&key, &9u64, Ttl::Medium, 9).await.expect("set"));
-    assert!(cache.set_ordered(&key, &11u64, Ttl::Medium, 11).await.expect("set"));
+    assert!(
+        cache
+            .set_ordered(&key, &10u64, Ttl::Medium, 10)
+            .await
+            .expect("set")
+    );
+    assert!(
+        !cache
+            .set_ordered(&key, &9u64, Ttl::Medium, 9)
+            .await
+            .expect("set")
+    );
+    assert!(
+        cache
+            .set_ordered(&key, &11u64, Ttl::Medium, 11)
+            .await
+            .expect("set")
+    );
     assert!(cache.delete(&key).await.expect("delete"));
-    assert!(!cache.set_ordered(&key, &10u64, Ttl::Medium, 10).await.expect("set"));
+    assert!(
+        !cache
+            .set_ordered(&key, &10u64, Ttl::Medium, 10)
+            .await
+            .expect("set")
+    );
     assert_eq!(cache.get::<u64>(&key).await.expect("get"), None);
-    assert!(cache.set_ordered(&key, &12u64, Ttl::Medium, 12).await.expect("set"));
+    assert!(
+        cache
+            .set_ordered(&key, &12u64, Ttl::Medium, 12)
+            .await
+            .expect("set")
+    );
     assert_eq!(cache.get::<u64>(&key).await.expect("get"), Some(12));
 }
