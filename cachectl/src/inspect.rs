@@ -23,9 +23,10 @@ pub(crate) struct InspectArgs {
     /// The variant as rendered (`p2`).
     #[arg(long, requires = "entity")]
     variant: Option<String>,
-    /// The entity's schema version (also CACHE_VERSION).
-    #[arg(long, env = "CACHE_VERSION", default_value_t = 1)]
-    version: u32,
+    /// The entity's schema version (also CACHE_VERSION). Without it, the one version the
+    /// entity has keys at; refused when it has keys at several, or none.
+    #[arg(long, env = "CACHE_VERSION")]
+    version: Option<u32>,
 }
 
 /// The key for `--entity`/`--id`/`--variant`: `{app}:v{N}:{entity}:{id}[:{variant}]`.
@@ -50,13 +51,11 @@ pub(crate) fn build_key(
 pub(crate) async fn run(cli: &Cli, args: &InspectArgs) -> Result<ExitCode, Failure> {
     let key = match (&args.key, &args.entity, &args.id) {
         (Some(key), _, _) => key.clone(),
-        (None, Some(entity), Some(id)) => build_key(
-            required_app(cli)?,
-            args.version,
-            entity,
-            id,
-            args.variant.as_deref(),
-        )?,
+        (None, Some(entity), Some(id)) => {
+            let app = required_app(cli)?;
+            let version = crate::versions::resolve(cli, app, entity, args.version).await?;
+            build_key(app, version, entity, id, args.variant.as_deref())?
+        }
         _ => return Err(Failure("give a KEY, or --entity and --id".into())),
     };
     let mut conn = connect_routed(cli).await?;

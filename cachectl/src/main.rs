@@ -10,6 +10,7 @@ mod health;
 mod inspect;
 mod keys;
 mod routed;
+mod versions;
 mod write;
 
 use std::process::ExitCode;

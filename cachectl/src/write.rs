@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::inspect::build_key;
+use crate::versions::resolve;
 use crate::{Cli, Failure, connect, connect_masters, connect_routed, required_app};
 
 #[derive(Debug, Args)]
@@ -25,9 +26,10 @@ pub(crate) struct InvalidateArgs {
     /// Every value carrying this tag, across entities and versions.
     #[arg(long, conflicts_with = "entity")]
     tag: Option<String>,
-    /// The entity's schema version (also CACHE_VERSION).
-    #[arg(long, env = "CACHE_VERSION", default_value_t = 1)]
-    version: u32,
+    /// The entity's schema version (also CACHE_VERSION). Without it, the one version the
+    /// entity has keys at; refused when it has keys at several, or none.
+    #[arg(long, env = "CACHE_VERSION")]
+    version: Option<u32>,
     /// Say what would be invalidated; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -65,25 +67,36 @@ async fn cache(cli: &Cli, app: &str, version: u32) -> Result<Cache, Failure> {
 
 pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
     let app = required_app(cli)?;
+    // Tags span entities and versions: the cache's version does not matter for them.
+    let version = match &args.entity {
+        Some(entity) => resolve(cli, app, entity, args.version).await?,
+        None => args.version.unwrap_or(1),
+    };
     if args.dry_run {
-        return dry_run(cli, app, args).await;
+        return dry_run(cli, app, version, args).await;
     }
-    let cache = cache(cli, app, args.version).await?;
+    let cache = cache(cli, app, version).await?;
     let (what, removed) = match (&args.entity, &args.tag) {
         (Some(name), _) => {
             let entity = cache.entity(name)?;
             match (&args.id, &args.pattern) {
                 (Some(id), _) => {
                     cache.invalidate_id(&entity, id.as_str()).await?;
-                    (format!("id {id} of {name} with its variants"), None)
+                    (
+                        format!("id {id} of {name} (v{version}) with its variants"),
+                        None,
+                    )
                 }
                 (None, Some(glob)) => {
                     let removed = cache.invalidate_matching(&entity, glob).await?;
-                    (format!("keys of {name} matching {glob}"), Some(removed))
+                    (
+                        format!("keys of {name} (v{version}) matching {glob}"),
+                        Some(removed),
+                    )
                 }
                 (None, None) => {
                     cache.invalidate_entity(&entity).await?;
-                    (format!("every value of {name} (v{})", args.version), None)
+                    (format!("every value of {name} (v{version})"), None)
                 }
             }
         }
@@ -105,24 +118,34 @@ pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode, Failure> {
+async fn dry_run(
+    cli: &Cli,
+    app: &str,
+    version: u32,
+    args: &InvalidateArgs,
+) -> Result<ExitCode, Failure> {
     let mut conn = connect_routed(cli).await?;
     let channel = inspect::invalidation_channel(app);
-    let plan = match (&args.entity, &args.tag) {
+    let mut plan = match (&args.entity, &args.tag) {
         (Some(entity), _) => {
-            let prefix = build_key(app, args.version, entity, "", None)?;
+            let prefix = build_key(app, version, entity, "", None)?;
             match (&args.id, &args.pattern) {
                 (Some(id), _) => {
-                    let key = build_key(app, args.version, entity, id, None)?;
+                    let key = build_key(app, version, entity, id, None)?;
                     let escaped_id = key.strip_prefix(&prefix).unwrap_or(&key);
-                    let token = inspect::variants_token_key(app, args.version, entity, escaped_id)?;
+                    let token = inspect::variants_token_key(app, version, entity, escaped_id)?;
                     let exists: bool = redis::cmd("EXISTS")
                         .arg(&key)
                         .query_async(&mut conn)
                         .await?;
+                    // An id cached only with variants has no key of its own, only a token.
+                    let variants: bool = redis::cmd("EXISTS")
+                        .arg(&token)
+                        .query_async(&mut conn)
+                        .await?;
                     json!({
-                        "action": "delete the id's key and its variants token",
-                        "keys": [key, token], "key_exists": exists,
+                        "action": "delete the id's key and its variants token (its variants become misses)",
+                        "keys": [key, token], "key_exists": exists, "has_variants": variants,
                     })
                 }
                 (None, Some(glob)) => {
@@ -139,7 +162,7 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
                     })
                 }
                 (None, None) => {
-                    let mark = inspect::entity_mark_key(app, args.version, entity)?;
+                    let mark = inspect::entity_mark_key(app, version, entity)?;
                     json!({
                         "action": "raise the entity's invalidation mark: every value written before becomes a miss; nothing is deleted",
                         "keys": [mark],
@@ -153,6 +176,9 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
         }),
         (None, None) => return Err(Failure("give --entity or --tag".into())),
     };
+    if args.entity.is_some() {
+        plan["version"] = json!(version);
+    }
     if cli.json {
         println!(
             "{:#}",
@@ -163,7 +189,15 @@ async fn dry_run(cli: &Cli, app: &str, args: &InvalidateArgs) -> Result<ExitCode
             "dry run, nothing changed. Would {}",
             plan["action"].as_str().unwrap_or("")
         );
-        for field in ["keys", "pattern", "matching_keys", "key_exists", "examples"] {
+        for field in [
+            "version",
+            "keys",
+            "pattern",
+            "matching_keys",
+            "key_exists",
+            "has_variants",
+            "examples",
+        ] {
             if let Some(value) = plan.get(field) {
                 println!("  {field}: {value}");
             }

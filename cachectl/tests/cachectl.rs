@@ -160,7 +160,18 @@ async fn inspect_decodes_a_stored_value_and_says_whether_it_would_be_served() {
         v1.get::<String>(&products.key(&7u32)).await.expect("get"),
         Some("product 7".into())
     );
-    let report = json(&server, &["inspect", "--entity", "product", "--id", "7"]);
+    let report = json(
+        &server,
+        &[
+            "inspect",
+            "--entity",
+            "product",
+            "--id",
+            "7",
+            "--version",
+            "1",
+        ],
+    );
     assert_eq!(report["key"], "shop:v1:product:7");
     assert_eq!(report["value"], "product 7");
     assert_eq!(report["validity"], "valid", "{report:#}");
@@ -186,11 +197,20 @@ async fn a_dry_run_changes_nothing() {
     let before = server.scan("*");
     let published = server.command_calls("publish");
     for args in [
-        vec!["invalidate", "--entity", "product", "--dry-run"],
         vec![
             "invalidate",
             "--entity",
             "product",
+            "--version",
+            "1",
+            "--dry-run",
+        ],
+        vec![
+            "invalidate",
+            "--entity",
+            "product",
+            "--version",
+            "1",
             "--id",
             "3",
             "--dry-run",
@@ -199,6 +219,8 @@ async fn a_dry_run_changes_nothing() {
             "invalidate",
             "--entity",
             "product",
+            "--version",
+            "1",
             "--pattern",
             "1*",
             "--dry-run",
@@ -214,6 +236,8 @@ async fn a_dry_run_changes_nothing() {
             "invalidate",
             "--entity",
             "product",
+            "--version",
+            "1",
             "--pattern",
             "1*",
             "--dry-run",
@@ -298,7 +322,15 @@ async fn invalidations_remove_exactly_their_keys_and_other_instances_see_them() 
 
     let out = cachectl(
         &server,
-        &["invalidate", "--entity", "product", "--pattern", "2?"],
+        &[
+            "invalidate",
+            "--entity",
+            "product",
+            "--version",
+            "1",
+            "--pattern",
+            "2?",
+        ],
     );
     assert!(
         out.status.success(),
@@ -308,7 +340,10 @@ async fn invalidations_remove_exactly_their_keys_and_other_instances_see_them() 
     assert_eq!(server.cached_keys("shop:v1:product:2?").len(), 0);
     assert_eq!(server.cached_keys("shop:v1:product:*").len(), 20);
 
-    let out = cachectl(&server, &["invalidate", "--entity", "product"]);
+    let out = cachectl(
+        &server,
+        &["invalidate", "--entity", "product", "--version", "1"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -493,4 +528,98 @@ async fn keys_ttl_and_health_cover_every_master_of_a_cluster() {
     ]);
     assert_eq!(plan.expect("plan")["plan"]["matching_keys"], 300);
     assert_eq!(cluster.error_count("CROSSSLOT"), 0);
+}
+
+/// Without `--version`, the one version the entity has keys at; several, or a version or an
+/// entity with no keys, are refused (exit 2, one line naming what is live) and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_version_is_inferred_from_what_is_live_or_the_call_refused() {
+    let server = RedisServer::start();
+    let (_v1, v2) = seed(&server).await;
+    // product_list lives at v1 only: inferred, and said on stderr.
+    let out = cachectl(
+        &server,
+        &["invalidate", "--entity", "product_list", "--id", "2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("acting on v1"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(v1)"));
+    let published = server.command_calls("publish");
+    let before = server.scan("*");
+    for (args, says) in [
+        (
+            vec!["invalidate", "--entity", "product", "--id", "3"],
+            "has keys at v1, v2: give --version",
+        ),
+        (
+            vec!["invalidate", "--entity", "product", "--version", "3"],
+            "no keys at v3; it has keys at v1, v2",
+        ),
+        (
+            vec!["invalidate", "--entity", "prodcut"],
+            "entity `prodcut` has no keys",
+        ),
+        (
+            vec!["inspect", "--entity", "product", "--id", "3"],
+            "give --version",
+        ),
+        (
+            vec!["invalidate", "--entity", "product", "--dry-run"],
+            "give --version",
+        ),
+    ] {
+        let out = cachectl(&server, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(
+        server.command_calls("publish"),
+        published,
+        "nobody was told"
+    );
+    assert_eq!(server.scan("*"), before, "nothing changed");
+    // Given the version that is live, the live value goes.
+    let products = v2.entity("product").expect("entity");
+    let out = cachectl(
+        &server,
+        &[
+            "invalidate",
+            "--entity",
+            "product",
+            "--id",
+            "3",
+            "--version",
+            "2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        v2.get::<u32>(&products.key(&3u32)).await.expect("get"),
+        None
+    );
+    // A dry run on an id cached only with variants says so.
+    let plan = json(
+        &server,
+        &[
+            "invalidate",
+            "--entity",
+            "product_list",
+            "--id",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(plan["plan"]["key_exists"], false);
+    assert_eq!(plan["plan"]["has_variants"], true);
+    assert_eq!(plan["plan"]["version"], 1);
 }
