@@ -1,5 +1,6 @@
 //! Human output: aligned tables, byte sizes, durations; and the progress line of long scans.
 
+use crate::output::out;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ pub(crate) fn table(header: &[&str], right: &[bool], rows: &[Vec<String>]) {
                 false => format!("{cell:<width$}", width = widths[c]),
             })
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        out!("{}", text.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -48,6 +49,8 @@ pub(crate) fn bytes(n: u64) -> String {
 pub(crate) fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
+        // Zero is what a whole-second figure (an uptime) rounds to: no false precision.
+        0 if d.is_zero() => "0 s".to_owned(),
         0 if d < Duration::from_millis(1) => format!("{} µs", d.as_micros()),
         0 => format!("{} ms", d.as_millis()),
         1..60 => format!("{:.1} s", d.as_secs_f64()),
@@ -80,6 +83,26 @@ impl Progress {
     pub(crate) fn finish(&mut self) {
         if self.shown {
             eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_their_own_scale() {
+        for (d, shown) in [
+            (Duration::ZERO, "0 s"),
+            (Duration::from_micros(250), "250 µs"),
+            (Duration::from_millis(12), "12 ms"),
+            (Duration::from_millis(1_500), "1.5 s"),
+            (Duration::from_secs(61), "1m01s"),
+            (Duration::from_secs(3_660), "1h01m"),
+            (Duration::from_secs(90_000), "1d01h"),
+        ] {
+            assert_eq!(duration(d), shown);
         }
     }
 }

@@ -6,6 +6,7 @@ use cache_runtime::inspect::{self, Health, Severity};
 use serde_json::json;
 
 use crate::format::{bytes, duration};
+use crate::output::out;
 use crate::{Cli, Failure, connect_masters, connect_url, first_seed, node_url};
 
 pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
@@ -57,26 +58,26 @@ pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, Failure> {
                 "findings": findings_json(&cluster_findings),
             }),
         };
-        println!("{out:#}");
+        out!("{out:#}");
     } else {
         let clustered = masters.layout.is_some();
         for (address, h, _) in &nodes {
             if clustered {
-                println!("── master {address}");
+                out!("── master {address}");
             }
             print_node(h);
         }
         if let Some(layout) = &masters.layout {
-            println!(
+            out!(
                 "── cluster: {} masters, {} slots uncovered, {subscribers} bus subscribers on all nodes",
                 layout.masters.len(),
                 layout.uncovered_slots
             );
             for finding in &cluster_findings {
-                println!("{}: {}", severity(finding.severity), finding.message);
+                out!("{}: {}", severity(finding.severity), finding.message);
             }
         }
-        println!("{}", if healthy { "healthy" } else { "UNHEALTHY" });
+        out!("{}", if healthy { "healthy" } else { "UNHEALTHY" });
     }
     Ok(if healthy {
         ExitCode::SUCCESS
@@ -119,6 +120,8 @@ fn node_json(h: &Health) -> serde_json::Value {
         "keyspace_hits": h.keyspace_hits,
         "keyspace_misses": h.keyspace_misses,
         "hit_ratio": h.hit_ratio(),
+        // Redis counts lookups server-wide: --app does not narrow it.
+        "hit_ratio_scope": "server",
         "connected_clients": h.connected_clients,
         "aof_enabled": h.aof_enabled,
         "rdb_save": h.rdb_save,
@@ -171,14 +174,17 @@ fn print_node(h: &Health) {
         ),
         (
             "hit ratio",
-            hit_ratio.map_or("no reads yet".to_owned(), |r| {
-                format!(
-                    "{:.1} % ({} hits, {} misses)",
-                    r * 100.0,
-                    h.keyspace_hits,
-                    h.keyspace_misses
-                )
-            }),
+            format!(
+                "{}; the whole server's, every app's (per entity: the `cache stats` log lines, cache_hits_total)",
+                hit_ratio.map_or("no reads yet".to_owned(), |r| {
+                    format!(
+                        "{:.1} % ({} hits, {} misses)",
+                        r * 100.0,
+                        h.keyspace_hits,
+                        h.keyspace_misses
+                    )
+                })
+            ),
         ),
         ("clients", h.connected_clients.to_string()),
         ("persistence", persistence),
@@ -193,10 +199,10 @@ fn print_node(h: &Health) {
         ),
     ];
     for (label, value) in lines {
-        println!("{label:<12} {value}");
+        out!("{label:<12} {value}");
     }
     for finding in &h.findings {
-        println!("{}: {}", severity(finding.severity), finding.message);
+        out!("{}: {}", severity(finding.severity), finding.message);
     }
 }
 

@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::format::{bytes, duration};
+use crate::output::out;
 use crate::{Cli, Failure, connect_routed, required_app};
 
 #[derive(Debug, Args)]
@@ -61,7 +62,7 @@ pub(crate) async fn run(cli: &Cli, args: &InspectArgs) -> Result<ExitCode, Failu
     let mut conn = connect_routed(cli).await?;
     let report = inspect::inspect_key(&mut conn, &key).await?;
     if cli.json {
-        println!("{:#}", to_json(&report));
+        out!("{:#}", to_json(&report));
     } else {
         print_human(&report);
     }
@@ -100,25 +101,25 @@ fn to_json(report: &KeyReport) -> serde_json::Value {
 }
 
 fn print_human(report: &KeyReport) {
-    println!("{:<10} {}", "key", report.key);
+    out!("{:<10} {}", "key", report.key);
     if !report.exists {
-        println!("{:<10} no such key", "exists");
+        out!("{:<10} no such key", "exists");
         return;
     }
     let ttl = report
         .ttl
         .map_or("none (the cache always sets one)".to_owned(), duration);
-    println!("{:<10} {ttl}", "ttl");
-    println!("{:<10} {}", "size", bytes(report.size as u64));
+    out!("{:<10} {ttl}", "ttl");
+    out!("{:<10} {}", "size", bytes(report.size as u64));
     if let Some(error) = &report.format_error {
-        println!("{:<10} not a cache value: {error}", "format");
+        out!("{:<10} not a cache value: {error}", "format");
     }
     if let Some(h) = report.header {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let ago = std::time::Duration::from_millis(now_ms.saturating_sub(h.created_at_ms));
-        println!(
+        out!(
             "{:<10} {} ago (took {} ms to compute)",
             "created",
             duration(ago),
@@ -127,13 +128,13 @@ fn print_human(report: &KeyReport) {
         match report.stale_for() {
             None => {
                 let left = h.fresh_until_ms.saturating_sub(now_ms);
-                println!(
+                out!(
                     "{:<10} fresh for {}",
                     "freshness",
                     duration(std::time::Duration::from_millis(left))
                 );
             }
-            Some(stale) => println!(
+            Some(stale) => out!(
                 "{:<10} stale for {} (served only with `stale`, while refreshing)",
                 "freshness",
                 duration(stale)
@@ -144,7 +145,7 @@ fn print_human(report: &KeyReport) {
             2 => "json",
             _ => "unknown",
         };
-        println!(
+        out!(
             "{:<10} {codec}{}{}",
             "encoding",
             if h.compressed { ", lz4-compressed" } else { "" },
@@ -155,15 +156,15 @@ fn print_human(report: &KeyReport) {
             }
         );
         if !report.tags.is_empty() {
-            println!("{:<10} {}", "tags", report.tags.join(", "));
+            out!("{:<10} {}", "tags", report.tags.join(", "));
         }
     }
     let (state, reason) = validity(report);
-    println!("{:<10} {state}: {reason}", "validity");
+    out!("{:<10} {state}: {reason}", "validity");
     if let Some(json) = &report.json {
-        println!("{:<10} {json}", "value");
+        out!("{:<10} {json}", "value");
     } else if let Some(hex) = &report.payload_preview {
-        println!(
+        out!(
             "{:<10} {hex}… (postcard is not self-describing: decode it with its type)",
             "payload"
         );

@@ -1,11 +1,13 @@
 //! `cachectl keys` and `cachectl ttl`.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cache_runtime::inspect::{self, KeySpace, Namespace, ScanOptions, TTL_BUCKETS};
 use serde_json::json;
 
 use crate::format::{Progress, bytes, duration, table};
+use crate::output::out;
 use crate::{Cli, Failure, connect_masters};
 
 /// One pass over every server that holds keys (each master of a cluster).
@@ -63,7 +65,7 @@ pub(crate) async fn run_keys(
                 })
             })
             .collect();
-        println!(
+        out!(
             "{:#}",
             json!({"scanned": space.scanned, "complete": space.complete, "namespaces": namespaces})
         );
@@ -91,7 +93,7 @@ pub(crate) async fn run_keys(
         &[false, false, true, true],
         &rows,
     );
-    println!("{}", coverage(&space));
+    out!("{}", coverage(&space));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -116,10 +118,16 @@ pub(crate) async fn run_ttl(cli: &Cli, limit: Option<u64>) -> Result<ExitCode, F
             .namespaces
             .iter()
             .map(|ns| {
-                let buckets: serde_json::Map<String, serde_json::Value> = labels
+                // Shortest first, each with its upper bound in seconds (none for the last):
+                // an order and a number a script can use, the label for people.
+                let buckets: Vec<_> = labels
                     .iter()
                     .zip(ns.ttl.buckets)
-                    .map(|(label, n)| (label.clone(), n.into()))
+                    .enumerate()
+                    .map(|(i, (label, keys))| {
+                        let max_seconds = TTL_BUCKETS.get(i).map(Duration::as_secs);
+                        json!({"label": label, "max_seconds": max_seconds, "keys": keys})
+                    })
                     .collect();
                 json!({
                     "app": ns.app, "version": ns.version, "entity": ns.entity,
@@ -128,7 +136,7 @@ pub(crate) async fn run_ttl(cli: &Cli, limit: Option<u64>) -> Result<ExitCode, F
                 })
             })
             .collect();
-        println!(
+        out!(
             "{:#}",
             json!({"scanned": space.scanned, "complete": space.complete, "namespaces": namespaces})
         );
@@ -158,10 +166,8 @@ pub(crate) async fn run_ttl(cli: &Cli, limit: Option<u64>) -> Result<ExitCode, F
         .iter()
         .any(|ns| !ns.bookkeeping && ns.ttl.no_ttl > 0)
     {
-        println!(
-            "(!) values without a TTL stay until evicted: every value the cache writes has one"
-        );
+        out!("(!) values without a TTL stay until evicted: every value the cache writes has one");
     }
-    println!("{}", coverage(&space));
+    out!("{}", coverage(&space));
     Ok(ExitCode::SUCCESS)
 }

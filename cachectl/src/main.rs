@@ -9,6 +9,7 @@ mod format;
 mod health;
 mod inspect;
 mod keys;
+mod output;
 mod routed;
 mod versions;
 mod write;

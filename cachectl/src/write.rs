@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::inspect::build_key;
+use crate::output::out;
 use crate::versions::resolve;
 use crate::{Cli, Failure, connect, connect_masters, connect_routed, required_app};
 
@@ -107,13 +108,13 @@ pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitC
         (None, None) => return Err(Failure("give --entity or --tag".into())),
     };
     if cli.json {
-        println!(
+        out!(
             "{:#}",
             json!({"invalidated": what, "deleted_keys": removed})
         );
     } else {
         let deleted = removed.map_or(String::new(), |n| format!(" ({n} keys deleted)"));
-        println!("invalidated {what}{deleted}; every instance was told");
+        out!("invalidated {what}{deleted}; every instance was told");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -180,12 +181,12 @@ async fn dry_run(
         plan["version"] = json!(version);
     }
     if cli.json {
-        println!(
+        out!(
             "{:#}",
             json!({"dry_run": true, "plan": plan, "channel": channel})
         );
     } else {
-        println!(
+        out!(
             "dry run, nothing changed. Would {}",
             plan["action"].as_str().unwrap_or("")
         );
@@ -199,10 +200,10 @@ async fn dry_run(
             "examples",
         ] {
             if let Some(value) = plan.get(field) {
-                println!("  {field}: {value}");
+                out!("  {field}: {value}");
             }
         }
-        println!("  and tell every instance on {channel}");
+        out!("  and tell every instance on {channel}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -244,12 +245,12 @@ pub(crate) async fn purge(cli: &Cli, args: &PurgeArgs) -> Result<ExitCode, Failu
     }
     let report = cache.purge_old_versions(options).await?;
     if cli.json {
-        println!(
+        out!(
             "{:#}",
             json!({"removed": report.removed, "scanned": report.scanned, "done": report.done})
         );
     } else {
-        println!(
+        out!(
             "purged {} keys of versions older than v{} ({} scanned){}",
             report.removed,
             args.version,

@@ -115,11 +115,24 @@ async fn keys_are_counted_per_namespace_and_ttl_buckets_add_up() {
         (2, "product", 5),
     ] {
         let ns = namespace(&ttl, version, entity);
-        let in_buckets: u64 = ns["buckets"]
-            .as_object()
-            .expect("buckets")
-            .values()
-            .map(|n| n.as_u64().expect("count"))
+        let buckets = ns["buckets"].as_array().expect("buckets");
+        let bounds: Vec<_> = buckets.iter().map(|b| b["max_seconds"].as_u64()).collect();
+        assert_eq!(
+            bounds,
+            [
+                Some(10),
+                Some(60),
+                Some(600),
+                Some(3_600),
+                Some(21_600),
+                Some(86_400),
+                None
+            ],
+            "shortest first, and one past the last bound"
+        );
+        let in_buckets: u64 = buckets
+            .iter()
+            .map(|b| b["keys"].as_u64().expect("count"))
             .sum();
         let total = in_buckets
             + ns["no_ttl"].as_u64().expect("no_ttl")
@@ -132,16 +145,17 @@ async fn keys_are_counted_per_namespace_and_ttl_buckets_add_up() {
     }
     // Short (60 s ± 10 %) and long (24 h ± 10 %) products fall in different buckets.
     let products = namespace(&ttl, 1, "product");
-    assert_eq!(
-        products["buckets"]["≤1m00s"].as_u64().unwrap_or(0)
-            + products["buckets"]["≤10m00s"].as_u64().unwrap_or(0),
-        15
-    );
-    assert_eq!(
-        products["buckets"]["≤1d00h"].as_u64().unwrap_or(0)
-            + products["buckets"][">1d00h"].as_u64().unwrap_or(0),
-        15
-    );
+    let bucket = |label: &str| {
+        products["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .find(|b| b["label"] == label)
+            .and_then(|b| b["keys"].as_u64())
+            .unwrap_or_else(|| panic!("no bucket {label}"))
+    };
+    assert_eq!(bucket("≤1m00s") + bucket("≤10m00s"), 15);
+    assert_eq!(bucket("≤1d00h") + bucket(">1d00h"), 15);
 
     let limited = json(&server, &["keys", "--limit", "10"]);
     assert_eq!(
@@ -418,12 +432,17 @@ fn health_is_unhealthy_on_a_server_that_does_not_suit_a_cache() {
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["maxmemory_policy"], "allkeys-lfu");
     assert_eq!(report["maxmemory"], 64 * 1024 * 1024);
+    assert_eq!(
+        report["hit_ratio_scope"], "server",
+        "--app does not narrow it"
+    );
     let human = cachectl(&suited, &["health"]);
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
         text.contains("allkeys-lfu") && text.trim_end().ends_with("healthy"),
         "{text}"
     );
+    assert!(text.contains("the whole server's"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -622,4 +641,32 @@ async fn the_version_is_inferred_from_what_is_live_or_the_call_refused() {
     assert_eq!(plan["plan"]["key_exists"], false);
     assert_eq!(plan["plan"]["has_variants"], true);
     assert_eq!(plan["plan"]["version"], 1);
+}
+
+/// A reader that goes away (`cachectl --json keys | head -1`) ends cachectl quietly with exit
+/// code 0, not a panic: here the pipe is closed before cachectl writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let server = RedisServer::start();
+    let _caches = seed(&server).await;
+    for args in [
+        vec!["--json", "keys"],
+        vec!["ttl"],
+        vec!["inspect", "shop:v1:product:1"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cachectl"))
+            .args(["--url", &server.url(), "--app", "shop"])
+            .args(&args)
+            .env_remove("CACHE_REDIS_URL")
+            .env_remove("CACHE_APP_PREFIX")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run cachectl");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
