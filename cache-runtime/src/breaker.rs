@@ -174,13 +174,16 @@ impl Breaker {
     /// built from redacted URLs).
     fn open(&self, cause: &dyn std::fmt::Display) {
         self.since_nanos.store(self.now_nanos(), Ordering::Release);
-        if let Some(from) = self.set_state(BreakerState::Open) {
-            tracing::warn!(
-                ?from,
-                cooldown_ms = self.cooldown.as_millis(),
-                %cause,
-                "cache circuit breaker opened: Redis calls are skipped, reads go to the source"
-            );
+        let message =
+            "cache circuit breaker opened: Redis calls are skipped, reads go to the source";
+        let cooldown_ms = self.cooldown.as_millis();
+        match self.set_state(BreakerState::Open) {
+            // An outage starts: said once. A failed probe only extends it (one per cooldown).
+            Some(from @ BreakerState::Closed) => {
+                tracing::warn!(?from, cooldown_ms, %cause, "{message}");
+            }
+            Some(from) => tracing::debug!(?from, cooldown_ms, %cause, "{message}"),
+            None => {}
         }
     }
 
@@ -194,7 +197,7 @@ impl Breaker {
         match to {
             BreakerState::Open => {}
             BreakerState::HalfOpen => {
-                tracing::info!("cache circuit breaker half-open: probing Redis");
+                tracing::debug!("cache circuit breaker half-open: probing Redis");
             }
             BreakerState::Closed => tracing::info!(?from, "cache circuit breaker closed"),
         }

@@ -40,6 +40,9 @@ pub(crate) trait Listener: Send + Sync + 'static {
     fn key_channels_heard(&self, channels: &[String]);
     /// Whether `payload` is this instance's own echo.
     fn is_own_echo(&self, payload: &str) -> bool;
+    /// Whether an outage is already known (a circuit breaker is not closed, and said so when
+    /// it opened): what the bus suffers meanwhile is logged at DEBUG, not once more as a WARN.
+    fn outage_known(&self) -> bool;
 }
 
 /// What an event tells other instances to drop.
@@ -264,10 +267,13 @@ async fn listen<L: Listener>(
                     Some(sent) => {
                         if !lagging && sent.elapsed() > MAX_LAG {
                             lagging = true;
-                            tracing::warn!(
-                                behind_ms = sent.elapsed().as_millis(),
-                                "invalidation events arrive late: local tier off and marks read from Redis until they catch up"
-                            );
+                            let behind_ms = sent.elapsed().as_millis();
+                            let message = "invalidation events arrive late: local tier off and marks read from Redis until they catch up";
+                            match inner.outage_known() {
+                                // The echo could not even be sent: the outage, not lateness.
+                                true => tracing::debug!(behind_ms, "{message}"),
+                                false => tracing::warn!(behind_ms, "{message}"),
+                            }
                             inner.bus_connected(false);
                         }
                         // The echo may never have gone out (its publish failed while Redis

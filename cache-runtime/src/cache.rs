@@ -163,14 +163,18 @@ impl bus::Listener for Inner {
         if let Some(local) = &self.local {
             local.set_live(connected);
         }
-        if connected {
-            tracing::debug!(channel = %self.channel, "invalidation subscriber connected");
-        } else {
-            tracing::warn!(
-                channel = %self.channel,
-                "invalidation subscriber disconnected: local tier flushed and off, invalidation marks read from Redis, until it reconnects"
-            );
+        let message = "invalidation subscriber disconnected: local tier flushed and off, invalidation marks read from Redis, until it reconnects";
+        match (connected, self.outage_known()) {
+            (true, _) => {
+                tracing::debug!(channel = %self.channel, "invalidation subscriber connected");
+            }
+            (false, true) => tracing::debug!(channel = %self.channel, "{message}"),
+            (false, false) => tracing::warn!(channel = %self.channel, "{message}"),
         }
+    }
+
+    fn outage_known(&self) -> bool {
+        self.redis.breaker_state() != BreakerState::Closed
     }
 
     /// Applies an event received from the bus (events of this instance are ignored: they were

@@ -25,11 +25,14 @@ use crate::marks::MARK_TTL;
 use crate::script::Script;
 
 /// Fences the app against a new Redis process. KEYS: fence, epoch, app mark. ARGV: run_id,
-/// the caller's known epoch, mark ttl ms. Answers `{1, new mark}` if it raised the mark, or
-/// `{0, app mark}` if the fence already named this process.
+/// the caller's known epoch, mark ttl ms. Answers `{0, app mark}` if the fence already named
+/// this process, else raises the mark: `{1, new mark}` if the fence named another process,
+/// `{2, new mark}` if there was none (a new app, or a Redis that kept nothing: no value of an
+/// earlier process is there to be made invalid).
 pub(crate) static FENCE: Script = Script::new(
     r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
   return {0, redis.call('GET', KEYS[3]) or '0'}
 end
 local t = redis.call('TIME')
@@ -40,7 +43,8 @@ local next = string.format('%.0f', math.max(current + 1, now, floor + 1))
 redis.call('SET', KEYS[2], next)
 redis.call('SET', KEYS[3], next, 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1])
-return {1, next}
+if held then return {1, next} end
+return {2, next}
 ",
 );
 
@@ -117,11 +121,14 @@ impl Cache {
         let (raised, mark): (u8, u64) = self.call((&fence_cmd).into()).await?;
         marks.saw(mark);
         self.inner.app_mark.raise(mark);
-        if raised == 1 {
-            tracing::warn!(
-                run_id,
-                "a new Redis process (restarted or failed over): every value cached before it is invalid"
-            );
+        if raised != 0 {
+            match raised {
+                1 => tracing::warn!(
+                    run_id,
+                    "a new Redis process (restarted or failed over): every value cached before it is invalid"
+                ),
+                _ => tracing::debug!(run_id, "the app's first fence on this Redis process"),
+            }
             let event = Event::EntityMark(app_mark_key(prefix), mark);
             if let Err(error) = self.try_publish(None, &event).await {
                 tracing::debug!(%error, "could not announce the fence; instances check it themselves");

@@ -199,3 +199,51 @@ fn undecodable_values_warn_once_per_entity_and_are_all_counted() {
     assert_eq!(warnings, 1, "{output}");
     assert_eq!(failures, 5, "every failure is counted");
 }
+
+/// Redis gone for 2 s while a service keeps reading: a handful of lines (the breaker opening
+/// and closing, nothing per probe), and every read the source answered counted as a fallback,
+/// as the runbook says.
+#[test]
+fn a_two_second_outage_logs_a_handful_of_lines_and_counts_its_fallbacks() {
+    let mut server = RedisServer::start();
+    let (log, (fallbacks, reads)) = logged(tracing::Level::INFO, false, async {
+        let cache =
+            cache_runtime::Cache::new(config(&server).build().expect("config")).expect("cache");
+        let products = cache.entity("product").expect("entity");
+        let read = |id: u32| {
+            let (cache, key) = (cache.clone(), products.key(&id));
+            async move {
+                cache
+                    .get_or_set(&key, Ttl::Short, || async { Ok::<_, String>(id) })
+                    .await
+            }
+        };
+        assert_eq!(read(0).await, Ok(0));
+        server.stop();
+        let before = products.metrics();
+        let started = std::time::Instant::now();
+        let mut reads = 0;
+        while started.elapsed() < Duration::from_secs(2) {
+            reads += 1;
+            assert_eq!(read(reads).await, Ok(reads), "the source answers");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let during = products.metrics().since(&before);
+        server.restart();
+        let back = std::time::Instant::now();
+        while cache.breaker_state() != cache_runtime::BreakerState::Closed {
+            assert!(back.elapsed() < Duration::from_secs(10), "never closed");
+            let _ = read(0).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (during.fallbacks, u64::from(reads))
+    });
+    assert_eq!(fallbacks, reads, "every read during the outage:\n{log}");
+    assert!(log.lines().count() <= 5, "a handful of lines:\n{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.contains("breaker opened")).count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("breaker closed"), "{log}");
+}
