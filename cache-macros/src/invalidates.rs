@@ -23,7 +23,8 @@ enum Target {
 
 struct Invalidates {
     private: TokenStream,
-    entity: LitStr,
+    /// `None` for tags given without an entity: tags span entities.
+    entity: Option<LitStr>,
     target: Target,
     before: bool,
     version: Option<u32>,
@@ -34,7 +35,8 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
     let mut errors = Errors::default();
     let function = Function::analyze(item, "invalidates", &mut errors);
     let mut args = Args::parse(args, "invalidates", VALID, &mut errors);
-    let entity = args.entity(&mut errors);
+    // Tags span entities: they need none, and an entity given with them changes nothing.
+    let entity = (args.has("entity") || !args.has("tags")).then(|| args.entity(&mut errors));
     let key_written = args.has("key");
     let key = args.template("key", &function.params, &mut errors);
     let all = args.flag("all", &mut errors);
@@ -62,6 +64,14 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
         }
     };
     let before = args.flag("before", &mut errors).is_some();
+    if entity.is_none()
+        && let Some(span) = args.span("version")
+    {
+        errors.at(
+            span,
+            "`version` is an entity's schema version: give `entity = \"...\"` with it, or leave it out (tags span entities and versions)",
+        );
+    }
     let version = args.version(&mut errors);
     let private = args.private_path(&mut errors);
     let target = errors.finish(target)?;
@@ -78,31 +88,48 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Invalidates> {
 /// The expansion; `snapshots/invalidates.rs` shows one as `cargo expand` prints it.
 fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     let Invalidates { private, .. } = inv;
-    let site_ident = local("__CACHE_SITE");
     let target_ident = local("__cache_target");
     let ret = local("__cache_ret");
-    let entity_site = entity_site(private, &inv.entity, inv.version);
-    let site = quote!(static #site_ident: #private::EntitySite = #entity_site;);
     let succeeded = local("__cache_succeeded");
-    let target = match &inv.target {
-        Target::Id(template) => {
-            let id = render_id(private, template);
-            quote!(#private::Target::Id(#id))
+    let site_ident = local("__CACHE_SITE");
+    let (site, target) = match &inv.entity {
+        Some(entity) => {
+            let entity_site = entity_site(private, entity, inv.version);
+            let target = match &inv.target {
+                Target::Id(template) => {
+                    let id = render_id(private, template);
+                    quote!(#private::Target::Id(#id))
+                }
+                Target::All => quote!(#private::Target::All),
+                Target::Tags(templates) => {
+                    let tags = rendered_list(private, templates);
+                    quote!(#private::Target::Tags(#tags))
+                }
+            };
+            (
+                quote!(static #site_ident: #private::EntitySite = #entity_site;),
+                target,
+            )
         }
-        Target::All => quote!(#private::Target::All),
-        Target::Tags(templates) => {
-            let tags = rendered_list(private, templates);
-            quote!(#private::Target::Tags(#tags))
+        // Tags given alone (parsing allows no other target without an entity).
+        None => {
+            let templates = match &inv.target {
+                Target::Tags(templates) => templates.as_slice(),
+                Target::Id(_) | Target::All => &[],
+            };
+            (TokenStream::new(), rendered_list(private, templates))
         }
     };
-    let invalidate = quote! {
-        #private::invalidate(&#site_ident, ::core::option::Option::Some(#target_ident)).await;
+    let call = |target: TokenStream| match &inv.entity {
+        Some(_) => quote! {
+            #private::invalidate(&#site_ident, ::core::option::Option::Some(#target)).await;
+        },
+        None => quote! {
+            #private::invalidate_tags(::core::option::Option::Some(#target)).await;
+        },
     };
-    let before = inv.before.then(|| {
-        quote! {
-            #private::invalidate(&#site_ident, ::core::option::Option::Some(#target_ident.clone())).await;
-        }
-    });
+    let invalidate = call(quote!(#target_ident));
+    let before = inv.before.then(|| call(quote!(#target_ident.clone())));
     let after = match inv.returns {
         Returns::Result => quote!(if #ret.is_ok() { #invalidate }),
         Returns::Option => invalidate,

@@ -437,6 +437,21 @@ pub async fn invalidate(site: &EntitySite, target: Option<Target>) {
     }
 }
 
+/// `#[invalidates(tags = [...])]` without an entity: every value carrying one of the tags,
+/// whatever its entity (tags span entities and versions).
+pub async fn invalidate_tags(tags: Option<Vec<String>>) {
+    let Some(tags) = tags else { return };
+    let Some(cache) = global::in_effect() else {
+        return;
+    };
+    for tag in &tags {
+        if let Err(error) = cache.invalidate_tag(tag).await {
+            // The replay queue logs the backlog; one line per failure is enough.
+            tracing::debug!(tag, %error, "invalidation failed (kept for replay)");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;

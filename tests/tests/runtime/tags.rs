@@ -26,6 +26,13 @@ async fn reprice_category(category: u32) -> Result<(), String> {
     Ok(())
 }
 
+/// The same without an entity: tags span entities.
+#[invalidates(tags = ["category:{category}"])]
+async fn reprice_any(category: u32) -> Result<(), String> {
+    let _ = category;
+    Ok(())
+}
+
 /// Loader calls per entity so far.
 fn loads(cache: &Cache, entity: &str) -> u64 {
     cache.entity(entity).expect("entity").metrics().loader_calls
@@ -66,6 +73,18 @@ async fn a_tag_invalidates_its_keys_across_entities_and_nothing_else() {
         read_all().await;
         assert_eq!(loads(&cache, "product"), 4, "product 2 reloaded");
         assert_eq!(loads(&cache, "product_list"), 4);
+        // Without an entity in the attribute: every entity's values with the tag.
+        assert_eq!(reprice_any(7).await, Ok(()));
+        read_all().await;
+        assert_eq!(
+            (
+                loads(&cache, "product"),
+                loads(&cache, "product_list"),
+                loads(&cache, "brand"),
+            ),
+            (5, 6, 1),
+            "product 1 and both pages of category 7 again, nothing else"
+        );
     })
     .await;
 }

@@ -15,4 +15,10 @@ async fn flag_with_value(id: u64) {
     let _ = id;
 }
 
+/// Tags span entities and versions: a version without an entity says so.
+#[invalidates(tags = ["group:{id}"], version = 2)]
+async fn tags_with_a_version(id: u64) {
+    let _ = id;
+}
+
 fn main() {}
