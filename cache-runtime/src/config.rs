@@ -118,9 +118,12 @@ impl CacheConfig {
     }
 
     /// A builder with defaults overridden by the `CACHE_*` environment variables
-    /// ([`ENV_VARS`] lists them). Further setters may follow before [`CacheConfigBuilder::build`].
+    /// ([`ENV_VARS`] lists them). Setters called after it override the environment; to let the
+    /// environment override settings made in code (what a deployment expects), set them first
+    /// and call [`CacheConfigBuilder::with_env`] last. A `CACHE_*` variable no setting reads is
+    /// logged (WARN) with the closest known name.
     pub fn from_env() -> Result<CacheConfigBuilder, ConfigError> {
-        env::apply(Self::builder(), |name| std::env::var(name).ok())
+        Self::builder().with_env()
     }
 
     /// Like [`Self::from_env`], reading variables through `lookup` (for tests and other sources).
@@ -293,6 +296,24 @@ impl fmt::Debug for CacheConfigBuilder {
 }
 
 impl CacheConfigBuilder {
+    /// Applies the `CACHE_*` environment variables ([`ENV_VARS`]) over what this builder holds:
+    /// whichever comes later wins, so
+    /// `CacheConfig::builder().app_prefix("shop").version(3).with_env()?` lets a deployment's
+    /// `CACHE_VERSION` override the 3 written in code. A `CACHE_*` variable no setting reads is
+    /// logged (WARN) with the closest known name.
+    pub fn with_env(self) -> Result<Self, ConfigError> {
+        env::warn_unknown();
+        self.with_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::with_env`], reading variables through `lookup` (for tests and other sources).
+    pub fn with_env_from(
+        self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        env::apply(self, lookup)
+    }
+
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` (feature `tls`). For Redis
     /// Cluster, comma-separated seeds: `redis://a:7000,b:7001,c:7002` (a seed without a scheme
     /// takes the first one's scheme and credentials).

@@ -5,7 +5,7 @@
 //! use cache_runtime::{Cache, CacheConfig, Ttl};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = CacheConfig::from_env()?.app_prefix("shop").build()?;
+//! let config = CacheConfig::builder().app_prefix("shop").with_env()?.build()?;
 //! let cache = Cache::new(config)?;
 //! cache_runtime::install(cache.clone())?;
 //!

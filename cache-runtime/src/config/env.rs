@@ -110,9 +110,8 @@ pub static ENV_VARS: &[EnvVar] = &[
         |b, n, v| Ok(b.compression_threshold(optional(v, |v| number(n, v))?)),
     ),
     var("CACHE_CODEC", "`postcard` or `json`", |b, n, v| {
-        let codec = CodecKind::from_name(v.trim()).ok_or_else(|| {
-            ConfigError::new(n, format!("unknown codec `{v}`; use postcard or json"))
-        })?;
+        let codec =
+            CodecKind::from_name(v.trim()).ok_or_else(|| ConfigError::new(n, unknown_codec(v)))?;
         Ok(b.codec(codec))
     }),
     var(
@@ -136,6 +135,17 @@ pub static ENV_VARS: &[EnvVar] = &[
         |b, n, v| Ok(b.local_tier_for_all(boolean(n, v)?)),
     ),
 ];
+
+/// Why `value` names no codec of this build.
+pub(super) fn unknown_codec(value: &str) -> String {
+    match value.trim().eq_ignore_ascii_case("json") {
+        true => {
+            "the `json` codec needs the `json` feature of cache-runtime (`features = [\"json\"]`)"
+                .to_owned()
+        }
+        false => format!("unknown codec `{value}`; use postcard or json"),
+    }
+}
 
 fn number<T: std::str::FromStr>(var: &str, value: &str) -> Result<T, ConfigError> {
     value
@@ -181,4 +191,65 @@ pub(super) fn apply(
         }
     }
     Ok(builder)
+}
+
+/// `CACHE_*` names among `names` that no setting reads, each with the known name closest to
+/// it (a misspelt `CACHE_VERSON` would otherwise be ignored without a word).
+pub(super) fn unknown<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(&'a str, Option<&'static str>)> {
+    names
+        .into_iter()
+        .filter(|name| name.starts_with("CACHE_"))
+        .filter(|name| {
+            ENV_VARS.iter().all(|var| var.name != *name) && !OTHER_READERS.contains(name)
+        })
+        .map(|name| {
+            let closest = ENV_VARS
+                .iter()
+                .map(|var| (edit_distance(name, var.name), var.name))
+                .min()
+                .filter(|(distance, _)| *distance <= 3)
+                .map(|(_, known)| known);
+            (name, closest)
+        })
+        .collect()
+}
+
+/// `CACHE_*` variables read by this project's other tools rather than by the configuration.
+const OTHER_READERS: &[&str] = &[];
+
+/// Levenshtein distance, for suggestions between short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// Warns once per `CACHE_*` variable of the process environment that no setting reads.
+pub(super) fn warn_unknown() {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    for (name, closest) in unknown(names.iter().map(String::as_str)) {
+        match closest {
+            Some(known) => tracing::warn!(
+                variable = name,
+                "unknown cache setting in the environment, ignored: did you mean {known}?"
+            ),
+            None => tracing::warn!(
+                variable = name,
+                "unknown cache setting in the environment, ignored (CacheConfig::from_env reads the ENV_VARS list)"
+            ),
+        }
+    }
 }

@@ -206,3 +206,57 @@ fn a_unix_socket_password_is_redacted_too() {
     assert!(shown.contains("pass=***"), "{shown}");
     assert!(shown.contains("db=2"), "{shown}");
 }
+
+/// Whichever is applied later wins: the environment over code with `with_env` last, code over
+/// the environment with setters after `from_env`.
+#[test]
+fn the_later_of_code_and_environment_wins() {
+    let environment = env(&[("CACHE_VERSION", "4"), ("CACHE_APP_PREFIX", "deployed")]);
+    let env_last = CacheConfig::builder()
+        .app_prefix("shop")
+        .version(3)
+        .with_env_from(&environment)
+        .and_then(CacheConfigBuilder::build)
+        .expect("valid");
+    assert_eq!((env_last.app_prefix(), env_last.version()), ("deployed", 4));
+    let code_last = CacheConfig::from_env_with(&environment)
+        .map(|b| b.app_prefix("shop").version(3))
+        .and_then(CacheConfigBuilder::build)
+        .expect("valid");
+    assert_eq!((code_last.app_prefix(), code_last.version()), ("shop", 3));
+    // Unset variables leave the code's settings alone.
+    let untouched = CacheConfig::builder()
+        .app_prefix("shop")
+        .version(3)
+        .with_env_from(env(&[]))
+        .and_then(CacheConfigBuilder::build)
+        .expect("valid");
+    assert_eq!(untouched.version(), 3);
+}
+
+#[test]
+fn an_unknown_cache_variable_is_named_with_the_closest_known_one() {
+    let found = super::env::unknown([
+        "CACHE_VERSON",
+        "CACHE_VERSION",
+        "CACHE_REDIS_ULR",
+        "CACHE_SOMETHING_ELSE_ENTIRELY",
+        "PATH",
+    ]);
+    assert_eq!(
+        found,
+        [
+            ("CACHE_VERSON", Some("CACHE_VERSION")),
+            ("CACHE_REDIS_ULR", Some("CACHE_REDIS_URL")),
+            ("CACHE_SOMETHING_ELSE_ENTIRELY", None),
+        ]
+    );
+}
+
+#[test]
+fn a_codec_this_build_lacks_is_named_with_what_to_do() {
+    assert!(super::env::unknown_codec("json").contains("`json` feature"));
+    assert!(super::env::unknown_codec("cbor").contains("use postcard or json"));
+    let err = CacheConfig::from_env_with(env(&[("CACHE_CODEC", "cbor")])).expect_err("unknown");
+    assert!(err.to_string().contains("CACHE_CODEC"), "{err}");
+}

@@ -82,11 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let mut builder = CacheConfig::from_env()?.metrics_log_interval(None);
-    if std::env::var_os("CACHE_APP_PREFIX").is_none() {
-        builder = builder.app_prefix("quickstart");
-    }
-    let config = builder.build()?;
+    // Defaults in code, the environment over them (CACHE_APP_PREFIX=… overrides the prefix).
+    let config = CacheConfig::builder()
+        .app_prefix("quickstart")
+        .metrics_log_interval(None)
+        .with_env()?
+        .build()?;
     println!("cache: {}", config.redacted_redis_url());
     let cache = Cache::new(config)?;
     cache_runtime::install(cache.clone())?;
