@@ -66,6 +66,7 @@ pub(crate) use write::{WriteStart, Written};
 /// let name: Result<String, std::io::Error> = cache
 ///     .get_or_set(&products.key(&42u64), Ttl::Medium, || async { Ok("lamp".to_owned()) })
 ///     .await;
+/// println!("{}", name?);
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -494,6 +495,7 @@ impl Cache {
     /// let price = cache
     ///     .get_or_set_with(&key, PRICES, || async { Ok::<_, std::io::Error>(1999u32) })
     ///     .await?;
+    /// println!("{price} cents");
     /// # Ok(()) }
     /// ```
     pub async fn get_or_set_with<T, E, F, Fut>(

@@ -19,7 +19,16 @@ pub(crate) const EXPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// The histogram of Redis round trips, in seconds, labelled by outcome (`ok`, `error`,
 /// `timeout`).
-pub(crate) const REDIS_SECONDS: &str = "cache_redis_operation_seconds";
+pub const REDIS_SECONDS: &str = "cache_redis_operation_seconds";
+
+/// Bucket bounds (seconds) for [`REDIS_SECONDS`], from 100 µs to 1 s. Exporters that render a
+/// histogram without buckets as a summary (`metrics-exporter-prometheus` does) need them set
+/// for the `_bucket` series that latency quantiles are computed from:
+/// `PrometheusBuilder::new().set_buckets_for_metric(Matcher::Full(REDIS_SECONDS.into()),
+/// REDIS_SECONDS_BUCKETS)`.
+pub const REDIS_SECONDS_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 impl Cache {
     /// Publishes the current counters and gauges through the `metrics` facade now (they are

@@ -91,9 +91,10 @@ pub(crate) fn mode() -> Mode {
 /// read, no cache write. `#[invalidates]` and `#[cache_put]` still apply.
 ///
 /// ```no_run
-/// # async fn product(id: u64) -> Option<String> { None }
+/// # async fn product(_id: u64) -> Option<String> { None }
 /// # async fn demo() {
 /// let fresh_from_the_database = cache_runtime::uncached(product(42)).await;
+/// println!("{fresh_from_the_database:?}");
 /// # }
 /// ```
 pub async fn uncached<F: Future>(future: F) -> F::Output {

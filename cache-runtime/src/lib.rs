@@ -14,6 +14,7 @@
 //! let name = cache
 //!     .get_or_set(&key, Ttl::Medium, || async { Ok::<_, std::io::Error>("lamp".to_owned()) })
 //!     .await?;
+//! println!("{name}");
 //! # Ok(()) }
 //! ```
 //!
@@ -32,7 +33,8 @@
 //!
 //!     #[invalidates(entity = "product", key = "{id}")]
 //!     async fn rename(&self, id: u64, name: &str) -> Result<(), std::io::Error> {
-//!         Ok(()) // the write
+//!         let _ = (id, name); // the write
+//!         Ok(())
 //!     }
 //! }
 //! ```
@@ -40,6 +42,9 @@
 //! The guides live in the repository's `docs/`: keys, macros, freshness (single flight,
 //! leases, stale-while-revalidate, early refresh), invalidation (local tier, bus, replay) and
 //! failure handling.
+
+// The examples (the README's included) compile without a warning, as a user's copy would.
+#![doc(test(attr(deny(unused_variables, unused_imports, unused_mut))))]
 
 mod breaker;
 mod bus;
@@ -89,6 +94,8 @@ pub use config::{
 };
 pub use entity::{CacheKey, Entity};
 pub use error::CacheError;
+#[cfg(feature = "metrics")]
+pub use export::{REDIS_SECONDS, REDIS_SECONDS_BUCKETS};
 pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
 pub use global::{
     AlreadyInstalled, current, current_for_reads, install, refreshing, uncached, with_cache,

@@ -28,6 +28,7 @@ pub struct LoadTimedOut {
 ///         cache_runtime::with_load_timeout(query(), Duration::from_secs(2))
 ///     })
 ///     .await;
+/// println!("{report:?}");
 /// # Ok(()) }
 /// ```
 pub async fn with_load_timeout<T, E, F>(loader: F, limit: Duration) -> Result<T, E>

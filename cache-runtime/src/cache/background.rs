@@ -266,6 +266,7 @@ impl Cache {
     /// const RATES: ReadOptions = ReadOptions::new(Ttl::Short).stale(Duration::from_secs(600));
     /// let key = cache.entity("fx_rates")?.key("eur");
     /// let rates = cache.get_or_set_in_background(&key, RATES, fetch_rates).await?;
+    /// println!("{} rates", rates.len());
     /// # Ok(()) }
     /// ```
     pub async fn get_or_set_in_background<T, E, F, Fut>(

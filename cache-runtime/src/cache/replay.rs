@@ -374,7 +374,7 @@ impl Cache {
     ///
     /// ```no_run
     /// # async fn demo(cache: cache_runtime::Cache) {
-    /// use std::time::{Duration, Instant};
+    /// use std::time::Duration;
     ///
     /// // On SIGTERM, after the server stopped taking requests:
     /// let left = cache.flush_pending(Duration::from_secs(5)).await;

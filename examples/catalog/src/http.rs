@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cache_runtime::{Cache, RateLimitLayer, RateLimiter};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 use serde_json::json;
 use tower::util::option_layer;
@@ -35,8 +35,14 @@ pub struct App {
 /// Installs the process's Prometheus recorder (before the `Cache` is built, so its latency
 /// histogram is recorded too); `None`, with a warning, if another recorder is installed.
 pub fn install_prometheus() -> Option<PrometheusHandle> {
+    // Without buckets the exporter renders the latency histogram as a summary, and the
+    // dashboard's quantiles (from `_bucket`) stay empty.
     PrometheusBuilder::new()
-        .install_recorder()
+        .set_buckets_for_metric(
+            Matcher::Full(cache_runtime::REDIS_SECONDS.to_owned()),
+            cache_runtime::REDIS_SECONDS_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
         .inspect_err(|error| tracing::warn!(%error, "no Prometheus recorder: /metrics shows the counters only"))
         .ok()
 }

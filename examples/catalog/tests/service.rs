@@ -301,7 +301,47 @@ async fn reads_cached_writes_invalidating(service: &Service) {
         line("cache_loader_calls_total{", "entity=\"search\""),
         "{text}"
     );
-    assert!(line("cache_redis_operation_seconds", ""), "{text}");
+    // Every series the Grafana dashboard queries is there: the latency histogram as buckets
+    // (a summary would leave its quantile panels empty).
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/grafana-dashboard.json"))
+            .expect("dashboard JSON");
+    let queried = dashboard_series(&dashboard);
+    assert!(queried.len() >= 15, "{queried:?}");
+    for series in &queried {
+        assert!(
+            line(&format!("{series}{{"), ""),
+            "{series} missing from:\n{text}"
+        );
+    }
+}
+
+/// The `cache_*` series the dashboard's panels query.
+fn dashboard_series(value: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut series = std::collections::BTreeSet::new();
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value.as_str()) {
+                    ("expr", Some(expr)) => series.extend(metric_names(expr)),
+                    _ => series.extend(dashboard_series(value)),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .for_each(|v| series.extend(dashboard_series(v))),
+        _ => {}
+    }
+    series
+}
+
+/// The `cache_…` names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("cache_"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
