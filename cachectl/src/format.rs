@@ -73,14 +73,19 @@ impl Progress {
     }
 
     pub(crate) fn update(&mut self, scanned: u64) {
+        self.show(&format!("scanning: {scanned} keys"));
+    }
+
+    /// Rewrites the line with `text` (on a terminal only).
+    pub(crate) fn show(&self, text: &str) {
         if self.shown {
             let mut err = std::io::stderr();
-            let _ = write!(err, "\rscanning: {scanned} keys");
+            let _ = write!(err, "\r{text}");
             let _ = err.flush();
         }
     }
 
-    pub(crate) fn finish(&mut self) {
+    pub(crate) fn finish(&self) {
         if self.shown {
             eprintln!();
         }

@@ -7,6 +7,7 @@ use cache_runtime::{Cache, CacheConfig, PurgeOptions, inspect};
 use clap::Args;
 use serde_json::json;
 
+use crate::format::Progress;
 use crate::inspect::build_key;
 use crate::output::out;
 use crate::versions::resolve;
@@ -51,6 +52,9 @@ pub(crate) struct PurgeArgs {
     /// `entity_at_version` would otherwise be purged with the rest.
     #[arg(long = "keep-version")]
     keep_versions: Vec<u32>,
+    /// Count what would be deleted; delete nothing, tell nobody.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 /// A cache for `app` at `version`, after checking that Redis answers (so an unreachable server
@@ -243,22 +247,47 @@ pub(crate) async fn purge(cli: &Cli, args: &PurgeArgs) -> Result<ExitCode, Failu
     for version in &args.keep_versions {
         options = options.keep_version(*version);
     }
-    let report = cache.purge_old_versions(options).await?;
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let progress = std::sync::Arc::new(Progress::new(cli.json));
+    let shown = progress.clone();
+    options = options.dry_run(args.dry_run).on_progress(move |report| {
+        shown.show(&format!(
+            "purge: {} keys scanned, {verb} {}",
+            report.scanned, report.removed
+        ));
+    });
+    let report = cache.purge_old_versions(options).await;
+    progress.finish();
+    let report = report?;
     if cli.json {
         out!(
             "{:#}",
-            json!({"removed": report.removed, "scanned": report.scanned, "done": report.done})
+            json!({
+                "dry_run": args.dry_run,
+                "removed": report.removed,
+                "scanned": report.scanned,
+                "done": report.done,
+            })
         );
     } else {
+        let what = if args.dry_run {
+            "would purge"
+        } else {
+            "purged"
+        };
         out!(
-            "purged {} keys of versions older than v{} ({} scanned){}",
+            "{what} {} keys of versions older than v{} ({} scanned){}",
             report.removed,
             args.version,
             report.scanned,
-            if report.done {
-                "; done"
-            } else {
-                "; not done: run again to resume"
+            match (args.dry_run, report.done) {
+                (true, _) => "; nothing changed",
+                (false, true) => "; done",
+                (false, false) => "; not done: run again to resume",
             }
         );
     }

@@ -3,20 +3,39 @@
 //! resumable. Never `FLUSHALL` or `FLUSHDB`: other apps and versions share the server.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Cache;
 use crate::bus::Event;
 use crate::error::CacheError;
 
+/// What a purge reports after each step.
+type OnProgress = Arc<dyn Fn(&PurgeReport) + Send + Sync>;
+
 /// How a purge of old versions runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct PurgeOptions {
     batch: usize,
     max_keys_per_second: u32,
     max_batches: Option<usize>,
     keep: HashSet<u32>,
+    dry_run: bool,
+    on_progress: Option<OnProgress>,
+}
+
+impl fmt::Debug for PurgeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PurgeOptions")
+            .field("batch", &self.batch)
+            .field("max_keys_per_second", &self.max_keys_per_second)
+            .field("max_batches", &self.max_batches)
+            .field("keep", &self.keep)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for PurgeOptions {
@@ -26,6 +45,8 @@ impl Default for PurgeOptions {
             max_keys_per_second: 5_000,
             max_batches: None,
             keep: HashSet::new(),
+            dry_run: false,
+            on_progress: None,
         }
     }
 }
@@ -55,13 +76,26 @@ impl PurgeOptions {
         self.keep.insert(version);
         self
     }
+
+    /// Only count: the report's `removed` is what would be deleted; nothing is deleted, no
+    /// progress saved, nobody told. Not rate-limited (it deletes nothing).
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Called with the running totals after each step (for a progress line).
+    pub fn on_progress(mut self, report: impl Fn(&PurgeReport) + Send + Sync + 'static) -> Self {
+        self.on_progress = Some(Arc::new(report));
+        self
+    }
 }
 
 /// What a purge did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PurgeReport {
-    /// Keys deleted by this call.
+    /// Keys deleted by this call (with `dry_run`: that it would delete).
     pub removed: u64,
     /// Keys looked at by this call.
     pub scanned: u64,
@@ -92,7 +126,9 @@ impl Cache {
             .into_iter()
             .map(|m| (m.entity, m.version))
             .collect();
-        let pattern = format!("{app}:v*");
+        // Values (`{app}:v…`) and their bookkeeping keys, which wrap the value's key in braces
+        // for its Cluster slot (`{{app}:v…}:%variants`, `%revision`, `%lease`).
+        let pattern = format!("*{app}:v*");
         let mut report = PurgeReport {
             removed: 0,
             scanned: 0,
@@ -121,8 +157,11 @@ impl Cache {
                 false => format!("{app}:%purge-cursor"),
             };
             cursor_keys.push(cursor_key.clone());
-            let saved: Option<String> =
-                self.call(redis::cmd("GET").arg(&cursor_key).into()).await?;
+            // A dry run counts the whole keyspace and leaves a real purge's progress alone.
+            let saved: Option<String> = match options.dry_run {
+                true => None,
+                false => self.call(redis::cmd("GET").arg(&cursor_key).into()).await?,
+            };
             if saved.as_deref() == Some(NODE_DONE) {
                 continue;
             }
@@ -143,7 +182,9 @@ impl Cache {
                     self.call_node(None, &node, (&scan).into()).await?;
                 report.scanned += keys.len() as u64;
                 let old: Vec<&String> = keys.iter().filter(|key| is_old(key)).collect();
-                if !old.is_empty() {
+                if options.dry_run {
+                    report.removed += old.len() as u64;
+                } else if !old.is_empty() {
                     let removed: u64 = self.call(redis::cmd("UNLINK").arg(&old).into()).await?;
                     report.removed += removed;
                     for key in &old {
@@ -154,6 +195,15 @@ impl Cache {
                 }
                 cursor = next;
                 steps += 1;
+                if let Some(progress) = &options.on_progress {
+                    progress(&report);
+                }
+                if options.dry_run {
+                    if cursor == 0 {
+                        break;
+                    }
+                    continue;
+                }
                 if cursor == 0 {
                     let () = self
                         .call(redis::cmd("SET").arg(&cursor_key).arg(NODE_DONE).into())
@@ -169,6 +219,9 @@ impl Cache {
                 );
                 tokio::time::sleep(budget.saturating_sub(step_started.elapsed())).await;
             }
+        }
+        if options.dry_run {
+            return Ok(report);
         }
         if report.done {
             for cursor_key in &cursor_keys {
@@ -194,8 +247,10 @@ impl Cache {
     }
 }
 
-/// The version and entity in `{app}:v{N}:{entity}:…`, if `key` has that shape.
+/// The version and entity in `{app}:v{N}:{entity}:…`, if `key` has that shape (or is the
+/// bookkeeping key of one: `{{app}:v{N}:{entity}:…}:%…`).
 fn version_of<'k>(app: &str, key: &'k str) -> Option<(u32, &'k str)> {
+    let key = key.strip_prefix('{').unwrap_or(key);
     let rest = key.strip_prefix(app)?.strip_prefix(":v")?;
     let (version, rest) = rest.split_once(':')?;
     let (entity, _) = rest.split_once(':')?;
@@ -216,5 +271,15 @@ mod tests {
         assert_eq!(version_of("shop", "shop:vx:product:1"), None);
         assert_eq!(version_of("shop", "shop:%invalidations"), None);
         assert_eq!(version_of("shop", "shopping:v1:product:1"), None);
+        assert_eq!(
+            version_of("shop", "{shop:v3:product_list:7}:%variants"),
+            Some((3, "product_list"))
+        );
+        assert_eq!(
+            version_of("shop", "{shop:v3:product:1}:%revision"),
+            Some((3, "product"))
+        );
+        assert_eq!(version_of("shop", "{shop:%mark}:%epoch"), None);
+        assert_eq!(version_of("shop", "blog:v1:shop:v2:x"), None);
     }
 }
