@@ -214,7 +214,7 @@ impl bus::Listener for Inner {
         // Down or refused: the seed, whose failure to connect the subscriber retries.
         let _ = cache.topology().await;
         let url = cache.inner.redis.subscription_url(&cache.inner.config);
-        redis::Client::open(url).ok()
+        crate::tls::client(&url, cache.inner.config.tls.as_deref()).ok()
     }
 
     fn should_move_subscription(&self, address: &str) -> bool {

@@ -54,6 +54,7 @@ pub(crate) struct NodeSettings {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tls: Option<Arc<crate::tls::TlsPem>>,
 }
 
 impl NodeSettings {
@@ -61,8 +62,8 @@ impl NodeSettings {
     pub(crate) fn node(&self, url: &str, address: String) -> redis::RedisResult<Node> {
         Ok(Node {
             address,
-            pool: Pool::new(url, self.pool_size, self.timeout)?,
-            confirmed: Pool::new(url, 1, self.timeout)?,
+            pool: Pool::new(url, self.tls.as_deref(), self.pool_size, self.timeout)?,
+            confirmed: Pool::new(url, self.tls.as_deref(), 1, self.timeout)?,
             breaker: Breaker::new(
                 self.breaker_threshold,
                 self.breaker_cooldown,

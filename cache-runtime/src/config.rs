@@ -3,6 +3,7 @@
 mod env;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::breaker::{DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
@@ -109,6 +110,8 @@ pub struct CacheConfig {
     pub(crate) local_tier_bytes: Option<usize>,
     pub(crate) local_tier_for_all: bool,
     pub(crate) replay_capacity: usize,
+    /// The TLS certificates' contents, read at build.
+    pub(crate) tls: Option<Arc<crate::tls::TlsPem>>,
 }
 
 impl CacheConfig {
@@ -227,6 +230,7 @@ impl fmt::Debug for CacheConfig {
             local_tier_bytes,
             local_tier_for_all,
             replay_capacity,
+            tls,
         } = self;
         f.debug_struct("CacheConfig")
             .field("redis_url", &redact(redis_url))
@@ -247,6 +251,7 @@ impl fmt::Debug for CacheConfig {
             .field("local_tier_bytes", local_tier_bytes)
             .field("local_tier_for_all", local_tier_for_all)
             .field("replay_capacity", replay_capacity)
+            .field("tls", tls)
             .finish()
     }
 }
@@ -257,6 +262,7 @@ impl fmt::Debug for CacheConfig {
 pub struct CacheConfigBuilder {
     config: CacheConfig,
     app_prefix_set: bool,
+    tls_files: crate::tls::TlsFiles,
 }
 
 impl Default for CacheConfigBuilder {
@@ -281,8 +287,10 @@ impl Default for CacheConfigBuilder {
                 local_tier_bytes: Some(DEFAULT_LOCAL_TIER_BYTES),
                 local_tier_for_all: false,
                 replay_capacity: DEFAULT_REPLAY_CAPACITY,
+                tls: None,
             },
             app_prefix_set: false,
+            tls_files: crate::tls::TlsFiles::default(),
         }
     }
 }
@@ -296,6 +304,35 @@ impl fmt::Debug for CacheConfigBuilder {
 }
 
 impl CacheConfigBuilder {
+    /// Verifies the server against this CA (PEM) instead of the system's roots: a private
+    /// CA, as managed and self-hosted Redis often use. Needs a `rediss://` URL.
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_files.ca = Some(path.into());
+        self
+    }
+
+    /// Presents this certificate and key (PEM) to servers that require client certificates
+    /// (mutual TLS, `tls-auth-clients yes`). Needs a `rediss://` URL.
+    pub fn tls_client_cert_files(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls_files.cert = Some(cert.into());
+        self.tls_files.key = Some(key.into());
+        self
+    }
+
+    pub(crate) fn tls_cert_file(mut self, path: &str) -> Self {
+        self.tls_files.cert = Some(path.into());
+        self
+    }
+
+    pub(crate) fn tls_key_file(mut self, path: &str) -> Self {
+        self.tls_files.key = Some(path.into());
+        self
+    }
+
     /// Applies the `CACHE_*` environment variables ([`ENV_VARS`]) over what this builder holds:
     /// whichever comes later wins, so
     /// `CacheConfig::builder().app_prefix("shop").version(3).with_env()?` lets a deployment's
@@ -443,7 +480,8 @@ impl CacheConfigBuilder {
 
     /// Validates every field; the error names the first bad one.
     pub fn build(self) -> Result<CacheConfig, ConfigError> {
-        let c = self.config;
+        let mut c = self.config;
+        c.tls = self.tls_files.load(&c.redis_url)?;
         let seeds = crate::cluster::seed_urls(&c.redis_url);
         for seed in &seeds {
             validate_url(seed)?;

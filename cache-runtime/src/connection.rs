@@ -63,8 +63,13 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// A pool of `size` connections to `url`, none connected yet.
-    pub(crate) fn new(url: &str, size: usize, timeout: Duration) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
+    pub(crate) fn new(
+        url: &str,
+        tls: Option<&crate::tls::TlsPem>,
+        size: usize,
+        timeout: Duration,
+    ) -> redis::RedisResult<Self> {
+        let client = crate::tls::client(url, tls)?;
         // No response timeout: every call already runs under the operation timeout, and a
         // second timer per command costs throughput. A connection whose command timed out is
         // replaced instead (see `replace`), which is what the response timeout would trigger.

@@ -78,6 +78,7 @@ mod script;
 mod session;
 mod share;
 mod thread_shard;
+mod tls;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
@@ -108,6 +109,7 @@ pub use rate_limit::{Decision, RateLimiter, WhenUnavailable};
 #[cfg(feature = "tower")]
 pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use session::Sessions;
+pub use tls::TlsFiles;
 pub use ttl::{
     DEFAULT_JITTER_PERCENT, DEFAULT_TTL_LONG, DEFAULT_TTL_MEDIUM, DEFAULT_TTL_SHORT,
     DurationParseError, Jitter, MAX_JITTER_PERCENT, Ttl, TtlClasses, parse_duration,

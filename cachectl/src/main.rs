@@ -39,6 +39,17 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` URLs (also
+    /// CACHE_TLS_CA_FILE).
+    #[arg(long, global = true, env = "CACHE_TLS_CA_FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// PEM file of this client's certificate, for servers that require one (also
+    /// CACHE_TLS_CERT_FILE).
+    #[arg(long, global = true, env = "CACHE_TLS_CERT_FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM file of this client's private key (also CACHE_TLS_KEY_FILE).
+    #[arg(long, global = true, env = "CACHE_TLS_KEY_FILE")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,8 +91,12 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// The TLS files of the command line, for every connection cachectl makes.
+static TLS: std::sync::OnceLock<cache_runtime::TlsFiles> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = TLS.set(tls_files(&cli));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -201,9 +216,22 @@ struct Masters {
     nodes: Vec<(String, redis::aio::MultiplexedConnection)>,
 }
 
+/// The TLS files given on the command line (or in the environment).
+fn tls_files(cli: &Cli) -> cache_runtime::TlsFiles {
+    cache_runtime::TlsFiles::new(
+        cli.tls_ca.clone(),
+        cli.tls_cert.clone(),
+        cli.tls_key.clone(),
+    )
+}
+
 async fn connect_url(url: &str) -> Result<redis::aio::MultiplexedConnection, Failure> {
-    let client = redis::Client::open(url)
-        .map_err(|e| Failure(format!("invalid Redis URL {}: {e}", redacted(url))))?;
+    let client = TLS
+        .get()
+        .cloned()
+        .unwrap_or_default()
+        .client(url)
+        .map_err(|e| Failure(format!("cannot use Redis URL {}: {e}", redacted(url))))?;
     match tokio::time::timeout(
         Duration::from_secs(3),
         client.get_multiplexed_async_connection(),

@@ -61,13 +61,18 @@ pub(crate) struct PurgeArgs {
 /// is one clear line rather than a failed invalidation kept for a replay that never comes).
 async fn cache(cli: &Cli, app: &str, version: u32) -> Result<Cache, Failure> {
     connect(cli).await?;
-    let config = CacheConfig::builder()
+    let mut builder = CacheConfig::builder()
         .redis_url(cli.url.as_str())
         .app_prefix(app)
         .version(version)
-        .metrics_log_interval(None)
-        .build()?;
-    Ok(Cache::new(config)?)
+        .metrics_log_interval(None);
+    if let Some(ca) = &cli.tls_ca {
+        builder = builder.tls_ca_file(ca);
+    }
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        builder = builder.tls_client_cert_files(cert, key);
+    }
+    Ok(Cache::new(builder.build()?)?)
 }
 
 pub(crate) async fn invalidate(cli: &Cli, args: &InvalidateArgs) -> Result<ExitCode, Failure> {

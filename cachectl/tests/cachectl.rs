@@ -704,3 +704,73 @@ async fn a_closed_pipe_ends_the_output_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Against a TLS-only server that requires client certificates: with the CA and the client's
+/// certificate cachectl reads and invalidates; without the certificate it fails in one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cachectl_speaks_tls_with_a_private_ca_and_a_client_certificate() {
+    let certs = cache_tests::TlsCerts::generate();
+    let server = cache_tests::TlsRedisServer::start(&certs, true);
+    let path = |file: &str| certs.path(file).to_string_lossy().into_owned();
+    let cache = Cache::new(
+        CacheConfig::builder()
+            .redis_url(server.url())
+            .app_prefix("shop")
+            .codec(CodecKind::Json)
+            .metrics_log_interval(None)
+            .tls_ca_file(certs.path("ca.crt"))
+            .tls_client_cert_files(certs.path("client.crt"), certs.path("client.key"))
+            .build()
+            .expect("config"),
+    )
+    .expect("cache");
+    let key = cache.entity("product").expect("entity").key(&1u32);
+    cache.set(&key, &"lamp", Ttl::Medium).await.expect("set");
+    let run = |args: &[&str], with_identity: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cachectl"));
+        command
+            .args([
+                "--url",
+                &server.url(),
+                "--app",
+                "shop",
+                "--tls-ca",
+                &path("ca.crt"),
+            ])
+            .env_remove("CACHE_REDIS_URL")
+            .env_remove("CACHE_APP_PREFIX")
+            .env_remove("CACHE_VERSION")
+            .env_remove("CACHE_TLS_CERT_FILE")
+            .env_remove("CACHE_TLS_KEY_FILE");
+        if with_identity {
+            command.args([
+                "--tls-cert",
+                &path("client.crt"),
+                "--tls-key",
+                &path("client.key"),
+            ]);
+        }
+        command.args(args).output().expect("run cachectl")
+    };
+    let report = run(&["--json", "inspect", "shop:v1:product:1"], true);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report: Value = serde_json::from_slice(&report.stdout).expect("JSON");
+    assert_eq!(report["value"], "lamp", "{report:#}");
+    let out = run(&["invalidate", "--entity", "product", "--id", "1"], true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cache.get::<String>(&key).await.expect("get"), None);
+
+    let refused = run(&["keys"], false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -4,9 +4,11 @@
 mod cluster;
 pub mod history;
 mod proxy;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use proxy::Proxy;
+pub use tls::{TlsCerts, TlsRedisServer};
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

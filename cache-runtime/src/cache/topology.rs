@@ -42,6 +42,7 @@ impl Redis {
             breaker_threshold: config.breaker_threshold,
             breaker_cooldown: config.breaker_cooldown,
             clock,
+            tls: config.tls.clone(),
         };
         let first = seeds
             .first()

@@ -130,6 +130,21 @@ pub static ENV_VARS: &[EnvVar] = &[
         |b, n, v| Ok(b.local_tier_bytes(optional(v, |v| number(n, v))?)),
     ),
     var(
+        "CACHE_TLS_CA_FILE",
+        "PEM file of the CA that signed the server's certificate (`rediss://`)",
+        |b, _, v| Ok(b.tls_ca_file(v.trim())),
+    ),
+    var(
+        "CACHE_TLS_CERT_FILE",
+        "PEM file of this client's certificate, for mutual TLS (with the key)",
+        |b, _, v| Ok(b.tls_cert_file(v.trim())),
+    ),
+    var(
+        "CACHE_TLS_KEY_FILE",
+        "PEM file of this client's private key, for mutual TLS",
+        |b, _, v| Ok(b.tls_key_file(v.trim())),
+    ),
+    var(
         "CACHE_LOCAL_TIER_ALL",
         "`true`: every entity uses the in-process tier",
         |b, n, v| Ok(b.local_tier_for_all(boolean(n, v)?)),

@@ -24,6 +24,7 @@ mod sessions;
 mod stampede;
 mod stored_values;
 mod tags;
+mod tls;
 mod two_tiers;
 
 use std::sync::Arc;
