@@ -368,6 +368,7 @@ impl Args {
             // Never expanded: an error was reported.
             Template {
                 segments: Vec::new(),
+                span: Span::call_site(),
             }
         });
         Placement {

@@ -53,7 +53,10 @@ fn render(
                 let text = literal(text);
                 quote!(#chain.literal(#text))
             }
-            Segment::Value(expr) => quote!(#chain.value(&(#expr))),
+            // Spanned on the template: a type that is not a `KeyPart` is reported there.
+            Segment::Value(expr) => {
+                quote::quote_spanned!(template.span=> #chain.value(&(#expr)))
+            }
         };
     }
     quote!(#chain.finish())

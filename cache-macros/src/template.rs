@@ -15,6 +15,8 @@ pub(crate) enum Segment {
 
 pub(crate) struct Template {
     pub(crate) segments: Vec<Segment>,
+    /// The template's string literal: errors about its values point there.
+    pub(crate) span: Span,
 }
 
 impl Template {
@@ -60,7 +62,7 @@ impl Template {
             }
             rest = &rest[close + 1..];
         }
-        Self { segments }
+        Self { segments, span }
     }
 }
 
@@ -72,7 +74,11 @@ fn parse_value(inner: &str, span: Span, params: &[String], errors: &mut Errors) 
         );
         return None;
     }
-    let expr: Expr = match LitStr::new(inner, span).parse() {
+    // Located at the literal, resolved as if written at the call site: errors point at the
+    // template, and rustc offers no fix-it that would rewrite the whole string literal into
+    // the one token it thinks is wrong (`key = id` for a typo in `"{r.idd}"`).
+    let located = Span::call_site().located_at(span);
+    let expr: Expr = match LitStr::new(inner, located).parse() {
         Ok(expr) => expr,
         Err(error) => {
             errors.at(span, format!("`{{{inner}}}` is not an expression: {error}"));

@@ -151,3 +151,15 @@ impl CodecKind {
         }
     }
 }
+
+/// What a cached function returns (inside its `Result` or `Option`): a type the codecs can
+/// store and read back, `serde::Serialize` and `serde::Deserialize` without borrowing. Every
+/// such type is one; the trait exists to say so when a type is not.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it is not `Serialize` + `Deserialize` (owned)",
+    label = "`{Self}` is the type this function caches",
+    note = "derive both on `{Self}`: `#[derive(serde::Serialize, serde::Deserialize)]`, or cache a type that has them"
+)]
+pub trait CacheValue: serde::Serialize + serde::de::DeserializeOwned {}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> CacheValue for T {}

@@ -29,6 +29,11 @@ pub fn escape_into(out: &mut String, value: &str) {
 ///
 /// Implementations append an escaped rendering; two distinct values of one type must render
 /// differently. Implement it for your own id types by delegating to a field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key",
+    label = "`{Self}` is used in this key template",
+    note = "key by a field that can (`key = \"{{order.id}}\"`: integers, strings, `bool`, `char`, `uuid::Uuid` with the `uuid` feature), or implement `cache_runtime::KeyPart` for `{Self}` by appending one of its fields"
+)]
 pub trait KeyPart {
     /// Appends this value, escaped, to `key`.
     fn append_to(&self, key: &mut String);

@@ -86,7 +86,7 @@ pub use cache::{Cache, PurgeOptions, PurgeReport};
 pub use clock::{Clock, MockClock, SystemClock};
 #[cfg(feature = "json")]
 pub use codec::Json;
-pub use codec::{Codec, CodecError, CodecKind, Postcard};
+pub use codec::{CacheValue, Codec, CodecError, CodecKind, Postcard};
 pub use compress::DEFAULT_COMPRESSION_THRESHOLD;
 pub use config::{
     CacheConfig, CacheConfigBuilder, ConfigError, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_BYTES,

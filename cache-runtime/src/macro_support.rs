@@ -9,6 +9,7 @@ use std::sync::{OnceLock, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::CacheValue;
 use crate::cache::{Cache, Optional, Plain, Policy, Stored, WriteStart, spawn_refresh};
 pub use crate::cache::{RefreshJob, Spawner};
 use crate::entity::{CacheKey, Entity};
@@ -241,7 +242,7 @@ pub async fn cached_result<T, E, F>(
     body: F,
 ) -> Result<T, E>
 where
-    T: Serialize + DeserializeOwned,
+    T: CacheValue,
     F: Future<Output = Result<T, E>>,
 {
     let Some(call) = prepare(site, key) else {
@@ -259,7 +260,7 @@ pub async fn cached_option<T, F>(
     body: F,
 ) -> Option<T>
 where
-    T: Serialize + DeserializeOwned,
+    T: CacheValue,
     F: Future<Output = Option<T>>,
 {
     let Some(call) = prepare(site, key) else {
@@ -277,7 +278,7 @@ where
 /// `#[cached]` on a function returning any other `T`.
 pub async fn cached_value<T, F>(site: &'static ValueSite, key: Option<KeyParts>, body: F) -> T
 where
-    T: Serialize + DeserializeOwned,
+    T: CacheValue,
     F: Future<Output = T>,
 {
     let Some(call) = prepare(site, key) else {

@@ -29,7 +29,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::macro_support::{
     KeyParts, PutOption, PutPlain, PutResult, ValueSite, cached_option, cached_result, cached_value,
@@ -65,7 +64,7 @@ pub trait ReadAsResult<F> {
 impl<F, T, E> ReadAsResult<F> for &&BodyKind<F>
 where
     F: Future<Output = Result<T, E>>,
-    T: Serialize + DeserializeOwned,
+    T: crate::CacheValue,
 {
     fn read_through(
         &self,
@@ -92,7 +91,7 @@ pub trait ReadAsOption<F> {
 impl<F, T> ReadAsOption<F> for &BodyKind<F>
 where
     F: Future<Output = Option<T>>,
-    T: Serialize + DeserializeOwned,
+    T: crate::CacheValue,
 {
     fn read_through(
         &self,
@@ -119,7 +118,7 @@ pub trait ReadAsPlain<F> {
 impl<F, T> ReadAsPlain<F> for BodyKind<F>
 where
     F: Future<Output = T>,
-    T: Serialize + DeserializeOwned,
+    T: crate::CacheValue,
 {
     fn read_through(
         &self,
