@@ -33,6 +33,12 @@ pub async fn run(options: Options) -> Result<(), String> {
         std::env::var("CACHE_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let redis = redis_setup::find_or_start(&url).await;
     println!("{}", redis.describe());
+    if let Some(note) = redis_setup::production_note(&redis).await {
+        println!("{note}");
+    }
+    // A prefix of this run's own: two demos on one Redis (or a service using `catalog`) never
+    // see each other's keys, and the keys are removed at the end.
+    let prefix = format!("catalog-demo-{}", std::process::id());
 
     let path = std::env::temp_dir().join(format!("catalog-demo-{}.db", std::process::id()));
     let (db, described) = Db::from_env(&path, 4)
@@ -42,7 +48,7 @@ pub async fn run(options: Options) -> Result<(), String> {
 
     let prometheus = crate::http::install_prometheus();
     let cache = match redis.url() {
-        Some(url) => Some(start_cache(url).await?),
+        Some(url) => Some(start_cache(url, &prefix).await?),
         None => None,
     };
     let limiter = match &cache {
@@ -139,6 +145,12 @@ pub async fn run(options: Options) -> Result<(), String> {
     println!(
         "stale reads: {stale} (every product read is checked against the last committed write)"
     );
+    if let (Some(url), redis_setup::DemoRedis::Running(_)) = (redis.url(), &redis) {
+        match redis_setup::remove_prefix(url, &prefix).await {
+            Ok(removed) => println!("removed this run's {removed} keys ({prefix}:*) from the Redis"),
+            Err(error) => println!("could not remove this run's keys ({prefix}:*): {error}; they expire on their TTLs"),
+        }
+    }
     drop(redis);
     let _ = std::fs::remove_file(&path);
     for suffix in ["-wal", "-shm"] {
@@ -150,19 +162,15 @@ pub async fn run(options: Options) -> Result<(), String> {
     Ok(())
 }
 
-async fn start_cache(url: &str) -> Result<Cache, String> {
+async fn start_cache(url: &str, prefix: &str) -> Result<Cache, String> {
     let config = CacheConfig::builder()
         .redis_url(url)
-        .app_prefix("catalog")
+        .app_prefix(prefix)
         .metrics_log_interval(None)
         .build()
         .map_err(|e| e.to_string())?;
+    // The prefix is new, so nothing an earlier run cached can be served: nothing to reset.
     let cache = Cache::new(config).map_err(|e| e.to_string())?;
-    // The database is new: nothing cached by an earlier run may be served (constant work).
-    cache
-        .invalidate_all()
-        .await
-        .map_err(|e| format!("cannot reset the cache: {e}"))?;
     cache_runtime::install(cache.clone()).map_err(|e| e.to_string())?;
     Ok(cache)
 }
@@ -225,20 +233,30 @@ fn print_hit_ratios(metrics: &[EntityMetrics]) {
         by_entity.insert(&m.entity, m);
     }
     println!("\nhit ratio with the cache, per entity and tier:");
-    for (entity, m) in by_entity {
-        let reads = m.local_hits + m.hits + m.misses;
+    for (entity, m) in &by_entity {
+        // `hits` counts both tiers' hits.
+        let reads = m.hits + m.misses;
         if reads == 0 {
             continue;
         }
         let pct = |n: u64| n as f64 * 100.0 / reads as f64;
         println!(
             "  {entity:<15} {:>5.1} %  (local {:.1} %, redis {:.1} %, miss {:.1} %; {} source calls, {} coalesced)",
-            pct(m.local_hits + m.hits),
-            pct(m.local_hits),
             pct(m.hits),
+            pct(m.local_hits),
+            pct(m.redis_hits()),
             pct(m.misses),
             m.loader_calls,
             m.coalesced
+        );
+    }
+    if by_entity.contains_key("category_stats") {
+        println!(
+            "  (category_stats is a category's price statistics: every price change in the \
+             category invalidates them, and at this load price changes (5 % of requests) reach \
+             each category several times a second, so many of their reads come right after a \
+             change and recompute them: the price of never serving statistics older than a \
+             committed price. Without the cache every read recomputes them.)"
         );
     }
 }

@@ -110,3 +110,70 @@ pub async fn find_or_start(url: &str) -> DemoRedis {
     drop(redis);
     DemoRedis::Absent("the redis-server started for the demo did not answer".to_owned())
 }
+
+/// What `cachectl health` would say of a Redis the demo did not start: without `maxmemory`
+/// (or with `noeviction`) it fills up and refuses writes instead of evicting. Fine for a demo,
+/// not for production: said once, with the fix.
+pub async fn production_note(redis: &DemoRedis) -> Option<String> {
+    let DemoRedis::Running(url) = redis else {
+        return None;
+    };
+    let client = redis::Client::open(url.as_str()).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let (_, maxmemory): (String, u64) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    let (_, policy): (String, String) = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    (maxmemory == 0 || policy == "noeviction").then(|| {
+        format!(
+            "note: this Redis has maxmemory {maxmemory} and maxmemory-policy {policy}: fine for a demo, but `cachectl health` calls it unhealthy for a cache (it fills up and refuses writes instead of evicting); redis.conf has the recommended settings"
+        )
+    })
+}
+
+/// Deletes every key of `prefix` (values, and the bookkeeping keys in braces): one `SCAN`
+/// pass per pattern, in batches. Answers how many were deleted.
+pub async fn remove_prefix(url: &str, prefix: &str) -> Result<u64, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut removed = 0;
+    for pattern in [format!("{prefix}:*"), format!("{{{prefix}:*")] {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                removed += n;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
+
