@@ -21,14 +21,3 @@ pub use keyspace::{
 pub use names::{
     entity_mark_key, invalidation_channel, is_bookkeeping, tag_mark_key, variants_token_key,
 };
-
-use std::collections::HashMap;
-
-/// `INFO` output as field → value.
-fn parse_info(info: &str) -> HashMap<String, String> {
-    info.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(field, value)| (field.to_owned(), value.trim().to_owned()))
-        .collect()
-}

@@ -5,7 +5,6 @@ use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
 use super::health::{Finding, Health, Severity};
-use super::parse_info;
 use crate::cluster::slot::SLOTS;
 use crate::cluster::table::parse_slots;
 
@@ -32,8 +31,8 @@ pub struct ClusterLayout {
 
 /// The layout of the cluster `conn`'s server belongs to, or `None` for a plain Redis.
 pub async fn cluster_layout<C: ConnectionLike>(conn: &mut C) -> RedisResult<Option<ClusterLayout>> {
-    let info: String = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
-    if parse_info(&info).get("cluster_enabled").map(String::as_str) != Some("1") {
+    let info: redis::InfoDict = redis::cmd("INFO").arg("cluster").query_async(conn).await?;
+    if info.get::<u8>("cluster_enabled") != Some(1) {
         return Ok(None);
     }
     let answer: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;

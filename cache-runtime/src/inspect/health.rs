@@ -5,8 +5,6 @@ use std::time::{Duration, Instant};
 use redis::RedisResult;
 use redis::aio::ConnectionLike;
 
-use super::parse_info;
-
 /// How serious a [`Finding`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -90,8 +88,7 @@ pub async fn health<C: ConnectionLike>(conn: &mut C, app: Option<&str>) -> Redis
     let started = Instant::now();
     let _: String = redis::cmd("PING").query_async(conn).await?;
     let ping = started.elapsed();
-    let info: String = redis::cmd("INFO").arg("all").query_async(conn).await?;
-    let info = parse_info(&info);
+    let info: redis::InfoDict = redis::cmd("INFO").arg("all").query_async(conn).await?;
     let slowlog_len: u64 = redis::cmd("SLOWLOG").arg("LEN").query_async(conn).await?;
     let bus_channel = app.map(crate::bus::channel);
     let bus_subscribers = match &bus_channel {
@@ -116,12 +113,8 @@ pub async fn health<C: ConnectionLike>(conn: &mut C, app: Option<&str>) -> Redis
         .await
         .ok()
         .and_then(|pair| pair.get(1).cloned());
-    let number = |field: &str| {
-        info.get(field)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let text = |field: &str| info.get(field).cloned().unwrap_or_default();
+    let number = |field: &str| info.get::<u64>(field).unwrap_or(0);
+    let text = |field: &str| info.get::<String>(field).unwrap_or_default();
     let mut health = Health {
         version: text("redis_version"),
         role: text("role"),
@@ -129,10 +122,7 @@ pub async fn health<C: ConnectionLike>(conn: &mut C, app: Option<&str>) -> Redis
         used_memory: number("used_memory"),
         used_memory_peak: number("used_memory_peak"),
         maxmemory: number("maxmemory"),
-        fragmentation_ratio: info
-            .get("mem_fragmentation_ratio")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0),
+        fragmentation_ratio: info.get::<f64>("mem_fragmentation_ratio").unwrap_or(0.0),
         maxmemory_policy: text("maxmemory_policy"),
         evicted_keys: number("evicted_keys"),
         expired_keys: number("expired_keys"),

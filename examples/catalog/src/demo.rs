@@ -147,8 +147,12 @@ pub async fn run(options: Options) -> Result<(), String> {
     );
     if let (Some(url), redis_setup::DemoRedis::Running(_)) = (redis.url(), &redis) {
         match redis_setup::remove_prefix(url, &prefix).await {
-            Ok(removed) => println!("removed this run's {removed} keys ({prefix}:*) from the Redis"),
-            Err(error) => println!("could not remove this run's keys ({prefix}:*): {error}; they expire on their TTLs"),
+            Ok(removed) => {
+                println!("removed this run's {removed} keys ({prefix}:*) from the Redis")
+            }
+            Err(error) => println!(
+                "could not remove this run's keys ({prefix}:*): {error}; they expire on their TTLs"
+            ),
         }
     }
     drop(redis);

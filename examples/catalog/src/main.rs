@@ -7,26 +7,41 @@
 use std::process::ExitCode;
 
 use catalog::{db, demo, http, repo};
+use clap::{Parser, Subcommand};
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: catalog demo [--seconds N] [--warmup N] [--clients N] | catalog serve [--port P]"
-    );
-    ExitCode::from(2)
+/// A product catalog service, cached with cache-runtime.
+#[derive(Debug, Parser)]
+#[command(name = "catalog", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn flag(args: &[String], name: &str, default: u64) -> Result<u64, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(at) => args
-            .get(at + 1)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{name} takes a number")),
-    }
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Loads the service without the cache, then with it, and prints one table.
+    Demo {
+        /// Seconds of each measured phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Seconds of load that warm the cache before the cached phase (not measured).
+        #[arg(long, default_value_t = 20)]
+        warmup: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+    },
+    /// Serves the catalog over HTTP until interrupted.
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before the subscriber: `--help` and usage errors exit here (code 2 for errors).
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -34,28 +49,20 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("demo") => match (
-            flag(&args, "--seconds", 10),
-            flag(&args, "--warmup", 20),
-            flag(&args, "--clients", 200),
-        ) {
-            (Ok(seconds), Ok(warmup), Ok(clients)) => {
-                demo::run(demo::Options {
-                    seconds,
-                    warmup,
-                    clients: usize::try_from(clients).unwrap_or(200),
-                })
-                .await
-            }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-        },
-        Some("serve") => match flag(&args, "--port", 8080) {
-            Ok(port) => serve(u16::try_from(port).unwrap_or(8080)).await,
-            Err(e) => Err(e),
-        },
-        _ => return usage(),
+    let result = match cli.command {
+        Command::Demo {
+            seconds,
+            warmup,
+            clients,
+        } => {
+            demo::run(demo::Options {
+                seconds,
+                warmup,
+                clients,
+            })
+            .await
+        }
+        Command::Serve { port } => serve(port).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

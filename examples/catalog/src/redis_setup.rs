@@ -176,4 +176,3 @@ pub async fn remove_prefix(url: &str, prefix: &str) -> Result<u64, String> {
     }
     Ok(removed)
 }
-
