@@ -128,7 +128,8 @@ pub struct EntityMetrics {
     pub loader_errors: u64,
     /// Redis operations that failed (including timeouts and an open breaker).
     pub redis_errors: u64,
-    /// `get_or_set` calls served by the source because Redis was in trouble.
+    /// Reads served by the source because Redis was in trouble, or could not be trusted yet
+    /// (an invalidation made during an outage waiting for replay): neither hits nor misses.
     pub fallbacks: u64,
     /// Values returned but not stored because they exceeded `max_value_bytes`.
     pub oversize_skips: u64,

@@ -147,7 +147,11 @@ impl Cache {
                     (lease_left, bytes, None)
                 };
             if bytes.is_some() {
-                return Some(Found { bytes, id_token });
+                return Some(Found {
+                    bytes,
+                    id_token,
+                    withheld: false,
+                });
             }
             if lease_left < 0 || Instant::now() >= deadline {
                 return None;

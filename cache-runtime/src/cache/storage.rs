@@ -31,6 +31,18 @@ pub(crate) struct Found {
     pub(crate) bytes: Option<Vec<u8>>,
     /// For a variant key, its id's variants token (read in the same round trip).
     pub(crate) id_token: Option<u64>,
+    /// Not read: an invalidation waiting to be replayed keeps the key from Redis, so the
+    /// source answers (counted as a fallback, not a miss).
+    pub(crate) withheld: bool,
+}
+
+impl Found {
+    fn withheld() -> Self {
+        Self {
+            withheld: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// What a write stores.
@@ -74,10 +86,10 @@ impl Cache {
 
     /// The stored bytes under `key` (and its id's token, for a variant): one round trip.
     /// While invalidations wait to be replayed, Redis may still hold what they remove, so
-    /// every read is a miss until they have landed.
+    /// every read goes to the source (a fallback) until they have landed.
     pub(crate) async fn fetch(&self, key: &CacheKey) -> Result<Found, CacheError> {
         if self.inner.replay.any() && self.blanked(&[key]).first() == Some(&true) {
-            return Ok(Found::default());
+            return Ok(Found::withheld());
         }
         if !self.inner.fence.verified() {
             Box::pin(self.check_fence()).await?;
@@ -94,6 +106,7 @@ impl Cache {
                 Ok(Found {
                     bytes,
                     id_token: None,
+                    withheld: false,
                 })
             }
             Some(token_key) => {
@@ -104,7 +117,11 @@ impl Cache {
                     .cmd("GET")
                     .arg(token_key);
                 let (bytes, id_token) = self.redis(entity, &pipeline).await?;
-                Ok(Found { bytes, id_token })
+                Ok(Found {
+                    bytes,
+                    id_token,
+                    withheld: false,
+                })
             }
         }
     }
@@ -120,7 +137,7 @@ impl Cache {
             false => Vec::new(),
         };
         if !blanked.is_empty() && blanked.iter().all(|&b| b) {
-            return Ok(keys.iter().map(|_| Found::default()).collect());
+            return Ok(keys.iter().map(|_| Found::withheld()).collect());
         }
         if !self.inner.fence.verified() {
             self.check_fence().await?;
@@ -145,11 +162,15 @@ impl Cache {
                     .and_then(|t| std::str::from_utf8(&t).ok()?.parse().ok()),
                 false => None,
             };
-            found.push(Found { bytes, id_token });
+            found.push(Found {
+                bytes,
+                id_token,
+                withheld: false,
+            });
         }
-        // Keys a pending invalidation keeps from Redis read as misses.
+        // Keys a pending invalidation keeps from Redis go to the source (fallbacks).
         for (found, _) in found.iter_mut().zip(&blanked).filter(|(_, b)| **b) {
-            *found = Found::default();
+            *found = Found::withheld();
         }
         Ok(found)
     }
@@ -200,8 +221,19 @@ impl Cache {
         found: &Found,
     ) -> Option<Lookup<T>> {
         let Some(bytes) = &found.bytes else {
-            bump(&key.entity().counters().misses);
-            tracing::debug!(key = key.as_str(), "cache miss");
+            match found.withheld {
+                true => {
+                    bump(&key.entity().counters().fallbacks);
+                    tracing::debug!(
+                        key = key.as_str(),
+                        "cache read withheld while an invalidation waits for replay"
+                    );
+                }
+                false => {
+                    bump(&key.entity().counters().misses);
+                    tracing::debug!(key = key.as_str(), "cache miss");
+                }
+            }
             return Some(Lookup::Miss);
         };
         let envelope = match Header::unwrap(bytes) {
