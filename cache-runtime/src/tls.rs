@@ -81,10 +81,34 @@ impl TlsFiles {
         Ok(Some(Arc::new(TlsPem { ca, identity })))
     }
 
+    /// These certificates as redis-rs takes them (for a `ClusterClientBuilder::certs`), or
+    /// `None` when no file is given.
+    #[cfg(feature = "tls")]
+    pub fn certificates(&self, url: &str) -> Result<Option<redis::TlsCertificates>, ConfigError> {
+        install_crypto_provider();
+        Ok(self.load(url)?.as_deref().map(TlsPem::certificates))
+    }
+
     /// A client for `url` with these certificates (what `cachectl` connects with).
     pub fn client(&self, url: &str) -> Result<redis::Client, ConfigError> {
         let pem = self.load(url)?;
         client(url, pem.as_deref()).map_err(|e| ConfigError::new("redis_url", e.to_string()))
+    }
+}
+
+#[cfg(feature = "tls")]
+impl TlsPem {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .identity
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca.clone(),
+        }
     }
 }
 
@@ -108,17 +132,7 @@ pub(crate) fn client(url: &str, tls: Option<&TlsPem>) -> redis::RedisResult<redi
             install_crypto_provider();
         }
         if let Some(tls) = tls {
-            let certificates = redis::TlsCertificates {
-                client_tls: tls
-                    .identity
-                    .as_ref()
-                    .map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                root_cert: tls.ca.clone(),
-            };
-            return redis::Client::build_with_tls(url, certificates);
+            return redis::Client::build_with_tls(url, tls.certificates());
         }
     }
     #[cfg(not(feature = "tls"))]

@@ -166,7 +166,12 @@ async fn connect_routed(cli: &Cli) -> Result<routed::Routed, Failure> {
             false => node_url(first_seed(&cli.url), seed),
         })
         .collect::<Result<_, _>>()?;
-    let client = redis::cluster::ClusterClient::new(seeds)
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds);
+    if let Some(certificates) = tls_files(cli).certificates(first_seed(&cli.url))? {
+        builder = builder.certs(certificates);
+    }
+    let client = builder
+        .build()
         .map_err(|e| Failure(format!("invalid cluster seeds {}: {e}", redacted(&cli.url))))?;
     match tokio::time::timeout(Duration::from_secs(3), client.get_async_connection()).await {
         Ok(Ok(conn)) => Ok(routed::Routed::Cluster(conn)),
