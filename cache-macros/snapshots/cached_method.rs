@@ -10,6 +10,7 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
         ),
         ::core::option::Option::None,
     );
+    ::cache_runtime::__private::cache_value::<Vec<Product>>();
     let __cache_key = ::core::option::Option::Some(::cache_runtime::__private::KeyParts {
         id: ::cache_runtime::__private::KeyWriter::new().value(&(category)).finish(),
         variant: ::core::option::Option::Some(

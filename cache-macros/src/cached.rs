@@ -126,6 +126,7 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         None => quote!(::core::option::Option::Some(#parts)),
     };
     let body = body_future(item);
+    let value_check = value_type(item).map(|ty| quote!(#private::cache_value::<#ty>();));
     let call = match cached.returns {
         Returns::Result => {
             let body_ident = local("__cache_body");
@@ -189,6 +190,7 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         item,
         quote! {
             #site
+            #value_check
             let #key_ident = #key;
             #call
         },
@@ -199,4 +201,29 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     crate::expand_with(item, "cached", |item| {
         parse(args, item).map(|cached| generate(&cached, item))
     })
+}
+
+/// The type a `-> Result<T, E>` or `-> Option<T>` function caches, as written in its
+/// signature (its own spans), for a function without generics (whose `T` could name them).
+fn value_type(item: &ItemFn) -> Option<&syn::Type> {
+    if !item.sig.generics.params.is_empty() {
+        return None;
+    }
+    let syn::ReturnType::Type(_, ty) = &item.sig.output else {
+        return None;
+    };
+    let syn::Type::Path(path) = ty.as_ref() else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" && last.ident != "Option" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
 }

@@ -218,6 +218,10 @@ fn never<T>(result: Result<T, Infallible>) -> T {
     }
 }
 
+/// Names the cached value's type in the user's signature: a type that cannot be cached is
+/// reported there, before the bounds of the calls below name it inside this crate.
+pub fn cache_value<T: CacheValue>() {}
+
 /// `stale` or `early_refresh` on a function whose inputs are all owned: refreshes of a value
 /// due for one run in a background task, so the body must be `Send + 'static`. The bound's
 /// error names the value that is not `Send`; the comment on it is shown with the error.
