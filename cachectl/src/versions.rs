@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::{Cli, Failure, connect_masters};
 
 /// The versions with at least one key of `entity` under `app`: one `SCAN` pass over every
-/// master (in batches of 1,000, so other clients wait at most one batch).
+/// master.
 pub(crate) async fn live_versions(
     cli: &Cli,
     app: &str,
@@ -18,22 +18,10 @@ pub(crate) async fn live_versions(
     let pattern = format!("{app}:v*:{entity}:*");
     let mut versions = BTreeSet::new();
     for (_, mut node) in connect_masters(cli).await?.nodes {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1_000)
-                .query_async(&mut node)
-                .await?;
+        crate::write::scan(&mut node, &pattern, |keys| {
             versions.extend(keys.iter().filter_map(|key| version_of(key, app, entity)));
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        })
+        .await?;
     }
     Ok(versions)
 }

@@ -222,8 +222,24 @@ async fn matching(
     conn: &mut redis::aio::MultiplexedConnection,
     pattern: &str,
 ) -> Result<Vec<String>, Failure> {
-    let mut cursor: u64 = 0;
     let mut keys = Vec::new();
+    // What the invalidation deletes: values, never the entity's own mark.
+    scan(conn, pattern, |batch| {
+        keys.extend(batch.into_iter().filter(|k| !inspect::is_bookkeeping(k)));
+    })
+    .await?;
+    Ok(keys)
+}
+
+/// Hands each batch of keys matching `pattern` on the server behind `conn` to `each`: one
+/// `SCAN` pass in batches of 1,000, so other clients wait at most one batch, and nothing
+/// holds the whole keyspace.
+pub(crate) async fn scan(
+    conn: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+    mut each: impl FnMut(Vec<String>),
+) -> Result<(), Failure> {
+    let mut cursor: u64 = 0;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -233,11 +249,10 @@ async fn matching(
             .arg(1_000)
             .query_async(conn)
             .await?;
-        // What the invalidation deletes: values, never the entity's own mark.
-        keys.extend(batch.into_iter().filter(|k| !inspect::is_bookkeeping(k)));
+        each(batch);
         cursor = next;
         if cursor == 0 {
-            return Ok(keys);
+            return Ok(());
         }
     }
 }

@@ -281,15 +281,15 @@ impl Cache {
             confirmed.add_command(cmd.clone());
         }
         confirmed.cmd("WAIT").arg(replicas).arg(wait_ms as u64);
-        let mut answers: Vec<Value> = self
-            .call_on_pool(
-                entity,
-                &node,
-                &node.confirmed,
-                (&*confirmed.clone().ignore_errors()).into(),
-            )
-            .await?;
-        if missing_script(&answers) {
+        confirmed.ignore_errors();
+        let mut answers: Vec<Value> = Vec::new();
+        for attempt in 0..2 {
+            answers = self
+                .call_on_pool(entity, &node, &node.confirmed, (&confirmed).into())
+                .await?;
+            if attempt == 1 || !missing_script(&answers) {
+                break;
+            }
             // A node that does not hold a script yet (new, restarted or promoted): its scripts
             // are loaded, then the request sent again. Two calls, each within the operation
             // timeout: one call holding two `WAIT`s would not be.
@@ -302,14 +302,6 @@ impl Cache {
                 )
                 .await?;
             crate::script::check_loaded(&digests).map_err(CacheError::from_redis)?;
-            answers = self
-                .call_on_pool(
-                    entity,
-                    &node,
-                    &node.confirmed,
-                    (&*confirmed.clone().ignore_errors()).into(),
-                )
-                .await?;
         }
         if let Some(Value::ServerError(error)) =
             answers.iter().find(|a| matches!(a, Value::ServerError(_)))

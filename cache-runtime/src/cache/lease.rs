@@ -220,21 +220,36 @@ impl Cache {
         token: &str,
     ) {
         let loaded = key.loaded_key(token);
+        let keys = [key.as_str(), &key.lease_key()];
+        self.add_beside_then(pipeline, &loaded, bytes, ttl_ms, &PROMOTE, &keys)
+            .arg(token);
+    }
+
+    /// Adds to `pipeline` a plain `SET PX` of `bytes` under `beside` (a key in `key`'s slot),
+    /// then `script` with `beside` as its first key and `keys` after it: a value moved onto its
+    /// key by a script never enters Lua. Answers the pipeline for the script's arguments.
+    pub(crate) fn add_beside_then<'p>(
+        &self,
+        pipeline: &'p mut redis::Pipeline,
+        beside: &str,
+        bytes: &[u8],
+        ttl_ms: u64,
+        script: &Script,
+        keys: &[&str],
+    ) -> &'p mut redis::Pipeline {
         pipeline
             .cmd("SET")
-            .arg(&loaded)
+            .arg(beside)
             .arg(bytes)
             .arg("PX")
             .arg(ttl_ms)
             .ignore();
         self.inner
             .scripts
-            .add(pipeline, &PROMOTE)
-            .arg(3)
-            .arg(loaded)
-            .arg(key.as_str())
-            .arg(key.lease_key())
-            .arg(token);
+            .add(pipeline, script)
+            .arg(1 + keys.len())
+            .arg(beside)
+            .arg(keys)
     }
 }
 

@@ -87,21 +87,8 @@ impl Cache {
         revision: u64,
     ) {
         let beside = key.loaded_key(&format!("{:016x}", rand::random::<u64>()));
-        pipeline
-            .cmd("SET")
-            .arg(&beside)
-            .arg(bytes)
-            .arg("PX")
-            .arg(ttl_ms)
-            .ignore();
-        self.inner
-            .scripts
-            .add(pipeline, &WRITE_ORDERED)
-            .arg(4)
-            .arg(beside)
-            .arg(key.as_str())
-            .arg(key.revision_key())
-            .arg(key.lease_key())
+        let keys = [key.as_str(), &key.revision_key(), &key.lease_key()];
+        self.add_beside_then(pipeline, &beside, bytes, ttl_ms, &WRITE_ORDERED, &keys)
             .arg(revision.to_string());
     }
 }
