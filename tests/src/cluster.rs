@@ -59,7 +59,18 @@ impl RedisCluster {
                 "0",
             ];
             args.extend_from_slice(extra);
-            nodes.push(RedisServer::start_on_port(port, &args));
+            // Another test may take a probed port (or its bus port) before the node binds it:
+            // a few other ports make that race harmless.
+            let mut port = port;
+            let node = (0..5)
+                .find_map(|attempt| {
+                    if attempt > 0 {
+                        port = cluster_ports(1)[0];
+                    }
+                    RedisServer::try_start_on_port(port, &args)
+                })
+                .expect("could not start a cluster node on any of 5 free ports");
+            nodes.push(node);
         }
         let cluster = Self { nodes, dir };
         let addresses: Vec<String> = cluster

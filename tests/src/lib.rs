@@ -70,6 +70,13 @@ impl RedisServer {
     /// Starts a server on `port` with extra settings (a cluster node, whose bus port must be
     /// free too, is given its port by [`RedisCluster`]).
     pub fn start_on_port(port: u16, args: &[&str]) -> Self {
+        Self::try_start_on_port(port, args)
+            .unwrap_or_else(|| panic!("could not start redis-server on port {port}"))
+    }
+
+    /// [`Self::start_on_port`], or `None` when the server could not start there (the port
+    /// was taken meanwhile).
+    pub fn try_start_on_port(port: u16, args: &[&str]) -> Option<Self> {
         let mut server = Self {
             port,
             password: None,
@@ -78,11 +85,7 @@ impl RedisServer {
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
-        assert!(
-            server.launch(),
-            "could not start redis-server on port {port}"
-        );
-        server
+        server.launch().then_some(server)
     }
 
     fn spawn(password: Option<String>, args: &[&str]) -> Self {
