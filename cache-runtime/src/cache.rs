@@ -1,6 +1,7 @@
 //! The `Cache` service: explicit `get`/`set`/`delete`, cache-aside `get_or_set`, invalidation.
 
 mod background;
+mod batch;
 mod bus_publish;
 mod cluster_call;
 pub(crate) mod fence;
@@ -48,6 +49,7 @@ use crate::ttl::{Jitter, Ttl};
 
 pub(crate) use background::spawn_refresh;
 pub use background::{RefreshJob, Spawner};
+pub use batch::BatchError;
 pub(crate) use loaded::{Optional, Plain};
 pub(crate) use policy::Policy;
 pub use purge::{PurgeOptions, PurgeReport};

@@ -82,7 +82,7 @@ mod tls;
 mod ttl;
 
 pub use breaker::{BreakerState, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD};
-pub use cache::{Cache, PurgeOptions, PurgeReport};
+pub use cache::{BatchError, Cache, PurgeOptions, PurgeReport};
 pub use clock::{Clock, MockClock, SystemClock};
 #[cfg(feature = "json")]
 pub use codec::Json;

@@ -310,3 +310,17 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("find a free port")
 }
+
+/// The plan the multi-process batch test and its `batch_client` processes share.
+pub mod batch {
+    /// Batches per process.
+    pub const PER_PROCESS: u64 = 2;
+    /// The ids the batches of all 4 processes cover between them: `0..IDS`.
+    pub const IDS: u64 = 55;
+
+    /// The ids of one batch: 20, overlapping the next batch's by 15.
+    pub fn ids(process: u64, batch: u64) -> Vec<u64> {
+        let first = (process * PER_PROCESS + batch) * 5;
+        (first..first + 20).collect()
+    }
+}

@@ -10,7 +10,7 @@ use tracing::{Instrument as _, Span, field};
 
 use super::loaded::Loaded;
 use super::policy::{Known, Policy};
-use super::storage::Lookup;
+use super::storage::{Found, Lookup};
 use super::validity::Stamp;
 use super::{Cache, key_events};
 use crate::entity::CacheKey;
@@ -23,10 +23,13 @@ use crate::share::ErrorSharing;
 mod age;
 mod lease_step;
 mod local_step;
+mod many;
 mod store_step;
 
 pub(crate) use age::Age;
 use age::Fallback;
+use many::Member;
+pub(crate) use many::{BatchItem, ManyRead};
 
 /// What the Redis step found.
 enum FromRedis<L> {
@@ -49,6 +52,8 @@ struct Call<'a, 'p, E, Fut> {
     loader: Fut,
     /// The call's `cache_read` span, where it records where the answer came from.
     span: &'a Span,
+    /// In a batch: tells the batch when this key waits for someone else's load.
+    member: Option<Member<'a>>,
 }
 
 /// What a read that did not end in a hit knows.
@@ -134,6 +139,7 @@ impl Cache {
             errors,
             loader,
             span: &span,
+            member: None,
         });
         // A disabled span (DEBUG off) records nothing: entering and leaving it at every poll
         // would cost the hit path for nothing.
@@ -206,6 +212,7 @@ impl Cache {
             errors,
             loader,
             span,
+            member,
         } = call;
         let Missed {
             mut fallback,
@@ -221,7 +228,7 @@ impl Cache {
         // A caller with an old value at hand is answered with it when someone else loads.
         let had_old_value = fallback.is_some();
         let mut leader = match self
-            .join_flight(key, &mut fallback, errors.as_ref(), counters)
+            .join_flight(key, &mut fallback, errors.as_ref(), member.as_ref())
             .await
         {
             Joined::Done(answer) => {
@@ -244,7 +251,14 @@ impl Cache {
         };
         let guard = match &stamp {
             Some(stamp) => match self
-                .lease(key, policy, stamp, &mut leader, &mut fallback)
+                .lease(
+                    key,
+                    policy,
+                    stamp,
+                    &mut leader,
+                    &mut fallback,
+                    member.as_ref(),
+                )
                 .await
             {
                 Leased::Served(value) => {
@@ -332,14 +346,28 @@ impl Cache {
             };
             Ok::<_, CacheError>((found, lookup))
         };
-        let (found, lookup) = match read.await {
-            Ok(read) => read,
+        match read.await {
+            Ok((found, lookup)) => self.judge_found(key, policy, local, seen, found, lookup),
             Err(error) => {
                 bump(&counters.fallbacks);
                 tracing::debug!(key = key.as_str(), %error, "cache unavailable, calling the source");
-                return FromRedis::Unavailable;
+                FromRedis::Unavailable
             }
-        };
+        }
+    }
+
+    /// What a value read from Redis (already checked for validity) means for the call: serve
+    /// it (kept in the local tier too), or load, with it as an old value to fall back on.
+    fn judge_found<L: Loaded>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        local: Option<&LocalTier>,
+        seen: u64,
+        found: Found,
+        lookup: Lookup<L::Value>,
+    ) -> FromRedis<L> {
+        let counters = key.entity().counters();
         let options = &policy.options;
         let fallback = match lookup {
             Lookup::Hit(value, header) => match self.age(&header, options) {
@@ -373,8 +401,9 @@ impl Cache {
         key: &CacheKey,
         fallback: &mut Option<Fallback<L>>,
         errors: Option<&ErrorSharing<E>>,
-        counters: &Counters,
+        member: Option<&Member<'_>>,
     ) -> Joined<'_, L, E> {
+        let counters = key.entity().counters();
         loop {
             match self.inner.flights.join(key.as_str()) {
                 Join::Leader(leader) => return Joined::Lead(Some(leader)),
@@ -383,7 +412,8 @@ impl Cache {
                     if let Some(fallback) = fallback.take() {
                         return Joined::Done(Ok(fallback.serve(counters, false)));
                     }
-                    match flight::wait(slot).await {
+                    let outcome = Member::waits(member, flight::wait(slot)).await;
+                    match outcome {
                         // A value an invalidation overtook: join the flight after it.
                         Some(outcome) if !self.handed_over_valid(key, &outcome).await => {
                             continue;

@@ -9,6 +9,7 @@ mod eviction;
 mod failures;
 mod freshness;
 mod gate;
+mod get_or_set_many;
 mod global;
 mod history;
 mod invalidation_marks;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Fallback, Guard, Leased};
+use super::{Fallback, Guard, Leased, Member};
 use crate::cache::Cache;
 use crate::cache::lease::Lease;
 use crate::cache::loaded::Loaded;
@@ -22,6 +22,7 @@ impl Cache {
         stamp: &Stamp<'_>,
         leader: &mut Option<Leader<'_>>,
         fallback: &mut Option<Fallback<L>>,
+        member: Option<&Member<'_>>,
     ) -> Leased<L> {
         if policy.refresh {
             return Leased::Load(match policy.lease {
@@ -53,7 +54,8 @@ impl Cache {
                         }
                         return Leased::Served(fallback.serve(counters, false));
                     }
-                    if let Some(value) = self.leased_value::<L>(key, leader).await {
+                    let leased = Member::waits(member, self.leased_value::<L>(key, leader));
+                    if let Some(value) = leased.await {
                         bump(&counters.coalesced);
                         return Leased::Served(value);
                     }

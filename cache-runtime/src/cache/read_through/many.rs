@@ -1,0 +1,379 @@
+//! Batch reads: many keys read through together, the misses loaded by one loader call.
+//!
+//! Each key takes the steps of a single read (local tier, Redis and its validity checks, this
+//! process's flight, a lease, the store) except the first Redis read, which the batch makes
+//! for all its keys in one round trip. The keys then go on together: their leases and stores
+//! are sent together and share the connection's pipeline. The loader is called once every
+//! key still reading has either asked for it or is waiting for someone else's load (another
+//! caller here, or another process holding its lease): waiting for those first could wait
+//! for ever on a batch that waits for this one. A key whose awaited load ended without a value
+//! asks for the loader again, in a later call with the others in that situation.
+
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::hash::Hash;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::Poll;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tracing::field;
+
+use super::{Call, FromRedis, Missed};
+use crate::cache::Cache;
+use crate::cache::loaded::Optional;
+use crate::cache::policy::Policy;
+use crate::cache::storage::Found;
+use crate::cache::validity::BatchMarks;
+use crate::entity::CacheKey;
+use crate::metrics::bump;
+
+/// Keys fetched per round trip: a batch of ten thousand keys is read in bounded pieces.
+pub(crate) const FETCH_CHUNK: usize = 500;
+
+/// One key of a batch: the id its loader is given, its key, and the tags its value carries.
+#[derive(Debug)]
+pub(crate) struct BatchItem<I> {
+    pub(crate) id: I,
+    pub(crate) key: CacheKey,
+    pub(crate) tags: Vec<String>,
+}
+
+/// Where a key of a batch is in its read.
+const READING: u8 = 0;
+/// Waiting for another caller's or process's load of the key.
+const WAITING: u8 = 1;
+/// Waiting for the batch's loader.
+const ASKED: u8 = 2;
+/// Given to a loader call that has not answered yet.
+const LOADING: u8 = 3;
+const DONE: u8 = 4;
+
+/// The state of every key of a batch that missed.
+struct States(Vec<AtomicU8>);
+
+impl States {
+    fn set(&self, slot: usize, state: u8) {
+        self.0[slot].store(state, Ordering::Relaxed);
+    }
+
+    /// No key is still reading, and some wait for the loader.
+    fn ready_to_load(&self) -> bool {
+        let mut asked = false;
+        for state in &self.0 {
+            match state.load(Ordering::Relaxed) {
+                READING => return false,
+                ASKED => asked = true,
+                _ => {}
+            }
+        }
+        asked
+    }
+
+    /// The keys waiting for the loader, now given to a call of it.
+    fn take_asked(&self) -> Vec<usize> {
+        let asked = self.0.iter().enumerate().filter(|(_, state)| {
+            state
+                .compare_exchange(ASKED, LOADING, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
+        asked.map(|(slot, _)| slot).collect()
+    }
+}
+
+/// A key's place in its batch: its read says when it waits for someone else's load.
+pub(super) struct Member<'a> {
+    states: &'a States,
+    slot: usize,
+}
+
+impl Member<'_> {
+    /// Runs `wait` (for another caller's or process's load) marked as waiting, so that the
+    /// batch's loader is not held back by it.
+    pub(super) async fn waits<F: Future>(member: Option<&Member<'_>>, wait: F) -> F::Output {
+        if let Some(member) = member {
+            member.states.set(member.slot, WAITING);
+        }
+        let output = wait.await;
+        if let Some(member) = member {
+            member.states.set(member.slot, READING);
+        }
+        output
+    }
+}
+
+/// What a key's loader is answered with when the batch's loader failed.
+#[derive(Debug)]
+pub(super) struct LoaderFailed;
+
+/// What a batch read ends with: each item's value (`None`: absent, or its load failed), and
+/// the loader's first error.
+pub(crate) struct ManyRead<T, E> {
+    pub(crate) values: Vec<Option<T>>,
+    pub(crate) error: Option<E>,
+}
+
+/// A miss's answer: `Ok(None)` is an absence.
+type Answer<T> = Result<Optional<T>, LoaderFailed>;
+
+impl Cache {
+    /// Reads `items` (distinct keys) through, loading the misses with `loader`: called with
+    /// the ids still missing, it answers the values it found (ids it leaves out are absent).
+    pub(crate) async fn read_many<I, T, E, F, Fut>(
+        &self,
+        items: &[BatchItem<I>],
+        policy: &Policy<'_>,
+        mut loader: F,
+    ) -> ManyRead<T, E>
+    where
+        I: Clone + Eq + Hash,
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = Result<HashMap<I, T>, E>>,
+    {
+        let mut values: Vec<Option<T>> = items.iter().map(|_| None).collect();
+        let policies: Vec<Policy<'_>> = items
+            .iter()
+            .map(|item| Policy {
+                tags: &item.tags,
+                ..*policy
+            })
+            .collect();
+        let mut misses = Vec::new();
+        for (index, judged) in self.look_up_many::<T>(items, &policies).await {
+            match judged {
+                Ok(value) => values[index] = value,
+                Err(missed) => misses.push((index, missed)),
+            }
+        }
+        if misses.is_empty() {
+            return ManyRead {
+                values,
+                error: None,
+            };
+        }
+        let states = States(misses.iter().map(|_| AtomicU8::new(READING)).collect());
+        let mut answers = Vec::with_capacity(misses.len());
+        let mut reads = FuturesUnordered::new();
+        for (slot, (index, missed)) in misses.into_iter().enumerate() {
+            let (answer, asked) = oneshot::channel::<Answer<T>>();
+            answers.push((index, Some(answer)));
+            let (key, policy, states) = (&items[index].key, &policies[index], &states);
+            reads.push(async move {
+                let span = tracing::debug_span!(
+                    "cache_read",
+                    entity = key.entity().name(),
+                    key = key.as_str(),
+                    tier = field::Empty,
+                    outcome = field::Empty,
+                    batch = true,
+                );
+                let loader = async move {
+                    states.set(slot, ASKED);
+                    asked.await.unwrap_or(Err(LoaderFailed))
+                };
+                let call = Call {
+                    key,
+                    policy,
+                    errors: None,
+                    loader,
+                    span: &span,
+                    member: Some(Member { states, slot }),
+                };
+                let answer = self.after_miss(call, missed).await;
+                states.set(slot, DONE);
+                (index, answer)
+            });
+        }
+        let mut error = None;
+        let mut settle = |(index, answer): (usize, Answer<T>)| {
+            if let Ok(Optional(value)) = answer {
+                values[index] = value;
+            }
+        };
+        loop {
+            // Until every key still reading waits, for the loader or for another's load.
+            let ready = poll_fn(|cx| {
+                loop {
+                    match reads.poll_next_unpin(cx) {
+                        Poll::Ready(Some(done)) => settle(done),
+                        Poll::Ready(None) => return Poll::Ready(false),
+                        Poll::Pending => {
+                            return match states.ready_to_load() {
+                                true => Poll::Ready(true),
+                                false => Poll::Pending,
+                            };
+                        }
+                    }
+                }
+            })
+            .await;
+            if !ready {
+                break;
+            }
+            let slots = states.take_asked();
+            let ids: Vec<I> = slots
+                .iter()
+                .map(|&slot| items[answers[slot].0].id.clone())
+                .collect();
+            // The keys waiting for others go on while the loader runs.
+            let mut load = pin!(loader(ids));
+            let loaded = poll_fn(|cx| {
+                if let Poll::Ready(loaded) = load.as_mut().poll(cx) {
+                    return Poll::Ready(loaded);
+                }
+                while let Poll::Ready(Some(done)) = reads.poll_next_unpin(cx) {
+                    settle(done);
+                }
+                Poll::Pending
+            })
+            .await;
+            match loaded {
+                Ok(mut found) => {
+                    for &slot in &slots {
+                        let id = &items[answers[slot].0].id;
+                        let value = found.remove(id);
+                        if let Some(answer) = answers[slot].1.take() {
+                            let _ = answer.send(Ok(Optional(value)));
+                        }
+                    }
+                    if !found.is_empty() {
+                        tracing::warn!(
+                            entity = items[0].key.entity().name(),
+                            unasked = found.len(),
+                            "a batch loader answered ids it was not asked for: ignored"
+                        );
+                    }
+                }
+                Err(failed) => {
+                    for &slot in &slots {
+                        if let Some(answer) = answers[slot].1.take() {
+                            let _ = answer.send(Err(LoaderFailed));
+                        }
+                    }
+                    error.get_or_insert(failed);
+                }
+            }
+        }
+        ManyRead { values, error }
+    }
+
+    /// The first step for every item: the local tier, then Redis in bounded pipelines. Each
+    /// item ends served (`Ok`: its value, `None` for an absence) or missed.
+    async fn look_up_many<T>(
+        &self,
+        items: &[BatchItem<impl Sized>],
+        policies: &[Policy<'_>],
+    ) -> Vec<(usize, Result<Option<T>, Missed<Optional<T>>>)>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let mut out = Vec::with_capacity(items.len());
+        let mut remote = Vec::new();
+        for (index, (item, policy)) in items.iter().zip(policies).enumerate() {
+            let (key, entity) = (&item.key, item.key.entity());
+            if self.wants_local(policy) && !super::key_events::hears(entity) {
+                Box::pin(self.start_hearing(entity)).await;
+            }
+            let local = self.local_tier(policy, entity);
+            if let Some(Optional(value)) =
+                local.and_then(|local| self.local_hit::<Optional<T>>(local, key, policy))
+            {
+                out.push((index, Ok(value)));
+                continue;
+            }
+            let seen = local.map_or(0, |local| local.generation(key.as_str()));
+            remote.push((index, seen));
+        }
+        if policies.first().is_some_and(|policy| policy.refresh) {
+            for (index, seen) in remote {
+                let missed = Missed {
+                    fallback: None,
+                    id_token: None,
+                    redis_up: true,
+                    seen,
+                };
+                out.push((index, Err(missed)));
+            }
+            return out;
+        }
+        let marks = BatchMarks::default();
+        for chunk in remote.chunks(FETCH_CHUNK) {
+            let keys: Vec<CacheKey> = chunk.iter().map(|&(i, _)| items[i].key.clone()).collect();
+            let mut fetched = match self.fetch_many(&keys).await {
+                Ok(found) => found.into_iter().map(Some).collect(),
+                Err(error) => {
+                    tracing::debug!(%error, "cache unavailable, calling the source");
+                    Vec::new()
+                }
+            }
+            .into_iter();
+            for &(index, seen) in chunk {
+                let (key, policy) = (&items[index].key, &policies[index]);
+                let found = fetched.next().flatten();
+                let judged = self
+                    .judge_fetched::<T>(key, policy, seen, found, &marks)
+                    .await;
+                out.push((index, judged));
+            }
+        }
+        out
+    }
+
+    /// [`Self::judge_found`] for one key of a batch; `None`: Redis did not answer.
+    async fn judge_fetched<T>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        seen: u64,
+        found: Option<Found>,
+        marks: &BatchMarks,
+    ) -> Result<Option<T>, Missed<Optional<T>>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        // Counted like a single read's: a fallback to the source.
+        let unavailable = || {
+            bump(&key.entity().counters().fallbacks);
+            Missed {
+                fallback: None,
+                id_token: None,
+                redis_up: false,
+                seen,
+            }
+        };
+        let Some(found) = found else {
+            return Err(unavailable());
+        };
+        let lookup = match self.lookup_now::<T>(key, &found) {
+            Some(lookup) => lookup,
+            None => match Box::pin(self.lookup_reading_marks(Some(marks), key, &found)).await {
+                Ok(lookup) => lookup,
+                Err(error) => {
+                    tracing::debug!(key = key.as_str(), %error, "cannot check a value's validity");
+                    return Err(unavailable());
+                }
+            },
+        };
+        let local = self.local_tier(policy, key.entity());
+        match self.judge_found::<Optional<T>>(key, policy, local, seen, found, lookup) {
+            FromRedis::Fresh(Optional(value)) => Ok(value),
+            FromRedis::Load { fallback, id_token } => Err(Missed {
+                fallback,
+                id_token,
+                redis_up: true,
+                seen,
+            }),
+            FromRedis::Unavailable => Err(Missed {
+                fallback: None,
+                id_token: None,
+                redis_up: false,
+                seen,
+            }),
+        }
+    }
+}
