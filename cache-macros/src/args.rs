@@ -93,6 +93,16 @@ impl Args {
             .map(|a| a.name.span())
     }
 
+    /// `name = "..."` as written, left in place for its own parsing.
+    pub(crate) fn peek_string(&self, name: &str) -> Option<LitStr> {
+        match &self.args.iter().find(|a| a.name == name)?.value {
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            })) => Some(lit.clone()),
+            _ => None,
+        }
+    }
+
     fn take(&mut self, name: &str) -> Option<RawArg> {
         debug_assert!(self.valid.contains(&name), "{name} is not declared valid");
         let at = self.args.iter().position(|a| a.name == name)?;

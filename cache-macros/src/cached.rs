@@ -5,6 +5,7 @@ use quote::quote;
 use syn::{Expr, ItemFn};
 
 use crate::args::{Args, Placement};
+use crate::batch::BatchIds;
 use crate::duration::{Ttl, parse_ttl};
 use crate::errors::Errors;
 use crate::expand::{Timing, body_future, key_parts, local, value_site, with_body};
@@ -25,6 +26,7 @@ const VALID: &[&str] = &[
     "load_timeout",
     "tags",
     "refresh_in_caller",
+    "batch",
     "crate",
 ];
 
@@ -38,21 +40,34 @@ struct Cached {
     error_is_owned: bool,
     /// Refreshes of stale or early-refreshed values run in a background task.
     background_refresh: bool,
+    /// `batch`: the ids read together.
+    batch: Option<BatchIds>,
 }
 
 fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
     let mut errors = Errors::default();
     let function = Function::analyze(item, "cached", &mut errors);
     let mut args = Args::parse(args, "cached", VALID, &mut errors);
+    let batch_flag = args.flag("batch", &mut errors);
+    let key_lit = args.peek_string("key");
+    let batch = batch_flag.and_then(|flag| {
+        BatchIds::analyze(item, key_lit.as_ref(), &function.params, flag, &mut errors)
+    });
+    let mut params = function.params.clone();
+    if batch_flag.is_some() {
+        // The key's name for one id (reported above if it is missing or wrong).
+        let text = key_lit.map(|lit| lit.value()).unwrap_or_default();
+        params.extend(crate::template::unknown_roots(&text, &function.params));
+    }
     let placement = args.placement(
-        &function.params,
+        &params,
         "`key = \"...\"`, e.g. `key = \"{id}\"` (or a constant such as `key = \"all\"`)",
         &mut errors,
     );
     let condition = args.expr("condition", "!refresh", &mut errors);
     let negative_ttl = match args.flag_or_string("cache_none", &mut errors) {
         None => None,
-        Some((span, _)) if function.returns != Returns::Option => {
+        Some((span, _)) if function.returns != Returns::Option && batch_flag.is_none() => {
             errors.at(span, "`cache_none` needs a function returning `Option<T>`");
             None
         }
@@ -79,6 +94,17 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             "`load_timeout` needs a function returning `Result<T, E>` with `E: From<cache_runtime::LoadTimedOut>`",
         );
     }
+    if let Some(flag) = batch_flag {
+        if let Some(condition) = &condition {
+            errors.push(syn::Error::new_spanned(
+                condition,
+                "`condition` is not supported with `batch`: every id of a batch is cached",
+            ));
+        }
+        if timing.load_timeout.is_some() {
+            errors.at(flag, "`load_timeout` is not supported with `batch`");
+        }
+    }
     let in_caller = args.flag("refresh_in_caller", &mut errors);
     if let (Some(span), None) = (in_caller, refresh_span) {
         errors.at(
@@ -91,7 +117,8 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
     let background_refresh = refresh_span.is_some()
         && in_caller.is_none()
         && function.owns_its_inputs
-        && function.returns == Returns::Result;
+        && function.returns == Returns::Result
+        && batch_flag.is_none();
     let private = args.private_path(&mut errors);
     errors.finish(Cached {
         private,
@@ -102,6 +129,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         returns: function.returns,
         error_is_owned: function.error_is_owned,
         background_refresh,
+        batch,
     })
 }
 
@@ -125,6 +153,18 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
         },
         None => quote!(::core::option::Option::Some(#parts)),
     };
+    if let Some(batch) = &cached.batch {
+        let value = &batch.value;
+        let call = batch.call(private, item, &parts);
+        return with_body(
+            item,
+            quote! {
+                #site
+                #private::cache_value::<#value>();
+                #call
+            },
+        );
+    }
     let body = body_future(item);
     let value_check = value_type(item).map(|ty| quote!(#private::cache_value::<#ty>();));
     let call = match cached.returns {

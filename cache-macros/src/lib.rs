@@ -6,6 +6,7 @@
 //! `::cache_runtime::__private`. On an error the function is emitted unchanged next to it.
 
 mod args;
+mod batch;
 mod cache_put;
 mod cached;
 mod duration;

@@ -121,3 +121,24 @@ fn root(expr: &Expr) -> Option<String> {
         _ => None,
     }
 }
+
+/// The names `{...}` values in `text` start with that are not in `params`, each once, in
+/// order (a batch key's element); text that does not parse is left to [`Template::parse`].
+pub(crate) fn unknown_roots(text: &str, params: &[String]) -> Vec<String> {
+    let mut unknown: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + close];
+        if let Some(name) = syn::parse_str::<Expr>(inner).ok().as_ref().and_then(root)
+            && !params.contains(&name)
+            && !unknown.contains(&name)
+        {
+            unknown.push(name);
+        }
+        rest = &rest[open + close + 1..];
+    }
+    unknown
+}

@@ -39,6 +39,26 @@ fn cached_method_expansion() {
 }
 
 #[test]
+fn cached_batch_expansion() {
+    let out = crate::cached::expand(
+        quote!(
+            entity = "product",
+            ttl = "medium",
+            key = "{id}",
+            variant = "{lang}",
+            batch
+        ),
+        quote! {
+            /// Products by id, in one query for those the cache does not have.
+            pub async fn products(&self, ids: &[u64], lang: Lang) -> Result<HashMap<u64, Product>, DbError> {
+                self.db.products(ids, lang).await
+            }
+        },
+    );
+    check_snapshot("cached_batch", &pretty(out));
+}
+
+#[test]
 fn invalidates_expansion() {
     let out = crate::invalidates::expand(
         quote!(entity = "product", key = "{id}"),
@@ -84,7 +104,12 @@ fn ordered_cache_put_expansion() {
 #[test]
 fn the_docs_show_the_current_expansions() {
     let docs = include_str!("../../docs/macros.md");
-    for name in ["cached_method", "invalidates", "cache_put_ordered"] {
+    for name in [
+        "cached_method",
+        "cached_batch",
+        "invalidates",
+        "cache_put_ordered",
+    ] {
         let path = format!("{}/snapshots/{name}.rs", env!("CARGO_MANIFEST_DIR"));
         let snapshot = std::fs::read_to_string(&path).expect("snapshot");
         assert!(

@@ -53,6 +53,7 @@ pub use batch::BatchError;
 pub(crate) use loaded::{Optional, Plain};
 pub(crate) use policy::Policy;
 pub use purge::{PurgeOptions, PurgeReport};
+pub(crate) use read_through::BatchItem;
 use replay::{Intent, ReplayQueue};
 pub(crate) use storage::Stored;
 pub(crate) use write::{WriteStart, Written};

@@ -9,8 +9,12 @@ use std::sync::{OnceLock, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod batch;
+
+pub use batch::{BatchAnswer, cached_batch_result, cached_batch_value};
+
 use crate::CacheValue;
-use crate::cache::{Cache, Optional, Plain, Policy, Stored, WriteStart, spawn_refresh};
+use crate::cache::{BatchItem, Cache, Optional, Plain, Policy, Stored, WriteStart, spawn_refresh};
 pub use crate::cache::{RefreshJob, Spawner};
 use crate::entity::{CacheKey, Entity};
 use crate::freshness::ReadOptions;
@@ -208,6 +212,44 @@ fn prepare_write(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prep
         key: cache_key,
         tags: key.tags,
         refresh: false,
+    })
+}
+
+/// The cache and keys for a batch read, or `None` to run the body uncached.
+fn prepare_batch<I: Clone>(
+    site: &'static ValueSite,
+    ids: &[I],
+    key: impl Fn(&I) -> KeyParts,
+) -> Option<batch::Batch<I>> {
+    let refresh = match global::mode() {
+        Mode::Normal => false,
+        Mode::Refresh => true,
+        Mode::Bypass => return None,
+    };
+    let Some(cache) = global::in_effect() else {
+        if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no cache installed (cache_runtime::install): #[cached] functions run uncached"
+            );
+        }
+        return None;
+    };
+    let items = ids.iter().map(|id| {
+        let parts = key(id);
+        let key = site
+            .entity
+            .key(&cache, parts.id, parts.variant.as_deref())?;
+        Some(BatchItem {
+            id: id.clone(),
+            key,
+            tags: parts.tags,
+        })
+    });
+    let items = items.collect::<Option<Vec<_>>>()?;
+    Some(batch::Batch {
+        cache,
+        items,
+        refresh,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `#[cached]`, `#[invalidates]` and `#[cache_put]` on a repository over a counting database.
 
 mod aliases;
+mod batch;
 mod ordered_writes;
 mod reads;
 mod shapes;
