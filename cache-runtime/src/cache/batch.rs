@@ -75,7 +75,9 @@ impl Cache {
     /// `stale` or `early_refresh`) run in the caller, in the same loader call.
     ///
     /// If a loader call fails, the error comes back in a [`BatchError`] with every value the
-    /// batch got; the ids of that call are `None` there and nothing is cached for them.
+    /// batch got; the ids of that call are `None` there and nothing is cached for them. An id
+    /// with an old value at hand (`stale`) is answered with it instead (fail-safe), as in a
+    /// single read; when every id of the failed call was, the call succeeds.
     ///
     /// ```no_run
     /// # async fn demo(cache: cache_runtime::Cache) -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,6 @@
 pub mod db;
 pub mod demo;
 pub mod http;
-pub mod hydrate;
 pub mod load;
 pub mod redis_setup;
 pub mod repo;

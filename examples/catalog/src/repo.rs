@@ -1,16 +1,17 @@
 //! The repository: every read goes through the cache, every write keeps it right.
 //!
 //! Pages and searches cache the ids they list, not the products: their products come from the
-//! product cache ([`crate::hydrate`]). So a price change touches one product, written through
+//! product cache, all of a page's at once ([`Catalog::products`]). So a price change touches one product, written through
 //! and ordered by its version so that racing changes keep the newest, and its category's
 //! statistics; every page and search listing the product shows the new price at once. What
 //! they list changes only when products come or go, and that drops everything listing the
 //! category (tag `category:{category}`).
 
+use std::collections::HashMap;
+
 use cache_runtime::{cache_put, cached, invalidates};
 
 use crate::db::{Db, DbError, NewProduct, PriceStats, Product, Summary};
-use crate::hydrate;
 use crate::search::Search;
 
 fn ids(products: &[Product]) -> Vec<u64> {
@@ -90,9 +91,26 @@ impl Catalog {
         Ok(ids(&self.db.search(category, words(search)).await?))
     }
 
-    /// The products `ids` names, from the product cache (see [`hydrate`]).
+    /// The products `ids` names, in that order; ids of products that do not exist are left out.
     async fn summaries(&self, ids: &[u64]) -> Result<Vec<Summary>, DbError> {
-        Ok(summaries(&hydrate::products(&self.db, ids).await?))
+        let products = self.products(ids).await?;
+        let listed = ids.iter().filter_map(|id| products.get(id)?.as_ref());
+        Ok(listed.map(Summary::from).collect())
+    }
+
+    /// Products by the handful, for the pages and searches that list them, under the keys
+    /// [`Self::product`] uses (an unknown id is cached as `None` there too): read from the
+    /// cache in one round trip, the missing ones from the database in one query. A product
+    /// read just before a change committed is not stored over it: the change's write-through
+    /// voids the load's lease.
+    #[cached(entity = "product", ttl = "medium", key = "{id}", local, batch)]
+    async fn products(&self, ids: &[u64]) -> Result<HashMap<u64, Option<Product>>, DbError> {
+        let mut products: HashMap<u64, Option<Product>> =
+            ids.iter().map(|&id| (id, None)).collect();
+        for product in self.db.products(ids.to_vec()).await? {
+            products.insert(product.id, Some(product));
+        }
+        Ok(products)
     }
 
     /// The expensive aggregation.

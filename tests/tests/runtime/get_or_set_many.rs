@@ -418,3 +418,62 @@ fn assert_send(cache: &Cache) -> impl std::future::Future + Send + '_ {
             .await
     }
 }
+
+/// With `stale`, an expired id is refreshed in the caller, in the batch's one loader call, and
+/// a failing source is answered with the old value (fail-safe).
+#[tokio::test]
+async fn stale_ids_are_refreshed_in_the_batch_or_served_when_the_source_fails() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let options =
+        ReadOptions::new(Ttl::Fixed(Duration::from_millis(200))).stale(Duration::from_secs(30));
+    let load = |version: &'static str| {
+        move |ids: Vec<u64>| async move {
+            Ok::<_, std::io::Error>(
+                ids.into_iter()
+                    .map(|id| (id, format!("{version} {id}")))
+                    .collect::<HashMap<_, _>>(),
+            )
+        }
+    };
+    let first = cache
+        .get_or_set_many(&products, &[1u64, 2], options, load("v1"))
+        .await
+        .expect("batch");
+    assert_eq!(first, [Some("v1 1".to_owned()), Some("v1 2".to_owned())]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let failed = cache
+        .get_or_set_many(&products, &[1u64, 2], options, |_| async {
+            Err::<HashMap<u64, String>, _>(std::io::Error::other("down"))
+        })
+        .await
+        .expect("fail-safe: the old values answer");
+    assert_eq!(failed, first);
+
+    let calls = Recorder::default();
+    let refreshed = cache
+        .get_or_set_many(&products, &[1u64, 2, 3], options, |ids| {
+            let calls = calls.clone();
+            async move {
+                calls.0.lock().expect("lock").push(ids.clone());
+                load("v2")(ids).await
+            }
+        })
+        .await
+        .expect("batch");
+    assert_eq!(
+        refreshed,
+        [
+            Some("v2 1".to_owned()),
+            Some("v2 2".to_owned()),
+            Some("v2 3".to_owned())
+        ]
+    );
+    assert_eq!(
+        calls.calls().len(),
+        1,
+        "the stale ids and the missing one in one call"
+    );
+}

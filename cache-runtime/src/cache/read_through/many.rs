@@ -190,10 +190,12 @@ impl Cache {
             });
         }
         let mut error = None;
-        let mut settle = |(index, answer): (usize, Answer<T>)| {
-            if let Ok(Optional(value)) = answer {
-                values[index] = value;
-            }
+        // Whether a key ended without a value because a loader call failed: a key with an old
+        // value at hand (`stale`) is answered with it instead, and then the error is not one.
+        let mut failed = false;
+        let mut settle = |(index, answer): (usize, Answer<T>)| match answer {
+            Ok(Optional(value)) => values[index] = value,
+            Err(LoaderFailed) => failed = true,
         };
         loop {
             // Until every key still reading waits, for the loader or for another's load.
@@ -249,17 +251,20 @@ impl Cache {
                         );
                     }
                 }
-                Err(failed) => {
+                Err(loader_error) => {
                     for &slot in &slots {
                         if let Some(answer) = answers[slot].1.take() {
                             let _ = answer.send(Err(LoaderFailed));
                         }
                     }
-                    error.get_or_insert(failed);
+                    error.get_or_insert(loader_error);
                 }
             }
         }
-        ManyRead { values, error }
+        ManyRead {
+            values,
+            error: error.filter(|_| failed),
+        }
     }
 
     /// The first step for every item: the local tier, then Redis in bounded pipelines. Each

@@ -1,0 +1,252 @@
+//! Batch reads of 100 ids against what a user would otherwise write, with the default
+//! configuration on a multi-thread runtime (`#[tokio::main]`):
+//!
+//! - all hits: `Cache::get_or_set_many` against a hand-written pipeline of 100 `GET`s with a
+//!   postcard decode each, and against 100 `get_or_set` calls (one after another, and all at
+//!   once with `join_all`);
+//! - all cold, with a source that takes 1 ms per call: `get_or_set_many` (one source call)
+//!   against 100 `get_or_set` calls (100 source calls, one after another and all at once).
+//!
+//! Rounds of every setup are interleaved (the order rotating) and the median is reported, as
+//! batches per second with the ratio to the first row of each table.
+//!
+//! `cargo bench -p cache-tests --bench batch_reads` (prints Markdown tables; `BATCH_ROUNDS`
+//! sets the rounds, default 5 of 1 s each).
+
+mod product;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, CacheConfig, Entity, ReadOptions, Ttl};
+use cache_tests::RedisServer;
+use futures_util::future::join_all;
+use product::{Product, product};
+
+const BATCH: u64 = 100;
+/// Ids of the all-hit rounds.
+const WARM_IDS: u64 = 10_000;
+const OPTIONS: ReadOptions = ReadOptions::new(Ttl::Long);
+const SOURCE: Duration = Duration::from_millis(1);
+const TASKS: [u64; 2] = [1, 16];
+
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    HandWritten,
+    Batch,
+    Sequential,
+    Concurrent,
+}
+
+impl Setup {
+    fn name(self, cold: bool) -> &'static str {
+        match (self, cold) {
+            (Self::HandWritten, _) => "hand-written pipeline of 100 `GET`s + decode",
+            (Self::Batch, false) => "`get_or_set_many`, 100 ids",
+            (Self::Batch, true) => "`get_or_set_many`, 100 ids (1 source call)",
+            (Self::Sequential, _) => "100 `get_or_set` calls, one after another",
+            (Self::Concurrent, _) => "100 `get_or_set` calls at once (`join_all`)",
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Bench {
+    cache: Cache,
+    products: Entity,
+    raw: redis::aio::MultiplexedConnection,
+    /// The next never-read id, for cold rounds.
+    next_cold: Arc<AtomicU64>,
+}
+
+impl Bench {
+    fn ids(&self, cold: bool, task: u64, round: u64) -> Vec<u64> {
+        match cold {
+            true => {
+                let first = self.next_cold.fetch_add(BATCH, Ordering::Relaxed);
+                (first..first + BATCH).collect()
+            }
+            false => {
+                let first = (task * 7919 + round * BATCH) % (WARM_IDS - BATCH);
+                (first..first + BATCH).collect()
+            }
+        }
+    }
+
+    async fn batch(&self, setup: Setup, ids: Vec<u64>) -> usize {
+        match setup {
+            Setup::HandWritten => {
+                let mut pipe = redis::pipe();
+                for id in &ids {
+                    pipe.cmd("GET").arg(format!("raw:product:{id}"));
+                }
+                let replies: Vec<Vec<u8>> =
+                    pipe.query_async(&mut self.raw.clone()).await.expect("GET");
+                let decoded = replies
+                    .iter()
+                    .map(|bytes| postcard::from_bytes::<Product>(bytes));
+                decoded
+                    .map(std::hint::black_box)
+                    .filter(Result::is_ok)
+                    .count()
+            }
+            Setup::Batch => {
+                let values = self
+                    .cache
+                    .get_or_set_many(&self.products, &ids, OPTIONS, |missing| async move {
+                        tokio::time::sleep(SOURCE).await;
+                        Ok::<_, std::io::Error>(
+                            missing
+                                .into_iter()
+                                .map(|id| (id, product(id)))
+                                .collect::<HashMap<_, _>>(),
+                        )
+                    })
+                    .await
+                    .expect("batch");
+                values.iter().flatten().count()
+            }
+            Setup::Sequential => {
+                let mut found = 0;
+                for id in ids {
+                    std::hint::black_box(self.single(id).await);
+                    found += 1;
+                }
+                found
+            }
+            Setup::Concurrent => {
+                let reads = join_all(ids.iter().map(|&id| self.single(id))).await;
+                reads.len()
+            }
+        }
+    }
+
+    async fn single(&self, id: u64) -> Product {
+        let key = self.products.key(&id);
+        self.cache
+            .get_or_set_with(&key, OPTIONS, || async move {
+                tokio::time::sleep(SOURCE).await;
+                Ok::<_, std::io::Error>(product(id))
+            })
+            .await
+            .expect("single")
+    }
+
+    /// Batches per second of `tasks` tasks running `setup` for `round`.
+    async fn throughput(&self, setup: Setup, cold: bool, tasks: u64, round: Duration) -> f64 {
+        let batches = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + round;
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let (bench, batches) = (self.clone(), batches.clone());
+                tokio::spawn(async move {
+                    let mut done = 0;
+                    while Instant::now() < deadline {
+                        let ids = bench.ids(cold, task, done);
+                        let found = bench.batch(setup, ids).await;
+                        assert_eq!(found, BATCH as usize, "{setup:?}: every id answered");
+                        done += 1;
+                    }
+                    batches.fetch_add(done, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.expect("task");
+        }
+        batches.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+async fn table(bench: &Bench, setups: &[Setup], cold: bool, rounds: usize) {
+    let round = Duration::from_secs(1);
+    let mut rates = vec![vec![Vec::new(); TASKS.len()]; setups.len()];
+    for n in 0..rounds {
+        for offset in 0..setups.len() {
+            let s = (n + offset) % setups.len();
+            for (t, &tasks) in TASKS.iter().enumerate() {
+                rates[s][t].push(bench.throughput(setups[s], cold, tasks, round).await);
+            }
+        }
+    }
+    let medians: Vec<Vec<f64>> = rates
+        .into_iter()
+        .map(|per_tasks| per_tasks.into_iter().map(median).collect())
+        .collect();
+    println!(
+        "\n| {} | 1 task | 16 tasks |",
+        if cold {
+            "100 cold ids, 1 ms source"
+        } else {
+            "100 ids, all hits"
+        }
+    );
+    println!("| --- | --- | --- |");
+    for (setup, row) in setups.iter().zip(&medians) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&medians[0])
+            .map(|(rate, base)| format!("{rate:.0} batches/s ({:.2}×)", rate / base))
+            .collect();
+        println!("| {} | {} |", setup.name(cold), cells.join(" | "));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds = std::env::var("BATCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let server = RedisServer::start();
+    let config = CacheConfig::builder()
+        .redis_url(server.url())
+        .app_prefix("bench")
+        .metrics_log_interval(None)
+        .build()
+        .expect("config");
+    let cache = Cache::new(config).expect("cache");
+    let products = cache.entity("product").expect("entity");
+    let raw = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    for id in 0..WARM_IDS {
+        let value = product(id);
+        cache
+            .set(&products.key(&id), &value, Ttl::Long)
+            .await
+            .expect("set");
+        let bytes = postcard::to_allocvec(&value).expect("encode");
+        let _: () = redis::cmd("SET")
+            .arg(format!("raw:product:{id}"))
+            .arg(bytes)
+            .query_async(&mut raw.clone())
+            .await
+            .expect("SET");
+    }
+    let bench = Bench {
+        cache,
+        products,
+        raw,
+        next_cold: Arc::new(AtomicU64::new(1 << 40)),
+    };
+    println!("{rounds} interleaved rounds of 1 s per setup and task count; medians.");
+    let hits = [
+        Setup::HandWritten,
+        Setup::Batch,
+        Setup::Sequential,
+        Setup::Concurrent,
+    ];
+    table(&bench, &hits, false, rounds).await;
+    let cold = [Setup::Batch, Setup::Sequential, Setup::Concurrent];
+    table(&bench, &cold, true, rounds).await;
+}
