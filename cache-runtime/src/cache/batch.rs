@@ -143,20 +143,20 @@ impl Cache {
 
 /// The distinct keys of `items`, and for each item the index of its key among them.
 fn distinct<I>(items: Vec<BatchItem<I>>) -> (Vec<BatchItem<I>>, Vec<usize>) {
-    let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
-    let mut distinct = Vec::with_capacity(items.len());
-    let places = items
-        .into_iter()
-        .map(|item| {
-            let next = distinct.len();
-            let place = *seen.entry(item.key.as_str().to_owned()).or_insert(next);
-            if place == next {
-                distinct.push(item);
-            }
-            place
-        })
-        .collect();
-    (distinct, places)
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    let mut kept = vec![false; items.len()];
+    let mut places = Vec::with_capacity(items.len());
+    for (at, item) in items.iter().enumerate() {
+        let next = first.len();
+        let place = *first.entry(item.key.as_str()).or_insert(next);
+        if place == next {
+            kept[at] = true;
+        }
+        places.push(place);
+    }
+    drop(first);
+    let distinct = items.into_iter().zip(kept).filter(|(_, kept)| *kept);
+    (distinct.map(|(item, _)| item).collect(), places)
 }
 
 /// Each place's value: a repeated key's value is cloned, the last use moved.

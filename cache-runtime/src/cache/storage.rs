@@ -1,5 +1,6 @@
 //! What goes over the wire: envelope + codec + compression, reads and writes of one key.
 
+use std::borrow::Borrow;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -128,12 +129,15 @@ impl Cache {
 
     /// The stored bytes under each of `keys` (and their ids' tokens, for variants): one round
     /// trip, however many keys.
-    pub(crate) async fn fetch_many(&self, keys: &[CacheKey]) -> Result<Vec<Found>, CacheError> {
-        let Some(first) = keys.first() else {
+    pub(crate) async fn fetch_many<K: Borrow<CacheKey>>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<Found>, CacheError> {
+        let Some(first) = keys.first().map(Borrow::borrow) else {
             return Ok(Vec::new());
         };
         let blanked = match self.inner.replay.any() {
-            true => self.blanked(&keys.iter().collect::<Vec<_>>()),
+            true => self.blanked(&keys.iter().map(Borrow::borrow).collect::<Vec<_>>()),
             false => Vec::new(),
         };
         if !blanked.is_empty() && blanked.iter().all(|&b| b) {
@@ -143,7 +147,7 @@ impl Cache {
             self.check_fence().await?;
         }
         let mut pipeline = redis::pipe();
-        for key in keys {
+        for key in keys.iter().map(Borrow::borrow) {
             pipeline.cmd("GET").arg(key.as_str());
             if let Some(token_key) = key.variants_token_key() {
                 pipeline.cmd("GET").arg(token_key);
@@ -152,7 +156,7 @@ impl Cache {
         let replies: Vec<Option<Vec<u8>>> = self.redis(first.entity(), &pipeline).await?;
         let mut replies = replies.into_iter();
         let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
+        for key in keys.iter().map(Borrow::borrow) {
             let bytes = replies.next().flatten();
             let id_token = match key.has_variant() {
                 // A token that is not a number matches no value's: the variant is a miss.

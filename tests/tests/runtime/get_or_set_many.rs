@@ -60,13 +60,23 @@ async fn a_hundred_ids_with_thirty_missing_call_the_loader_once_with_those_thirt
         })
         .await
         .expect("batch");
-    assert_eq!(recorder.calls(), [missing], "one call, exactly the 30");
+    assert_eq!(
+        recorder.calls(),
+        std::slice::from_ref(&missing),
+        "one call, exactly the 30"
+    );
     let expected: Vec<Option<String>> = ids.iter().map(|id| Some(value(*id))).collect();
     assert_eq!(values, expected);
     // Before the load: the 100 keys read in one pipeline, nothing else read.
     assert_eq!(*gets_by_the_load.lock().expect("lock") - gets, 100);
     let metrics = products.metrics();
     assert_eq!((metrics.hits, metrics.misses), (70, 30));
+    // Each stored key has a TTL of its own (jitter).
+    let ttls: std::collections::BTreeSet<i64> = missing
+        .iter()
+        .map(|id| server.query(redis::cmd("PTTL").arg(products.key(id).as_str())))
+        .collect();
+    assert!(ttls.len() > 20, "TTLs without jitter: {ttls:?}");
 
     // The 30 were stored: the next batch is all hits.
     let again = cache

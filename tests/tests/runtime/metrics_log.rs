@@ -249,3 +249,34 @@ fn a_two_second_outage_logs_a_handful_of_lines_and_counts_its_fallbacks() {
     );
     assert!(log.contains("breaker closed"), "{log}");
 }
+
+#[test]
+fn a_batch_loader_answering_ids_it_was_not_asked_for_is_warned_about_once_per_call() {
+    let server = RedisServer::start();
+    let (log, ()) = logged(tracing::Level::WARN, false, async {
+        let cache = Cache::new(config(&server).build().expect("config")).expect("cache");
+        let products = cache.entity("product").expect("entity");
+        let options = cache_runtime::ReadOptions::new(Ttl::Short);
+        let values = cache
+            .get_or_set_many(&products, &[1u64, 2], options, |_| async {
+                let answered = [(1u64, 10u32), (2, 20), (7, 70), (8, 80)];
+                Ok::<_, std::io::Error>(
+                    answered
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                )
+            })
+            .await
+            .expect("batch");
+        assert_eq!(values, [Some(10), Some(20)]);
+    });
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not asked for"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("entity=\"product\"") && warnings[0].contains("unasked=2"),
+        "{log}"
+    );
+}

@@ -308,9 +308,9 @@ impl Cache {
         }
         let marks = BatchMarks::default();
         for chunk in remote.chunks(FETCH_CHUNK) {
-            let keys: Vec<CacheKey> = chunk.iter().map(|&(i, _)| items[i].key.clone()).collect();
+            let keys: Vec<&CacheKey> = chunk.iter().map(|&(i, _)| &items[i].key).collect();
             let mut fetched = match self.fetch_many(&keys).await {
-                Ok(found) => found.into_iter().map(Some).collect(),
+                Ok(found) => found,
                 Err(error) => {
                     tracing::debug!(%error, "cache unavailable, calling the source");
                     Vec::new()
@@ -319,7 +319,7 @@ impl Cache {
             .into_iter();
             for &(index, seen) in chunk {
                 let (key, policy) = (&items[index].key, &policies[index]);
-                let found = fetched.next().flatten();
+                let found = fetched.next();
                 let judged = self
                     .judge_fetched::<T>(key, policy, seen, found, &marks)
                     .await;
