@@ -2,8 +2,9 @@
 //! configuration on a multi-thread runtime (`#[tokio::main]`):
 //!
 //! - all hits: `Cache::get_or_set_many` against a hand-written pipeline of 100 `GET`s with a
-//!   postcard decode each, and against 100 `get_or_set` calls (one after another, and all at
-//!   once with `join_all`);
+//!   postcard decode each, against `Cache::get_many` of the same keys (the framework's read
+//!   without the batch's bookkeeping), and against 100 `get_or_set` calls (one after another,
+//!   and all at once with `join_all`);
 //! - all cold, with a source that takes 1 ms per call: `get_or_set_many` (one source call)
 //!   against 100 `get_or_set` calls (100 source calls, one after another and all at once).
 //!
@@ -35,6 +36,8 @@ const TASKS: [u64; 2] = [1, 16];
 #[derive(Clone, Copy, Debug)]
 enum Setup {
     HandWritten,
+    /// `get_many` (no loader): what the framework's own read of 100 keys costs.
+    GetMany,
     Batch,
     Sequential,
     Concurrent,
@@ -44,6 +47,7 @@ impl Setup {
     fn name(self, cold: bool) -> &'static str {
         match (self, cold) {
             (Self::HandWritten, _) => "hand-written pipeline of 100 `GET`s + decode",
+            (Self::GetMany, _) => "`get_many` of the 100 keys (no loading)",
             (Self::Batch, false) => "`get_or_set_many`, 100 ids",
             (Self::Batch, true) => "`get_or_set_many`, 100 ids (1 source call)",
             (Self::Sequential, _) => "100 `get_or_set` calls, one after another",
@@ -91,6 +95,15 @@ impl Bench {
                     .map(std::hint::black_box)
                     .filter(Result::is_ok)
                     .count()
+            }
+            Setup::GetMany => {
+                let keys: Vec<_> = ids.iter().map(|id| self.products.key(id)).collect();
+                let values = self
+                    .cache
+                    .get_many::<Product>(&keys)
+                    .await
+                    .expect("get_many");
+                values.iter().flatten().count()
             }
             Setup::Batch => {
                 let values = self
@@ -242,6 +255,7 @@ async fn main() {
     println!("{rounds} interleaved rounds of 1 s per setup and task count; medians.");
     let hits = [
         Setup::HandWritten,
+        Setup::GetMany,
         Setup::Batch,
         Setup::Sequential,
         Setup::Concurrent,

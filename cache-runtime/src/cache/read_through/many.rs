@@ -106,6 +106,33 @@ impl Member<'_> {
     }
 }
 
+/// Each item's policy: the batch's, with the item's own tags where items have tags.
+struct Policies<'p, 'a> {
+    base: &'p Policy<'a>,
+    tagged: Vec<Policy<'p>>,
+}
+
+impl<'p, 'a: 'p> Policies<'p, 'a> {
+    fn new<I>(items: &'p [BatchItem<I>], base: &'p Policy<'a>) -> Self {
+        let tagged = match items.iter().any(|item| !item.tags.is_empty()) {
+            true => items
+                .iter()
+                .map(|item| Policy {
+                    tags: &item.tags,
+                    ..*base
+                })
+                .collect(),
+            // The usual case: no policy per item to build.
+            false => Vec::new(),
+        };
+        Self { base, tagged }
+    }
+
+    fn at(&self, index: usize) -> &Policy<'p> {
+        self.tagged.get(index).unwrap_or(self.base)
+    }
+}
+
 /// What a key's loader is answered with when the batch's loader failed.
 #[derive(Debug)]
 pub(super) struct LoaderFailed;
@@ -127,7 +154,7 @@ impl Cache {
         &self,
         items: &[BatchItem<I>],
         policy: &Policy<'_>,
-        mut loader: F,
+        loader: F,
     ) -> ManyRead<T, E>
     where
         I: Clone + Eq + Hash,
@@ -136,33 +163,42 @@ impl Cache {
         Fut: Future<Output = Result<HashMap<I, T>, E>>,
     {
         let mut values: Vec<Option<T>> = items.iter().map(|_| None).collect();
-        let policies: Vec<Policy<'_>> = items
-            .iter()
-            .map(|item| Policy {
-                tags: &item.tags,
-                ..*policy
-            })
-            .collect();
-        let mut misses = Vec::new();
-        for (index, judged) in self.look_up_many::<T>(items, &policies).await {
-            match judged {
-                Ok(value) => values[index] = value,
-                Err(missed) => misses.push((index, missed)),
-            }
-        }
+        let policies = Policies::new(items, policy);
+        let misses = self.look_up_many(items, &policies, &mut values).await;
         if misses.is_empty() {
             return ManyRead {
                 values,
                 error: None,
             };
         }
+        // On the heap: the steps of the misses are most of this future's size, and an all-hit
+        // batch would otherwise build and move them.
+        Box::pin(self.load_misses(items, &policies, misses, values, loader)).await
+    }
+
+    /// The misses of a batch read through together (see the module's docs); `values` holds
+    /// what the first step served.
+    async fn load_misses<I, T, E, F, Fut>(
+        &self,
+        items: &[BatchItem<I>],
+        policies: &Policies<'_, '_>,
+        misses: Vec<(usize, Missed<Optional<T>>)>,
+        mut values: Vec<Option<T>>,
+        mut loader: F,
+    ) -> ManyRead<T, E>
+    where
+        I: Clone + Eq + Hash,
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Vec<I>) -> Fut,
+        Fut: Future<Output = Result<HashMap<I, T>, E>>,
+    {
         let states = States(misses.iter().map(|_| AtomicU8::new(READING)).collect());
         let mut answers = Vec::with_capacity(misses.len());
         let mut reads = FuturesUnordered::new();
         for (slot, (index, missed)) in misses.into_iter().enumerate() {
             let (answer, asked) = oneshot::channel::<Answer<T>>();
             answers.push((index, Some(answer)));
-            let (key, policy, states) = (&items[index].key, &policies[index], &states);
+            let (key, policy, states) = (&items[index].key, policies.at(index), &states);
             reads.push(async move {
                 let span = tracing::debug_span!(
                     "cache_read",
@@ -267,20 +303,22 @@ impl Cache {
         }
     }
 
-    /// The first step for every item: the local tier, then Redis in bounded pipelines. Each
-    /// item ends served (`Ok`: its value, `None` for an absence) or missed.
+    /// The first step for every item: the local tier, then Redis in bounded pipelines. A
+    /// served item's value (`None` for an absence) goes into `values`; the others are
+    /// answered, missed.
     async fn look_up_many<T>(
         &self,
         items: &[BatchItem<impl Sized>],
-        policies: &[Policy<'_>],
-    ) -> Vec<(usize, Result<Option<T>, Missed<Optional<T>>>)>
+        policies: &Policies<'_, '_>,
+        values: &mut [Option<T>],
+    ) -> Vec<(usize, Missed<Optional<T>>)>
     where
         T: Serialize + DeserializeOwned,
     {
-        let mut out = Vec::with_capacity(items.len());
+        let mut missed = Vec::new();
         let mut remote = Vec::new();
-        for (index, (item, policy)) in items.iter().zip(policies).enumerate() {
-            let (key, entity) = (&item.key, item.key.entity());
+        for (index, item) in items.iter().enumerate() {
+            let (key, entity, policy) = (&item.key, item.key.entity(), policies.at(index));
             if self.wants_local(policy) && !super::key_events::hears(entity) {
                 Box::pin(self.start_hearing(entity)).await;
             }
@@ -288,23 +326,23 @@ impl Cache {
             if let Some(Optional(value)) =
                 local.and_then(|local| self.local_hit::<Optional<T>>(local, key, policy))
             {
-                out.push((index, Ok(value)));
+                values[index] = value;
                 continue;
             }
             let seen = local.map_or(0, |local| local.generation(key.as_str()));
             remote.push((index, seen));
         }
-        if policies.first().is_some_and(|policy| policy.refresh) {
+        if policies.base.refresh {
             for (index, seen) in remote {
-                let missed = Missed {
+                let miss = Missed {
                     fallback: None,
                     id_token: None,
                     redis_up: true,
                     seen,
                 };
-                out.push((index, Err(missed)));
+                missed.push((index, miss));
             }
-            return out;
+            return missed;
         }
         let marks = BatchMarks::default();
         for chunk in remote.chunks(FETCH_CHUNK) {
@@ -318,15 +356,18 @@ impl Cache {
             }
             .into_iter();
             for &(index, seen) in chunk {
-                let (key, policy) = (&items[index].key, &policies[index]);
+                let (key, policy) = (&items[index].key, policies.at(index));
                 let found = fetched.next();
-                let judged = self
+                match self
                     .judge_fetched::<T>(key, policy, seen, found, &marks)
-                    .await;
-                out.push((index, judged));
+                    .await
+                {
+                    Ok(value) => values[index] = value,
+                    Err(miss) => missed.push((index, miss)),
+                }
             }
         }
-        out
+        missed
     }
 
     /// [`Self::judge_found`] for one key of a batch; `None`: Redis did not answer.
