@@ -115,7 +115,7 @@ impl Cache {
             .await
     }
 
-    /// Reads `items` through (repeated keys once), answering in their order.
+    /// Reads `items` through (a repeated key loaded once), answering in their order.
     pub(crate) async fn read_batch<I, T, E, F, Fut>(
         &self,
         items: Vec<BatchItem<I>>,
@@ -131,70 +131,10 @@ impl Cache {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let (distinct, places) = distinct(items);
-        let ManyRead { values, error } = self.read_many(&distinct, policy, loader).await;
-        let values = spread(values, &places);
+        let ManyRead { values, error } = self.read_many(&items, policy, loader).await;
         match error {
             None => Ok(values),
             Some(error) => Err(BatchError { error, values }),
         }
-    }
-}
-
-/// The distinct keys of `items`, and for each item the index of its key among them.
-fn distinct<I>(items: Vec<BatchItem<I>>) -> (Vec<BatchItem<I>>, Vec<usize>) {
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(items.len());
-    let mut kept = vec![false; items.len()];
-    let mut places = Vec::with_capacity(items.len());
-    for (at, item) in items.iter().enumerate() {
-        let next = first.len();
-        let place = *first.entry(item.key.as_str()).or_insert(next);
-        if place == next {
-            kept[at] = true;
-        }
-        places.push(place);
-    }
-    drop(first);
-    let distinct = items.into_iter().zip(kept).filter(|(_, kept)| *kept);
-    (distinct.map(|(item, _)| item).collect(), places)
-}
-
-/// Each place's value: a repeated key's value is cloned, the last use moved.
-fn spread<T: Clone>(values: Vec<Option<T>>, places: &[usize]) -> Vec<Option<T>> {
-    let mut uses = vec![0usize; values.len()];
-    for &place in places {
-        uses[place] += 1;
-    }
-    let mut values = values;
-    places
-        .iter()
-        .map(|&place| {
-            uses[place] -= 1;
-            match uses[place] {
-                0 => values[place].take(),
-                _ => values[place].clone(),
-            }
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::spread;
-
-    #[test]
-    fn repeated_keys_get_their_value_at_every_place() {
-        let values = vec![Some("a".to_owned()), None, Some("c".to_owned())];
-        let spread = spread(values, &[0, 2, 0, 1, 2]);
-        assert_eq!(
-            spread,
-            vec![
-                Some("a".to_owned()),
-                Some("c".to_owned()),
-                Some("a".to_owned()),
-                None,
-                Some("c".to_owned()),
-            ]
-        );
     }
 }

@@ -140,6 +140,26 @@ async fn repeated_unasked_and_left_out_ids_and_an_empty_batch() {
         "an absence is not cached by default"
     );
 
+    // Again: 1 and 2 are hits at every place, 3 (not cached) is asked for once.
+    let again: Vec<Option<String>> = cache
+        .get_or_set_many(&products, &[1u64, 1, 2, 3, 3, 1], MEDIUM, |ids| {
+            calls.load(ids)
+        })
+        .await
+        .expect("batch");
+    assert_eq!(calls.calls(), [vec![1, 2, 3], vec![3]]);
+    assert_eq!(
+        again,
+        [
+            Some(value(1)),
+            Some(value(1)),
+            Some(value(2)),
+            Some(value(3)),
+            Some(value(3)),
+            Some(value(1))
+        ]
+    );
+
     let gets = server.command_calls("get");
     let empty: Vec<Option<String>> = cache
         .get_or_set_many(&products, &[] as &[u64], MEDIUM, |ids| calls.load(ids))
@@ -151,7 +171,7 @@ async fn repeated_unasked_and_left_out_ids_and_an_empty_batch() {
         gets,
         "an empty batch makes no round trip"
     );
-    assert_eq!(calls.calls().len(), 1);
+    assert_eq!(calls.calls().len(), 2);
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! asks for the loader again, in a later call with the others in that situation.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::{Future, poll_fn};
 use std::hash::Hash;
 use std::pin::pin;
@@ -27,7 +28,7 @@ use super::{Call, FromRedis, Missed};
 use crate::cache::Cache;
 use crate::cache::loaded::Optional;
 use crate::cache::policy::Policy;
-use crate::cache::storage::Found;
+use crate::cache::storage::{Found, Lookup};
 use crate::cache::validity::BatchMarks;
 use crate::entity::CacheKey;
 use crate::metrics::bump;
@@ -106,6 +107,39 @@ impl Member<'_> {
     }
 }
 
+/// The misses of distinct keys, and each repeated key's index with its first's.
+#[allow(clippy::type_complexity)]
+fn first_of_each_key<I, M>(
+    items: &[BatchItem<I>],
+    misses: Vec<(usize, M)>,
+) -> (Vec<(usize, M)>, Vec<(usize, usize)>) {
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(misses.len());
+    let mut distinct = Vec::with_capacity(misses.len());
+    let mut repeats = Vec::new();
+    for (index, miss) in misses {
+        match first.entry(items[index].key.as_str()) {
+            Entry::Occupied(seen) => repeats.push((index, *seen.get())),
+            Entry::Vacant(new) => {
+                new.insert(index);
+                distinct.push((index, miss));
+            }
+        }
+    }
+    (distinct, repeats)
+}
+
+/// A key Redis could not be asked about: counted like a single read's, a fallback to the
+/// source.
+fn unavailable<T>(key: &CacheKey, seen: u64) -> Missed<Optional<T>> {
+    bump(&key.entity().counters().fallbacks);
+    Missed {
+        fallback: None,
+        id_token: None,
+        redis_up: false,
+        seen,
+    }
+}
+
 /// Each item's policy: the batch's, with the item's own tags where items have tags.
 struct Policies<'p, 'a> {
     base: &'p Policy<'a>,
@@ -148,8 +182,10 @@ pub(crate) struct ManyRead<T, E> {
 type Answer<T> = Result<Optional<T>, LoaderFailed>;
 
 impl Cache {
-    /// Reads `items` (distinct keys) through, loading the misses with `loader`: called with
-    /// the ids still missing, it answers the values it found (ids it leaves out are absent).
+    /// Reads `items` through, loading the misses with `loader`: called with the ids still
+    /// missing, it answers the values it found (ids it leaves out are absent). A key repeated
+    /// in `items` is read at each place (a hit costs nothing more than its `GET`) and loaded
+    /// once.
     pub(crate) async fn read_many<I, T, E, F, Fut>(
         &self,
         items: &[BatchItem<I>],
@@ -158,7 +194,7 @@ impl Cache {
     ) -> ManyRead<T, E>
     where
         I: Clone + Eq + Hash,
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone,
         F: FnMut(Vec<I>) -> Fut,
         Fut: Future<Output = Result<HashMap<I, T>, E>>,
     {
@@ -171,9 +207,14 @@ impl Cache {
                 error: None,
             };
         }
+        let (misses, repeats) = first_of_each_key(items, misses);
         // On the heap: the steps of the misses are most of this future's size, and an all-hit
         // batch would otherwise build and move them.
-        Box::pin(self.load_misses(items, &policies, misses, values, loader)).await
+        let mut read = Box::pin(self.load_misses(items, &policies, misses, values, loader)).await;
+        for (repeat, first) in repeats {
+            read.values[repeat] = read.values[first].clone();
+        }
+        read
     }
 
     /// The misses of a batch read through together (see the module's docs); `values` holds
@@ -316,7 +357,7 @@ impl Cache {
         T: Serialize + DeserializeOwned,
     {
         let mut missed = Vec::new();
-        let mut remote = Vec::new();
+        let mut remote = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
             let (key, entity, policy) = (&item.key, item.key.entity(), policies.at(index));
             if self.wants_local(policy) && !super::key_events::hears(entity) {
@@ -358,10 +399,18 @@ impl Cache {
             for &(index, seen) in chunk {
                 let (key, policy) = (&items[index].key, policies.at(index));
                 let found = fetched.next();
-                match self
-                    .judge_fetched::<T>(key, policy, seen, found, &marks)
-                    .await
-                {
+                let judged = match found {
+                    // The usual case, in process: no future per key.
+                    Some(found) => match self.lookup_now::<T>(key, &found) {
+                        Some(lookup) => self.judge_lookup(key, policy, seen, found, lookup),
+                        None => {
+                            Box::pin(self.judge_reading_marks(key, policy, seen, found, &marks))
+                                .await
+                        }
+                    },
+                    None => Err(unavailable(key, seen)),
+                };
+                match judged {
                     Ok(value) => values[index] = value,
                     Err(miss) => missed.push((index, miss)),
                 }
@@ -370,41 +419,39 @@ impl Cache {
         missed
     }
 
-    /// [`Self::judge_found`] for one key of a batch; `None`: Redis did not answer.
-    async fn judge_fetched<T>(
+    /// [`Self::judge_lookup`] for a value whose marks must be read from Redis first (rare).
+    async fn judge_reading_marks<T>(
         &self,
         key: &CacheKey,
         policy: &Policy<'_>,
         seen: u64,
-        found: Option<Found>,
+        found: Found,
         marks: &BatchMarks,
     ) -> Result<Option<T>, Missed<Optional<T>>>
     where
         T: Serialize + DeserializeOwned,
     {
-        // Counted like a single read's: a fallback to the source.
-        let unavailable = || {
-            bump(&key.entity().counters().fallbacks);
-            Missed {
-                fallback: None,
-                id_token: None,
-                redis_up: false,
-                seen,
+        match self.lookup_reading_marks(Some(marks), key, &found).await {
+            Ok(lookup) => self.judge_lookup(key, policy, seen, found, lookup),
+            Err(error) => {
+                tracing::debug!(key = key.as_str(), %error, "cannot check a value's validity");
+                Err(unavailable(key, seen))
             }
-        };
-        let Some(found) = found else {
-            return Err(unavailable());
-        };
-        let lookup = match self.lookup_now::<T>(key, &found) {
-            Some(lookup) => lookup,
-            None => match Box::pin(self.lookup_reading_marks(Some(marks), key, &found)).await {
-                Ok(lookup) => lookup,
-                Err(error) => {
-                    tracing::debug!(key = key.as_str(), %error, "cannot check a value's validity");
-                    return Err(unavailable());
-                }
-            },
-        };
+        }
+    }
+
+    /// [`Self::judge_found`], as a batch's first step answers it.
+    fn judge_lookup<T>(
+        &self,
+        key: &CacheKey,
+        policy: &Policy<'_>,
+        seen: u64,
+        found: Found,
+        lookup: Lookup<T>,
+    ) -> Result<Option<T>, Missed<Optional<T>>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
         let local = self.local_tier(policy, key.entity());
         match self.judge_found::<Optional<T>>(key, policy, local, seen, found, lookup) {
             FromRedis::Fresh(Optional(value)) => Ok(value),
@@ -414,12 +461,7 @@ impl Cache {
                 redis_up: true,
                 seen,
             }),
-            FromRedis::Unavailable => Err(Missed {
-                fallback: None,
-                id_token: None,
-                redis_up: false,
-                seen,
-            }),
+            FromRedis::Unavailable => Err(unavailable(key, seen)),
         }
     }
 }
