@@ -131,7 +131,11 @@ async fn variants_tags_and_the_local_tier_work_as_in_single_reads() {
             3,
             "only 404, never cached, is asked again"
         );
-        assert_eq!(names.metrics().local_hits, 2, "1 and 2 from the local tier");
+        assert_eq!(
+            names.metrics().local_hits,
+            3,
+            "1 and 2 (twice) from the local tier"
+        );
 
         cache.invalidate_tag("group:9").await.expect("invalidate");
         repo.db.rows().get_mut(&1).expect("row").name = "renamed".to_owned();
