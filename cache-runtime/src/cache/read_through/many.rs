@@ -9,6 +9,7 @@
 //! for ever on a batch that waits for this one. A key whose awaited load ended without a value
 //! asks for the loader again, in a later call with the others in that situation.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::future::{Future, poll_fn};
@@ -42,6 +43,12 @@ pub(crate) struct BatchItem<I> {
     pub(crate) id: I,
     pub(crate) key: CacheKey,
     pub(crate) tags: Vec<String>,
+}
+
+impl<I> Borrow<CacheKey> for BatchItem<I> {
+    fn borrow(&self) -> &CacheKey {
+        &self.key
+    }
 }
 
 /// Where a key of a batch is in its read.
@@ -357,24 +364,16 @@ impl Cache {
         T: Serialize + DeserializeOwned,
     {
         let mut missed = Vec::new();
-        let mut remote = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
-            let (key, entity, policy) = (&item.key, item.key.entity(), policies.at(index));
-            if self.wants_local(policy) && !super::key_events::hears(entity) {
-                Box::pin(self.start_hearing(entity)).await;
-            }
-            let local = self.local_tier(policy, entity);
-            if let Some(Optional(value)) =
-                local.and_then(|local| self.local_hit::<Optional<T>>(local, key, policy))
-            {
-                values[index] = value;
-                continue;
-            }
-            let seen = local.map_or(0, |local| local.generation(key.as_str()));
-            remote.push((index, seen));
-        }
+        // Without the local tier every item goes to Redis as it is: nothing to gather first.
+        let remote = match self.wants_local(policies.base) {
+            true => Some(self.look_up_locally(items, policies, values).await),
+            false => None,
+        };
+        // Where the `n`th key sent to Redis is among the items, and its local generation.
+        let position = |n: usize| remote.as_ref().map_or((n, 0), |remote| remote[n]);
+        let count = remote.as_ref().map_or(items.len(), Vec::len);
         if policies.base.refresh {
-            for (index, seen) in remote {
+            for (index, seen) in (0..count).map(position) {
                 let miss = Missed {
                     fallback: None,
                     id_token: None,
@@ -386,9 +385,19 @@ impl Cache {
             return missed;
         }
         let marks = BatchMarks::default();
-        for chunk in remote.chunks(FETCH_CHUNK) {
-            let keys: Vec<&CacheKey> = chunk.iter().map(|&(i, _)| &items[i].key).collect();
-            let mut fetched = match self.fetch_many(&keys).await {
+        for start in (0..count).step_by(FETCH_CHUNK) {
+            let end = count.min(start + FETCH_CHUNK);
+            let fetched = match &remote {
+                None => self.fetch_many(&items[start..end]).await,
+                Some(remote) => {
+                    let keys: Vec<&CacheKey> = remote[start..end]
+                        .iter()
+                        .map(|&(i, _)| &items[i].key)
+                        .collect();
+                    self.fetch_many(&keys).await
+                }
+            };
+            let mut fetched = match fetched {
                 Ok(found) => found,
                 Err(error) => {
                     tracing::debug!(%error, "cache unavailable, calling the source");
@@ -396,10 +405,9 @@ impl Cache {
                 }
             }
             .into_iter();
-            for &(index, seen) in chunk {
+            for (index, seen) in (start..end).map(position) {
                 let (key, policy) = (&items[index].key, policies.at(index));
-                let found = fetched.next();
-                let judged = match found {
+                let judged = match fetched.next() {
                     // The usual case, in process: no future per key.
                     Some(found) => match self.lookup_now::<T>(key, &found) {
                         Some(lookup) => self.judge_lookup(key, policy, seen, found, lookup),
@@ -417,6 +425,36 @@ impl Cache {
             }
         }
         missed
+    }
+
+    /// The local tier's step for every item: a hit goes into `values`; the others are answered
+    /// with their local generation before anything is fetched (see `read_through_steps`).
+    async fn look_up_locally<T>(
+        &self,
+        items: &[BatchItem<impl Sized>],
+        policies: &Policies<'_, '_>,
+        values: &mut [Option<T>],
+    ) -> Vec<(usize, u64)>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let mut remote = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            let (key, entity, policy) = (&item.key, item.key.entity(), policies.at(index));
+            if !super::key_events::hears(entity) {
+                Box::pin(self.start_hearing(entity)).await;
+            }
+            let local = self.local_tier(policy, entity);
+            if let Some(Optional(value)) =
+                local.and_then(|local| self.local_hit::<Optional<T>>(local, key, policy))
+            {
+                values[index] = value;
+                continue;
+            }
+            let seen = local.map_or(0, |local| local.generation(key.as_str()));
+            remote.push((index, seen));
+        }
+        remote
     }
 
     /// [`Self::judge_lookup`] for a value whose marks must be read from Redis first (rare).
