@@ -81,6 +81,7 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
         },
     };
     let refresh_span = args.span("stale").or(args.span("early_refresh"));
+    let load_timeout_span = args.span("load_timeout");
     let timing = Timing {
         stale: args.duration("stale", &mut errors),
         early_refresh: args.beta("early_refresh", &mut errors),
@@ -102,7 +103,8 @@ fn parse(args: TokenStream, item: &ItemFn) -> syn::Result<Cached> {
             ));
         }
         if timing.load_timeout.is_some() {
-            errors.at(flag, "`load_timeout` is not supported with `batch`");
+            let span = load_timeout_span.unwrap_or(flag);
+            errors.at(span, "`load_timeout` is not supported with `batch`");
         }
     }
     let in_caller = args.flag("refresh_in_caller", &mut errors);

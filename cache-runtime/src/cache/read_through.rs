@@ -246,7 +246,10 @@ impl Cache {
         // process's waiting callers: the epoch known before the load, as a stamp would be.
         let known = self.inner.marks.known();
         let stamp = match redis_up {
-            true => self.stamp_load(key, policy, id_token, ttl + grace).await,
+            true => {
+                let stamping = self.stamp_load(key, policy, id_token, ttl + grace);
+                Member::throttled(member.as_ref(), stamping).await
+            }
             false => None,
         };
         let guard = match &stamp {
@@ -292,7 +295,8 @@ impl Cache {
                     Ok(_) => served(span, "redis", "stale"),
                     Err(_) => served(span, "source", "error"),
                 }
-                self.abandon(key, leader, guard, outcome).await;
+                let abandoning = self.abandon(key, leader, guard, outcome);
+                Member::throttled(member.as_ref(), abandoning).await;
                 return answer;
             }
         };
@@ -306,6 +310,17 @@ impl Cache {
             ttl,
             started.elapsed(),
         );
+        // In a batch, the store may wait its turn: the lease is kept meanwhile, or a long
+        // wait would let it lapse and the value go unstored.
+        let _turn = match (&guard, member.as_ref()) {
+            (Guard::Lease(token), Some(member)) => {
+                tokio::select! {
+                    turn = member.turn() => turn,
+                    never = self.renew_lease(key, token) => match never {},
+                }
+            }
+            _ => None,
+        };
         self.hand_over_and_store(key, policy, leader, encoded, guard, seen)
             .await;
         served(span, "source", if redis_up { "miss" } else { "fallback" });

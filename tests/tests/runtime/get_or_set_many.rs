@@ -195,7 +195,7 @@ async fn ten_thousand_ids_are_read_in_bounded_round_trips_and_loaded_once() {
     assert_eq!(recorder.calls().len(), 1);
     assert_eq!(recorder.calls()[0].len(), 10_000);
     let stored = server.cached_keys("test:v1:product:*").len();
-    assert_eq!(stored, 10_000);
+    assert_eq!(stored, 10_000, "{:?}", products.metrics());
 }
 
 /// A load that an invalidation overtakes stores nothing: neither an id invalidation nor an

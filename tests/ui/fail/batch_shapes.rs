@@ -47,4 +47,11 @@ async fn conditional(ids: &[u64]) -> HashMap<u64, String> {
     HashMap::new()
 }
 
+/// A bound on the body is not supported with `batch`.
+#[cached(entity = "product", ttl = "medium", key = "{id}", load_timeout = "2s", batch)]
+async fn bounded(ids: &[u64]) -> Result<HashMap<u64, String>, DbError> {
+    let _ = ids;
+    Ok(HashMap::new())
+}
+
 fn main() {}

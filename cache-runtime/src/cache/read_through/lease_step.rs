@@ -30,7 +30,7 @@ impl Cache {
                 // A forced refresh takes the lease over, whoever holds it: its store must be
                 // refused like any other if an invalidation comes in while it loads.
                 None if self.inner.config.lease_ttl.is_some() => {
-                    match self.seize_lease(key, stamp).await {
+                    match Member::throttled(member, self.seize_lease(key, stamp)).await {
                         Lease::Acquired(token) => Guard::Lease(token),
                         Lease::HeldElsewhere | Lease::Unavailable => Guard::NoStore,
                     }
@@ -43,7 +43,7 @@ impl Cache {
         }
         let counters = key.entity().counters();
         for _ in 0..2 {
-            match self.acquire_lease(key, stamp).await {
+            match Member::throttled(member, self.acquire_lease(key, stamp)).await {
                 Lease::Acquired(token) => return Leased::Load(Guard::Lease(token)),
                 Lease::Unavailable => return Leased::Load(Guard::NoStore),
                 Lease::HeldElsewhere => {

@@ -22,7 +22,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use tracing::field;
 
 use super::{Call, FromRedis, Missed};
@@ -61,18 +61,34 @@ const ASKED: u8 = 2;
 const LOADING: u8 = 3;
 const DONE: u8 = 4;
 
-/// The state of every key of a batch that missed.
-struct States(Vec<AtomicU8>);
+/// Redis calls a batch's misses have in flight at most: ten thousand missing keys take their
+/// leases and store their values in waves, not in one flood that keeps the connection's other
+/// callers waiting and lets calls of the batch itself run past their deadline (with 500, a few
+/// stores of a 10,000-key batch timed out in a debug build).
+const MISSES_IN_FLIGHT: usize = 100;
+
+/// The state of every key of a batch that missed, and the permits for their Redis calls.
+struct States {
+    of: Vec<AtomicU8>,
+    in_flight: Semaphore,
+}
 
 impl States {
+    fn new(keys: usize) -> Self {
+        Self {
+            of: (0..keys).map(|_| AtomicU8::new(READING)).collect(),
+            in_flight: Semaphore::new(MISSES_IN_FLIGHT),
+        }
+    }
+
     fn set(&self, slot: usize, state: u8) {
-        self.0[slot].store(state, Ordering::Relaxed);
+        self.of[slot].store(state, Ordering::Relaxed);
     }
 
     /// No key is still reading, and some wait for the loader.
     fn ready_to_load(&self) -> bool {
         let mut asked = false;
-        for state in &self.0 {
+        for state in &self.of {
             match state.load(Ordering::Relaxed) {
                 READING => return false,
                 ASKED => asked = true,
@@ -84,7 +100,7 @@ impl States {
 
     /// The keys waiting for the loader, now given to a call of it.
     fn take_asked(&self) -> Vec<usize> {
-        let asked = self.0.iter().enumerate().filter(|(_, state)| {
+        let asked = self.of.iter().enumerate().filter(|(_, state)| {
             state
                 .compare_exchange(ASKED, LOADING, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
@@ -111,6 +127,21 @@ impl Member<'_> {
             member.states.set(member.slot, READING);
         }
         output
+    }
+
+    /// Runs `call` (Redis commands of this key) once the batch has room for it in flight.
+    pub(super) async fn throttled<F: Future>(member: Option<&Member<'_>>, call: F) -> F::Output {
+        let _turn = match member {
+            Some(member) => member.turn().await,
+            None => None,
+        };
+        call.await
+    }
+
+    /// Room for this key's Redis commands among the batch's, held until dropped.
+    pub(super) async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed: a permit is always had in the end.
+        self.states.in_flight.acquire().await.ok()
     }
 }
 
@@ -240,7 +271,7 @@ impl Cache {
         F: FnMut(Vec<I>) -> Fut,
         Fut: Future<Output = Result<HashMap<I, T>, E>>,
     {
-        let states = States(misses.iter().map(|_| AtomicU8::new(READING)).collect());
+        let states = States::new(misses.len());
         let mut answers = Vec::with_capacity(misses.len());
         let mut reads = FuturesUnordered::new();
         for (slot, (index, missed)) in misses.into_iter().enumerate() {
