@@ -2,8 +2,9 @@
 //!
 //! Each key takes the steps of a single read (local tier, Redis and its validity checks, this
 //! process's flight, a lease, the store) except the first Redis read, which the batch makes
-//! for all its keys in one round trip. The keys then go on together: their leases and stores
-//! are sent together and share the connection's pipeline. The loader is called once every
+//! for all its keys in one round trip per 500 keys. The keys then go on together: their
+//! leases and stores are sent together, at most 100 keys' calls in flight, and share the
+//! connection's pipeline. The loader is called once every
 //! key still reading has either asked for it or is waiting for someone else's load (another
 //! caller here, or another process holding its lease): waiting for those first could wait
 //! for ever on a batch that waits for this one. A key whose awaited load ended without a value
