@@ -8,6 +8,9 @@
 //! - all cold, with a source that takes 1 ms per call: `get_or_set_many` (one source call)
 //!   against 100 `get_or_set` calls (100 source calls, one after another and all at once).
 //!
+//! - one batch of 10,000 cold ids, and what two bystanders reading every 5 ms wait meanwhile:
+//!   another client's `PING`, and a `get` through the same cache.
+//!
 //! Rounds of every setup are interleaved (the order rotating) and the median is reported, as
 //! batches per second with the ratio to the first row of each table.
 //!
@@ -263,4 +266,58 @@ async fn main() {
     table(&bench, &hits, false, rounds).await;
     let cold = [Setup::Batch, Setup::Sequential, Setup::Concurrent];
     table(&bench, &cold, true, rounds).await;
+    large_batch(&bench).await;
+}
+
+/// One batch of 10,000 cold ids (1 ms source) while two bystanders read every 5 ms: a `PING`
+/// on a connection of its own (what other clients of the Redis wait) and a `get` of a cached
+/// key through the same cache (what other callers sharing its connection wait).
+async fn large_batch(bench: &Bench) {
+    const IDS: u64 = 10_000;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = |probe: u8| {
+        let (bench, done) = (bench.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut longest, key) = (Duration::ZERO, bench.products.key(&0u64));
+            while !done.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                match probe {
+                    0 => {
+                        let _: String = redis::cmd("PING")
+                            .query_async(&mut bench.raw.clone())
+                            .await
+                            .expect("PING");
+                    }
+                    _ => {
+                        let read: Option<Product> = bench.cache.get(&key).await.expect("get");
+                        assert!(read.is_some(), "the bystander's key is cached");
+                    }
+                }
+                longest = longest.max(sent.elapsed());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            longest
+        })
+    };
+    let (ping, get) = (watch(0), watch(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = bench.next_cold.fetch_add(IDS, Ordering::Relaxed);
+    let ids: Vec<u64> = (first..first + IDS).collect();
+    let started = Instant::now();
+    let found = bench.batch(Setup::Batch, ids).await;
+    let took = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let (ping, get) = (ping.await.expect("ping"), get.await.expect("get"));
+    assert_eq!(found, IDS as usize, "every id answered");
+    println!("\n| 10,000 cold ids in one batch, 1 ms source | |");
+    println!("| --- | --- |");
+    println!("| the batch took | {:.0} ms |", took.as_secs_f64() * 1e3);
+    println!(
+        "| longest `PING` of another client meanwhile | {:.2} ms |",
+        ping.as_secs_f64() * 1e3
+    );
+    println!(
+        "| longest `get` through the same cache meanwhile | {:.2} ms |",
+        get.as_secs_f64() * 1e3
+    );
 }
