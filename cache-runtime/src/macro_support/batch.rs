@@ -103,7 +103,7 @@ where
     }
 }
 
-/// `#[cached(batch)]` on a function returning the answer itself.
+/// `#[cached(batch)]` on a function returning the answer itself: a body that cannot fail.
 pub async fn cached_batch_value<I, A, K, F, Fut>(
     site: &'static ValueSite,
     ids: &[I],
@@ -117,24 +117,13 @@ where
     F: FnMut(Vec<I>) -> Fut,
     Fut: Future<Output = A>,
 {
-    let Some(batch) = prepare_batch(site, ids, key) else {
-        return body(ids.to_vec()).await;
+    let infallible = |asked: Vec<I>| {
+        let answer = body(asked);
+        async move { Ok::<_, std::convert::Infallible>(answer.await) }
     };
-    let load = |asked: Vec<I>| {
-        let answer = body(asked.clone());
-        async move { Ok::<_, std::convert::Infallible>(answer.await.into_found(&asked)) }
-    };
-    let Batch {
-        cache,
-        items,
-        refresh,
-    } = batch;
-    match cache
-        .read_batch(items, &site.policy(refresh, &[]), load)
-        .await
-    {
-        Ok(values) => A::from_values(ids, values),
-        Err(failed) => match failed.error {},
+    match cached_batch_result(site, ids, key, infallible).await {
+        Ok(answer) => answer,
+        Err(never) => match never {},
     }
 }
 

@@ -198,6 +198,39 @@ async fn ten_thousand_ids_are_read_in_bounded_round_trips_and_loaded_once() {
     assert_eq!(stored, 10_000, "{:?}", products.metrics());
 }
 
+/// A batch over `ids` whose loader says when it started and answers "old" for each id once
+/// released.
+#[allow(clippy::type_complexity)]
+fn held_batch(
+    cache: &Cache,
+    products: &cache_runtime::Entity,
+    ids: Vec<u64>,
+) -> (
+    tokio::task::JoinHandle<
+        Result<Vec<Option<String>>, cache_runtime::BatchError<String, std::io::Error>>,
+    >,
+    Arc<Notify>,
+    Arc<Notify>,
+) {
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (cache, products) = (cache.clone(), products.clone());
+    let (on_start, on_release) = (started.clone(), release.clone());
+    let batch = tokio::spawn(async move {
+        cache
+            .get_or_set_many(&products, &ids, MEDIUM, |ids| {
+                let (started, release) = (on_start.clone(), on_release.clone());
+                async move {
+                    started.notify_one();
+                    release.notified().await;
+                    let old = ids.into_iter().map(|id| (id, "old".to_owned()));
+                    Ok::<_, std::io::Error>(old.collect::<HashMap<_, _>>())
+                }
+            })
+            .await
+    });
+    (batch, started, release)
+}
+
 /// A load that an invalidation overtakes stores nothing: neither an id invalidation nor an
 /// entity's, nor a write of the id, lets the batch's older values in.
 #[tokio::test]
@@ -205,27 +238,7 @@ async fn an_invalidation_racing_a_batch_load_leaves_no_old_value() {
     let server = RedisServer::start();
     let cache = cache(&server);
     let products = cache.entity("product").expect("entity");
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let batch = {
-        let (cache, products) = (cache.clone(), products.clone());
-        let (started, release) = (started.clone(), release.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_set_many(&products, &[1u64, 2, 3, 4], MEDIUM, |ids| {
-                    let (started, release) = (started.clone(), release.clone());
-                    async move {
-                        started.notify_one();
-                        release.notified().await;
-                        Ok::<_, std::io::Error>(
-                            ids.into_iter()
-                                .map(|id| (id, "old".to_owned()))
-                                .collect::<HashMap<_, _>>(),
-                        )
-                    }
-                })
-                .await
-        })
-    };
+    let (batch, started, release) = held_batch(&cache, &products, vec![1, 2, 3, 4]);
     started.notified().await;
     cache
         .invalidate_id(&products, &1u64)
@@ -256,27 +269,7 @@ async fn an_invalidation_racing_a_batch_load_leaves_no_old_value() {
     assert_eq!(products.metrics().stale_sets_prevented, 2);
 
     // An entity invalidation during the load covers every key of the batch.
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let batch = {
-        let (cache, products) = (cache.clone(), products.clone());
-        let (started, release) = (started.clone(), release.clone());
-        tokio::spawn(async move {
-            cache
-                .get_or_set_many(&products, &[11u64, 12, 13], MEDIUM, |ids| {
-                    let (started, release) = (started.clone(), release.clone());
-                    async move {
-                        started.notify_one();
-                        release.notified().await;
-                        Ok::<_, std::io::Error>(
-                            ids.into_iter()
-                                .map(|id| (id, "old".to_owned()))
-                                .collect::<HashMap<_, _>>(),
-                        )
-                    }
-                })
-                .await
-        })
-    };
+    let (batch, started, release) = held_batch(&cache, &products, vec![11, 12, 13]);
     started.notified().await;
     cache
         .invalidate_entity(&products)
