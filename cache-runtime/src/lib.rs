@@ -77,6 +77,8 @@ mod report;
 mod script;
 mod session;
 mod share;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod thread_shard;
 mod tls;
 mod ttl;

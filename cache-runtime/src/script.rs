@@ -35,7 +35,7 @@ impl Script {
 }
 
 /// Every script the runtime sends: what is loaded when a server answers `NOSCRIPT`.
-fn all() -> [&'static Script; 9] {
+pub(crate) fn all() -> [&'static Script; 9] {
     use crate::cache::{fence, lease, ordered};
     [
         &fence::FENCE,

@@ -3,10 +3,12 @@
 
 mod cluster;
 pub mod history;
+mod memory;
 mod proxy;
 mod tls;
 
 pub use cluster::RedisCluster;
+pub use memory::MemoryServer;
 pub use proxy::Proxy;
 pub use tls::{TlsCerts, TlsRedisServer};
 
@@ -17,6 +19,78 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to accept connections after being started.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What tests ask a server (real or in memory) about its contents, on fresh connections.
+macro_rules! inspection {
+    () => {
+        /// A fresh synchronous connection, for assertions on what Redis holds.
+        pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
+            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
+        }
+
+        /// Runs `cmd` on a fresh connection and panics on error: for test set-up and assertions.
+        pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+            let mut connection = self.connection().expect("connect to test redis");
+            cmd.query(&mut connection).expect("test redis command")
+        }
+
+        /// Runs `cmd` on a fresh connection: `None` if the server is unreachable or answers an
+        /// error.
+        pub fn try_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+            let mut connection = self.connection().ok()?;
+            cmd.query(&mut connection).ok()
+        }
+
+        /// A number from `INFO section` (`evicted_keys`, `used_memory`, …).
+        pub fn info_number(&self, section: &str, field: &str) -> u64 {
+            let info: String = self.query(redis::cmd("INFO").arg(section));
+            let prefix = format!("{field}:");
+            info.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no number `{field}` in INFO {section}"))
+        }
+
+        /// How many times `command` (lowercase, e.g. `get`) has run, from `INFO commandstats`.
+        pub fn command_calls(&self, command: &str) -> u64 {
+            let info: String = self.query(redis::cmd("INFO").arg("commandstats"));
+            let prefix = format!("cmdstat_{command}:calls=");
+            info.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|calls| calls.parse().ok())
+                .unwrap_or(0)
+        }
+
+        /// Every key matching `pattern`, found with `SCAN`, sorted.
+        pub fn scan(&self, pattern: &str) -> Vec<String> {
+            let mut connection = self.connection().expect("connect to test redis");
+            let mut keys: Vec<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .clone()
+                .iter(&mut connection)
+                .expect("scan")
+                .collect::<Result<_, _>>()
+                .expect("scan keys");
+            keys.sort();
+            keys
+        }
+
+        /// The keys matching `pattern` that hold cached values, sorted: without the cache's own
+        /// bookkeeping (indexes, leases, cursors), whose names all contain a `%` that escaped ids
+        /// never produce unencoded.
+        pub fn cached_keys(&self, pattern: &str) -> Vec<String> {
+            let mut keys = self.scan(pattern);
+            keys.retain(|key| !is_bookkeeping(key));
+            keys
+        }
+    };
+}
+pub(crate) use inspection;
 
 /// A `redis-server` child process listening on 127.0.0.1.
 #[derive(Debug)]
@@ -170,71 +244,7 @@ impl RedisServer {
         }
     }
 
-    /// A fresh synchronous connection, for assertions on what Redis holds.
-    pub fn connection(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
-    }
-
-    /// Runs `cmd` on a fresh connection and panics on error: for test set-up and assertions.
-    pub fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        let mut connection = self.connection().expect("connect to test redis");
-        cmd.query(&mut connection).expect("test redis command")
-    }
-
-    /// Runs `cmd` on a fresh connection: `None` if the server is unreachable or answers an
-    /// error.
-    pub fn try_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
-        let mut connection = self.connection().ok()?;
-        cmd.query(&mut connection).ok()
-    }
-
-    /// A number from `INFO section` (`evicted_keys`, `used_memory`, …).
-    pub fn info_number(&self, section: &str, field: &str) -> u64 {
-        let info: String = self.query(redis::cmd("INFO").arg(section));
-        let prefix = format!("{field}:");
-        info.lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no number `{field}` in INFO {section}"))
-    }
-
-    /// How many times `command` (lowercase, e.g. `get`) has run, from `INFO commandstats`.
-    pub fn command_calls(&self, command: &str) -> u64 {
-        let info: String = self.query(redis::cmd("INFO").arg("commandstats"));
-        let prefix = format!("cmdstat_{command}:calls=");
-        info.lines()
-            .find_map(|line| line.strip_prefix(prefix.as_str()))
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|calls| calls.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Every key matching `pattern`, found with `SCAN`, sorted.
-    pub fn scan(&self, pattern: &str) -> Vec<String> {
-        let mut connection = self.connection().expect("connect to test redis");
-        let mut keys: Vec<String> = redis::cmd("SCAN")
-            .cursor_arg(0)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .clone()
-            .iter(&mut connection)
-            .expect("scan")
-            .collect::<Result<_, _>>()
-            .expect("scan keys");
-        keys.sort();
-        keys
-    }
-
-    /// The keys matching `pattern` that hold cached values, sorted: without the cache's own
-    /// bookkeeping (indexes, leases, cursors), whose names all contain a `%` that escaped ids
-    /// never produce unencoded.
-    pub fn cached_keys(&self, pattern: &str) -> Vec<String> {
-        let mut keys = self.scan(pattern);
-        keys.retain(|key| !is_bookkeeping(key));
-        keys
-    }
+    inspection!();
 
     /// Kills the server (SIGKILL: what a crash looks like to clients).
     pub fn stop(&mut self) {
@@ -293,7 +303,7 @@ impl Drop for RedisServer {
 
 /// Index, lease and cursor keys end in a `%` part that escaping cannot produce (`%` is only
 /// ever followed by two uppercase hex digits in an escaped value).
-fn is_bookkeeping(key: &str) -> bool {
+pub(crate) fn is_bookkeeping(key: &str) -> bool {
     key.split(':').any(|part| {
         part.strip_prefix('%').is_some_and(|rest| {
             !rest

@@ -3,8 +3,8 @@ use std::time::Duration;
 use cache_runtime::{CacheError, Ttl};
 use serde::{Deserialize, Serialize};
 
+use crate::RedisServer;
 use crate::{CountingLoader, cache, config};
-use cache_tests::RedisServer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Product {

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, CacheKey, ReadOptions, Ttl, cached, with_cache};
 
+use crate::RedisServer;
 use crate::config;
-use cache_tests::RedisServer;
 
 /// A source whose answer and failure can be changed, counting its calls.
 #[derive(Clone, Default)]

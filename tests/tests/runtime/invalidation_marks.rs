@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, ReadOptions, Ttl};
 use tokio::sync::Notify;
 
+use crate::RedisServer;
 use crate::{cache, cut_the_bus, subscribed};
-use cache_tests::RedisServer;
 
 const PLAIN: ReadOptions = ReadOptions::new(Ttl::Medium);
 const LOCAL: ReadOptions = ReadOptions::new(Ttl::Medium).local();

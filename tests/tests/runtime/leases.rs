@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use cache_runtime::{Cache, Ttl};
 use tokio::sync::Notify;
 
+use crate::RedisServer;
 use crate::{cache, config};
-use cache_tests::RedisServer;
 
 fn client(server: &RedisServer, concurrency: usize, load_ms: u64, lease: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_stampede_client"))

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, Ttl};
 
+use crate::RedisServer;
 use crate::cache;
-use cache_tests::RedisServer;
 
 /// `n` concurrent `get_or_set` calls on one key whose loader takes `load_time`; returns the
 /// loader calls and every caller's result.

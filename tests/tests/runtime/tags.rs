@@ -2,8 +2,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, ReadOptions, Ttl, cached, invalidates, with_cache};
 
+use crate::RedisServer;
 use crate::{cache, config};
-use cache_tests::RedisServer;
 
 #[cached(entity = "product", key = "{id}", tags = ["category:{category}"])]
 async fn product(id: u32, category: u32) -> String {

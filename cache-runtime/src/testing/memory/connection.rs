@@ -1,0 +1,312 @@
+//! One client connection: commands in, replies out, and pub/sub once subscribed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use super::resp::{Parsed, Reply, parse};
+use super::{Message, Shared, commands};
+
+/// The channels a connection subscribes to, counted in the store while it does.
+struct Subscriptions {
+    shared: Arc<Shared>,
+    channels: HashSet<Vec<u8>>,
+    messages: Option<broadcast::Receiver<Message>>,
+}
+
+impl Subscriptions {
+    /// Subscribes to `channel`; answers the confirmation Redis sends.
+    fn add(&mut self, channel: Vec<u8>) -> Reply {
+        if self.channels.insert(channel.clone()) {
+            *self
+                .shared
+                .store()
+                .subscribers
+                .entry(channel.clone())
+                .or_default() += 1;
+        }
+        if self.messages.is_none() {
+            self.messages = Some(self.shared.messages.subscribe());
+        }
+        self.confirm("subscribe", channel)
+    }
+
+    fn remove(&mut self, channel: Vec<u8>) -> Reply {
+        if self.channels.remove(&channel) {
+            forget(&mut self.shared.store().subscribers, &channel);
+        }
+        if self.channels.is_empty() {
+            self.messages = None;
+        }
+        self.confirm("unsubscribe", channel)
+    }
+
+    fn confirm(&self, kind: &'static str, channel: Vec<u8>) -> Reply {
+        Reply::Array(vec![
+            Reply::bulk(kind),
+            Reply::Bulk(channel),
+            Reply::int(self.channels.len()),
+        ])
+    }
+}
+
+fn forget(subscribers: &mut std::collections::HashMap<Vec<u8>, usize>, channel: &[u8]) {
+    if let Some(count) = subscribers.get_mut(channel) {
+        *count -= 1;
+        if *count == 0 {
+            subscribers.remove(channel);
+        }
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        let mut store = self.shared.store();
+        for channel in &self.channels {
+            forget(&mut store.subscribers, channel);
+        }
+    }
+}
+
+pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+    let mut frozen = shared.frozen.subscribe();
+    let mut kills = shared.subscriber_kills.subscribe();
+    let mut subscriptions = Subscriptions {
+        shared: shared.clone(),
+        channels: HashSet::new(),
+        messages: None,
+    };
+    let mut input = Vec::with_capacity(4096);
+    let mut output = Vec::with_capacity(4096);
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        while *frozen.borrow_and_update() {
+            if frozen.changed().await.is_err() {
+                return;
+            }
+        }
+        loop {
+            match parse(&input) {
+                Parsed::Command(args, used) => {
+                    input.drain(..used);
+                    if let Some(until) = writes_paused(&shared, &args) {
+                        // Everything after a paused write waits too, as on Redis.
+                        if !output.is_empty() && stream.write_all(&output).await.is_err() {
+                            return;
+                        }
+                        output.clear();
+                        tokio::time::sleep_until(until).await;
+                    }
+                    match command(&shared, &mut subscriptions, &args) {
+                        Some(reply) => reply.write(&mut output),
+                        None => {
+                            let _ = stream.write_all(&output).await;
+                            return;
+                        }
+                    }
+                }
+                Parsed::Incomplete => break,
+                Parsed::Invalid(why) => {
+                    Reply::error(format!("ERR Protocol error: {why}")).write(&mut output);
+                    let _ = stream.write_all(&output).await;
+                    return;
+                }
+            }
+        }
+        if !output.is_empty() {
+            if stream.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+        tokio::select! {
+            read = stream.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => input.extend_from_slice(&chunk[..n]),
+            },
+            message = next_message(&mut subscriptions.messages) => match message {
+                Ok(message) => {
+                    let (channel, payload) = &*message;
+                    if subscriptions.channels.contains(channel) {
+                        Reply::Array(vec![
+                            Reply::bulk("message"),
+                            Reply::Bulk(channel.clone()),
+                            Reply::Bulk(payload.clone()),
+                        ])
+                        .write(&mut output);
+                    }
+                }
+                // Fell too far behind: disconnected, as Redis disconnects a slow subscriber.
+                Err(_) => return,
+            },
+            _ = frozen.changed() => {}
+            _ = kills.changed() => if !subscriptions.channels.is_empty() {
+                return;
+            },
+        }
+    }
+}
+
+async fn next_message(
+    messages: &mut Option<broadcast::Receiver<Message>>,
+) -> Result<Message, broadcast::error::RecvError> {
+    match messages {
+        Some(messages) => messages.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One command's reply, or `None` to close the connection (`QUIT`).
+fn command(shared: &Shared, subscriptions: &mut Subscriptions, args: &[Vec<u8>]) -> Option<Reply> {
+    let name = args
+        .first()
+        .map(|n| n.to_ascii_uppercase())
+        .unwrap_or_default();
+    let subscribed = !subscriptions.channels.is_empty();
+    match name.as_slice() {
+        b"QUIT" => None,
+        b"SUBSCRIBE" if shared.store().subscribe_denied => Some(Reply::error(
+            "NOPERM this user has no permissions to access one of the channels used as arguments",
+        )),
+        b"SUBSCRIBE" => {
+            let mut replies = args[1..].iter().map(|c| subscriptions.add(c.clone()));
+            // Several channels: one confirmation each, written back to back.
+            let first = replies.next()?;
+            let rest: Vec<Reply> = replies.collect();
+            Some(match rest.is_empty() {
+                true => first,
+                false => Reply::Many(std::iter::once(first).chain(rest).collect()),
+            })
+        }
+        b"UNSUBSCRIBE" => {
+            let channels: Vec<Vec<u8>> = match args.len() {
+                1 => subscriptions.channels.iter().cloned().collect(),
+                _ => args[1..].to_vec(),
+            };
+            if channels.is_empty() {
+                return Some(Reply::Array(vec![
+                    Reply::bulk("unsubscribe"),
+                    Reply::Nil,
+                    Reply::Int(0),
+                ]));
+            }
+            let replies: Vec<Reply> = channels
+                .into_iter()
+                .map(|c| subscriptions.remove(c))
+                .collect();
+            Some(Reply::Many(replies))
+        }
+        b"PING" if subscribed => Some(Reply::Array(vec![
+            Reply::bulk("pong"),
+            Reply::bulk(args.get(1).cloned().unwrap_or_default()),
+        ])),
+        _ if subscribed => Some(Reply::error(
+            "ERR Can't execute this command: only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+        )),
+        b"CLIENT"
+            if args.len() == 4
+                && args[1].eq_ignore_ascii_case(b"KILL")
+                && args[2].eq_ignore_ascii_case(b"TYPE")
+                && args[3].eq_ignore_ascii_case(b"PUBSUB") =>
+        {
+            shared.subscriber_kills.send_modify(|kills| *kills += 1);
+            Some(Reply::Int(1))
+        }
+        b"CLIENT" if args.len() >= 3 && args[1].eq_ignore_ascii_case(b"PAUSE") => {
+            Some(pause(shared, &args[2..]))
+        }
+        b"PUBLISH" => {
+            let [_, channel, payload] = args else {
+                return Some(Reply::error(
+                    "ERR wrong number of arguments for 'publish' command",
+                ));
+            };
+            let receivers = {
+                let mut store = shared.store();
+                *store.calls.entry("publish".into()).or_default() += 1;
+                store.subscribers.get(channel).copied().unwrap_or(0)
+            };
+            if receivers > 0 {
+                let _ = shared
+                    .messages
+                    .send(Arc::new((channel.clone(), payload.clone())));
+            }
+            Some(Reply::int(receivers))
+        }
+        b"PUBSUB" => {
+            let store = shared.store();
+            let channels = args.get(2..).unwrap_or_default();
+            Some(Reply::Array(
+                channels
+                    .iter()
+                    .flat_map(|c| {
+                        let n = store.subscribers.get(c).copied().unwrap_or(0);
+                        [Reply::Bulk(c.clone()), Reply::int(n)]
+                    })
+                    .collect(),
+            ))
+        }
+        _ => Some(commands::run(&mut shared.store(), args)),
+    }
+}
+
+/// `CLIENT PAUSE ms [WRITE|ALL]`.
+fn pause(shared: &Shared, args: &[Vec<u8>]) -> Reply {
+    let Some(ms) = std::str::from_utf8(&args[0])
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    else {
+        return Reply::error("ERR timeout is not an integer or out of range");
+    };
+    let duration = std::time::Duration::from_millis(ms);
+    match args.get(1).map(|mode| mode.to_ascii_uppercase()).as_deref() {
+        Some(b"WRITE") => {
+            let until = tokio::time::Instant::now() + duration;
+            *shared
+                .writes_paused_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+        }
+        None | Some(b"ALL") => {
+            shared.frozen.send_replace(true);
+            let frozen = shared.frozen.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(duration).await;
+                frozen.send_replace(false);
+            });
+        }
+        Some(_) => return super::commands::syntax(),
+    }
+    Reply::ok()
+}
+
+/// Commands `CLIENT PAUSE … WRITE` holds back.
+const WRITES: [&[u8]; 14] = [
+    b"SET",
+    b"DEL",
+    b"UNLINK",
+    b"PEXPIRE",
+    b"EXPIRE",
+    b"GETEX",
+    b"EVAL",
+    b"EVALSHA",
+    b"PUBLISH",
+    b"SADD",
+    b"SREM",
+    b"RENAME",
+    b"INCR",
+    b"FLUSHALL",
+];
+
+/// Until when `args` waits, if it is a write during a write pause.
+fn writes_paused(shared: &Shared, args: &[Vec<u8>]) -> Option<tokio::time::Instant> {
+    let until = (*shared
+        .writes_paused_until
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))?;
+    let name = args.first()?.to_ascii_uppercase();
+    (until > tokio::time::Instant::now() && WRITES.contains(&name.as_slice())).then_some(until)
+}
