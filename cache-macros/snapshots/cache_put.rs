@@ -3,6 +3,7 @@ async fn save(&self, p: Product) -> Result<Product, DbError> {
         ::cache_runtime::__private::EntitySite::new(
             "product",
             ::core::option::Option::None,
+            ::core::concat!(::core::module_path!(), "::save"),
         ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Medium,

@@ -3,6 +3,7 @@ async fn set_price(&self, id: u64, cents: u32) -> Result<Product, DbError> {
         ::cache_runtime::__private::EntitySite::new(
             "product",
             ::core::option::Option::None,
+            ::core::concat!(::core::module_path!(), "::set_price"),
         ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Medium,

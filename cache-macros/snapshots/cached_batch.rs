@@ -8,6 +8,7 @@ pub async fn products(
         ::cache_runtime::__private::EntitySite::new(
             "product",
             ::core::option::Option::None,
+            ::core::concat!(::core::module_path!(), "::products"),
         ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Medium,

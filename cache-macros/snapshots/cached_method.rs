@@ -4,6 +4,7 @@ pub async fn list(&self, category: u32, page: u32) -> Result<Vec<Product>, DbErr
         ::cache_runtime::__private::EntitySite::new(
             "product_list",
             ::core::option::Option::None,
+            ::core::concat!(::core::module_path!(), "::list"),
         ),
         ::cache_runtime::__private::ReadOptions::new(
             ::cache_runtime::__private::Ttl::Short,

@@ -2,6 +2,7 @@ async fn update(&self, id: u64, update: &ProductUpdate) -> Result<(), DbError> {
     static __CACHE_SITE: ::cache_runtime::__private::EntitySite = ::cache_runtime::__private::EntitySite::new(
         "product",
         ::core::option::Option::None,
+        ::core::concat!(::core::module_path!(), "::update"),
     );
     let __cache_target = ::cache_runtime::__private::Target::Id(
         ::cache_runtime::__private::KeyWriter::new().value(&(id)).finish(),

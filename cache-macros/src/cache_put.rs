@@ -79,7 +79,7 @@ fn generate(put: &CachePut, item: &ItemFn) -> TokenStream {
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
     let ret = local("__cache_ret");
-    let site = value_site(private, placement, &put.timing, None);
+    let site = value_site(private, placement, &put.timing, None, &item.sig.ident);
     let parts = key_parts(
         private,
         &placement.key,

@@ -142,7 +142,13 @@ fn generate(cached: &Cached, item: &ItemFn) -> TokenStream {
     } = cached;
     let site_ident = local("__CACHE_SITE");
     let key_ident = local("__cache_key");
-    let site = value_site(private, placement, &cached.timing, cached.negative_ttl);
+    let site = value_site(
+        private,
+        placement,
+        &cached.timing,
+        cached.negative_ttl,
+        &item.sig.ident,
+    );
     let parts = key_parts(
         private,
         &placement.key,

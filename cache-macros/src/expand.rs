@@ -123,17 +123,26 @@ pub(crate) fn rendered_list(private: &TokenStream, templates: &[Template]) -> To
     quote!(::std::vec![#(#rendered),*])
 }
 
-/// `EntitySite::new(entity, version)`: which entity a function works on.
+/// `EntitySite::new(entity, version, function)`: which entity a function works on, and the
+/// function's path (named in warnings).
 pub(crate) fn entity_site(
     private: &TokenStream,
     entity: &LitStr,
     version: Option<u32>,
+    function: &syn::Ident,
 ) -> TokenStream {
     let version = match version {
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
-    quote!(#private::EntitySite::new(#entity, #version))
+    let function = format!("::{function}");
+    quote! {
+        #private::EntitySite::new(
+            #entity,
+            #version,
+            ::core::concat!(::core::module_path!(), #function),
+        )
+    }
 }
 
 /// The `ValueSite` static of `#[cached]` and `#[cache_put]`: the entity, and how its values
@@ -143,9 +152,10 @@ pub(crate) fn value_site(
     placement: &Placement,
     timing: &Timing,
     negative_ttl: Option<Ttl>,
+    function: &syn::Ident,
 ) -> TokenStream {
     let site = local("__CACHE_SITE");
-    let entity = entity_site(private, &placement.entity, placement.version);
+    let entity = entity_site(private, &placement.entity, placement.version, function);
     let options = read_options(private, placement.ttl, timing);
     let negative_ttl = match negative_ttl {
         Some(t) => {

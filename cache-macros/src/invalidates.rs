@@ -94,7 +94,7 @@ fn generate(inv: &Invalidates, item: &ItemFn) -> TokenStream {
     let site_ident = local("__CACHE_SITE");
     let (site, target) = match &inv.entity {
         Some(entity) => {
-            let entity_site = entity_site(private, entity, inv.version);
+            let entity_site = entity_site(private, entity, inv.version, &item.sig.ident);
             let target = match &inv.target {
                 Target::Id(template) => {
                     let id = render_id(private, template);

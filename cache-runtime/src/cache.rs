@@ -42,7 +42,7 @@ use crate::freshness::ReadOptions;
 use crate::key::{EntityPrefix, NameError, app_mark_key};
 use crate::local::LocalTier;
 use crate::marks::{MarkCell, Marks};
-use crate::metrics::EntityMetrics;
+use crate::metrics::{EntityMetrics, bump};
 use crate::report::{self, MetricsSource};
 use crate::script::Scripts;
 use crate::ttl::{Jitter, Ttl};
@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     tasks: tasks::Tasks,
     /// How Lua scripts are sent (by digest, unless the server refuses it).
     scripts: Scripts,
+    /// The breaker's cooldowns and values' freshness are measured on it.
+    clock: Arc<dyn Clock>,
 }
 
 impl Inner {
@@ -262,10 +264,13 @@ impl Cache {
         Self::with_clock(config, Arc::new(SystemClock::default()))
     }
 
-    /// Like [`Self::new`], with the clock the circuit breaker measures its cooldown on.
+    /// Like [`Self::new`], with the clock the circuit breaker measures its cooldown on and
+    /// values' freshness (stale windows, early refresh, the local tier's expiry) is judged by:
+    /// a [`crate::MockClock`] in tests. Redis' own TTLs follow it only on the in-memory Redis
+    /// of `testing` built with the same clock.
     pub fn with_clock(config: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
-        let redis = topology::Redis::new(&config, clock).map_err(CacheError::from_redis)?;
+        let redis = topology::Redis::new(&config, clock.clone()).map_err(CacheError::from_redis)?;
         let local = config.local_tier_bytes.map(LocalTier::new);
         let marks = Marks::default();
         let channel = bus::channel(&config.app_prefix);
@@ -286,6 +291,7 @@ impl Cache {
             deadlines: Deadlines::new(config.operation_timeout),
             tasks: tasks::Tasks::default(),
             scripts: Scripts::default(),
+            clock,
             redis,
             entities: Mutex::new(HashMap::new()),
             flights: Flights::default(),
@@ -293,7 +299,10 @@ impl Cache {
             redis_times: std::sync::OnceLock::new(),
             config,
         });
-        tasks::spawn_all(&inner, &runtime);
+        // A disabled cache never contacts Redis: no subscriber, no replay, no sweeper.
+        if !inner.config.disabled {
+            tasks::spawn_all(&inner, &runtime);
+        }
         Ok(Self { inner })
     }
 
@@ -304,6 +313,17 @@ impl Cache {
 
     pub(crate) fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// Caching is off (`CacheConfigBuilder::disabled`, `CACHE_DISABLED`).
+    pub fn is_disabled(&self) -> bool {
+        self.inner.config.disabled
+    }
+
+    /// Milliseconds since the Unix epoch on the cache's clock: what values' freshness is
+    /// written and judged in.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.unix_micros() / 1_000
     }
 
     /// How this cache sends Lua scripts.
@@ -343,6 +363,18 @@ impl Cache {
         self.inner.metrics()
     }
 
+    /// Sets every entity's counters back to zero (see [`Entity::reset_metrics`]).
+    pub fn reset_metrics(&self) {
+        let entities = self
+            .inner
+            .entities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for entity in entities.values() {
+            entity.reset_metrics();
+        }
+    }
+
     /// The circuit breaker's state; on Redis Cluster the worst of the masters' (see
     /// [`Self::nodes`]).
     pub fn breaker_state(&self) -> BreakerState {
@@ -379,6 +411,10 @@ impl Cache {
     /// The value stored under `key`, or `None` on a miss. A stored value that cannot be decoded
     /// (an older struct shape, foreign bytes) is a miss, and so is a cached absence.
     pub async fn get<T: DeserializeOwned>(&self, key: &CacheKey) -> Result<Option<T>, CacheError> {
+        if self.is_disabled() {
+            bump(&key.entity().counters().misses);
+            return Ok(None);
+        }
         match self.read(key).await? {
             storage::Lookup::Hit(value, _) => Ok(Some(value)),
             storage::Lookup::Absent(_) | storage::Lookup::Miss => Ok(None),
@@ -395,6 +431,12 @@ impl Cache {
         &self,
         keys: &[CacheKey],
     ) -> Result<Vec<Option<T>>, CacheError> {
+        if self.is_disabled() {
+            for key in keys {
+                bump(&key.entity().counters().misses);
+            }
+            return Ok(keys.iter().map(|_| None).collect());
+        }
         let found = self.fetch_many(keys).await?;
         let mut values = Vec::with_capacity(keys.len());
         let batch = validity::BatchMarks::default();
@@ -573,6 +615,7 @@ mod tests {
             Arc::from(&b"v"[..]),
             u64::MAX,
             local.generation("unit:v1:product:1"),
+            0,
         );
 
         let key = "unit:v1:product:1".to_owned();
@@ -596,6 +639,7 @@ mod tests {
             Arc::from(&b"v"[..]),
             u64::MAX,
             local.generation("unit:v1:product:1"),
+            0,
         );
         cache.inner.apply_event("garbage");
         cache.inner.apply_event("");

@@ -110,6 +110,8 @@ pub struct CacheConfig {
     pub(crate) local_tier_bytes: Option<usize>,
     pub(crate) local_tier_for_all: bool,
     pub(crate) replay_capacity: usize,
+    /// Caching off: every read runs its loader (see [`CacheConfigBuilder::disabled`]).
+    pub(crate) disabled: bool,
     /// The TLS certificates' contents, read at build.
     pub(crate) tls: Option<Arc<crate::tls::TlsPem>>,
 }
@@ -230,6 +232,7 @@ impl fmt::Debug for CacheConfig {
             local_tier_bytes,
             local_tier_for_all,
             replay_capacity,
+            disabled,
             tls,
         } = self;
         f.debug_struct("CacheConfig")
@@ -251,6 +254,7 @@ impl fmt::Debug for CacheConfig {
             .field("local_tier_bytes", local_tier_bytes)
             .field("local_tier_for_all", local_tier_for_all)
             .field("replay_capacity", replay_capacity)
+            .field("disabled", disabled)
             .field("tls", tls)
             .finish()
     }
@@ -286,6 +290,7 @@ impl Default for CacheConfigBuilder {
                 lease_ttl: Some(DEFAULT_LEASE_TTL),
                 local_tier_bytes: Some(DEFAULT_LOCAL_TIER_BYTES),
                 local_tier_for_all: false,
+                disabled: false,
                 replay_capacity: DEFAULT_REPLAY_CAPACITY,
                 tls: None,
             },
@@ -462,6 +467,16 @@ impl CacheConfigBuilder {
     /// subscriber runs either way: it keeps invalidation marks current too).
     pub fn local_tier_bytes(mut self, bytes: Option<usize>) -> Self {
         self.config.local_tier_bytes = bytes;
+        self
+    }
+
+    /// Caching off (`CACHE_DISABLED=true`): every read runs its loader (no coalescing), writes
+    /// and invalidations do nothing, and Redis is never contacted; the per-entity counters
+    /// still count each read as a miss and a loader call. For tests that assert what the
+    /// source was asked, and for ruling the cache out when chasing a bug. Operator calls
+    /// (`purge_old_versions`, sessions, rate limits) answer `CacheError::Disabled`.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.config.disabled = disabled;
         self
     }
 

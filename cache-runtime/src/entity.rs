@@ -134,6 +134,12 @@ impl Entity {
             .snapshot(self.name(), self.inner.prefix.version())
     }
 
+    /// Sets this entity's counters back to zero (tests: "loaded once since here"). The
+    /// periodic metrics log and exported counters count on from the reset.
+    pub fn reset_metrics(&self) {
+        self.inner.counters.reset();
+    }
+
     pub(crate) fn prefix(&self) -> &EntityPrefix {
         &self.inner.prefix
     }

@@ -118,6 +118,14 @@ impl Header {
         }
     }
 
+    /// The header of a value written at `now_ms` (the cache's clock), fresh for `ttl`.
+    pub(crate) fn written_at(mut self, now_ms: u64, ttl: Duration) -> Self {
+        self.created_at_ms = now_ms;
+        self.fresh_until_ms =
+            now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
     /// Writes the header, `tags` and `payload`. Tags beyond [`MAX_TAGS`] or longer than
     /// [`MAX_TAG_LEN`] are rejected by the caller before this.
     pub fn wrap(&self, tags: &[String], payload: &[u8]) -> Vec<u8> {

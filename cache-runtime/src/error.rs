@@ -50,6 +50,9 @@ pub enum CacheError {
     /// Redis in `cluster` mode): the message names the setting.
     #[error("{0}")]
     Topology(String),
+    /// Caching is off (`CACHE_DISABLED`, `CacheConfigBuilder::disabled`): Redis is not called.
+    #[error("caching is disabled (CACHE_DISABLED): Redis is not called")]
+    Disabled,
     /// The cache was created outside a Tokio runtime.
     #[error("cache-runtime needs a Tokio runtime: create the Cache inside one")]
     NoRuntime,
@@ -96,6 +99,7 @@ impl CacheError {
             | Self::TooLarge { .. }
             | Self::InvalidTags(_)
             | Self::NoRuntime
+            | Self::Disabled
             | Self::Unconfirmed { .. }
             | Self::Topology(_) => false,
         }

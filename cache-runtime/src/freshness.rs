@@ -1,7 +1,7 @@
 //! Freshness: how long a value is served, how long after that it may still be served stale,
 //! and when a read refreshes it early (XFetch, Vattani et al., VLDB 2015).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::envelope::Header;
 use crate::ttl::Ttl;
@@ -66,13 +66,6 @@ impl ReadOptions {
         self.refresh_timeout = Some(timeout);
         self
     }
-}
-
-/// Milliseconds since the Unix epoch, the clock values' freshness is written in.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// XFetch: refresh now if `now - cost · β · ln(u) ≥ expiry`, for `u` uniform in (0, 1].

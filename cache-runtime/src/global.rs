@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cache::Cache;
 
@@ -10,6 +11,72 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 tokio::task_local! {
     static SCOPED: Cache;
     static MODE: Mode;
+}
+
+/// Test scopes (`testing::TestCache::run`) live in this process: while there is one, a
+/// macro call outside every scope has escaped one (a task started with `tokio::spawn`).
+static TEST_SCOPES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a test scope while it lives.
+#[cfg(feature = "testing")]
+struct LiveTestScope;
+
+#[cfg(feature = "testing")]
+impl LiveTestScope {
+    fn new() -> Self {
+        TEST_SCOPES.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+#[cfg(feature = "testing")]
+impl Drop for LiveTestScope {
+    fn drop(&mut self) {
+        TEST_SCOPES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `future` with `cache` in effect, as a test's scope: calls outside every scope while it
+/// lives are warned about.
+#[cfg(feature = "testing")]
+pub(crate) async fn with_test_cache<F: Future>(cache: Cache, future: F) -> F::Output {
+    let _live = LiveTestScope::new();
+    SCOPED.scope(cache, future).await
+}
+
+/// Whether a call that found no scope escaped a test's (see [`TEST_SCOPES`]).
+pub(crate) fn escaped_a_test_scope() -> bool {
+    TEST_SCOPES.load(Ordering::Relaxed) > 0
+}
+
+/// [`tokio::spawn`], with the task running in the caller's cache scope ([`with_cache`], a
+/// test's) and mode ([`uncached`], [`refreshing`]): task-locals do not follow a spawned task by
+/// themselves, so without this the task's `#[cached]` calls would go to the installed cache.
+/// Must be called inside a Tokio runtime.
+///
+/// ```no_run
+/// # async fn product(id: u64) -> u64 { id }
+/// # async fn demo(cache: cache_runtime::Cache) {
+/// cache_runtime::with_cache(cache, async {
+///     let task = cache_runtime::spawn(product(42)); // reads through `cache`
+///     task.await.expect("the task");
+/// })
+/// .await;
+/// # }
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mode = mode();
+    let future = MODE.scope(mode, future);
+    #[cfg(feature = "testing")]
+    let future = crate::testing::carry_recorder(future);
+    match SCOPED.try_with(Cache::clone) {
+        Ok(cache) => tokio::spawn(SCOPED.scope(cache, future)),
+        Err(_) => tokio::spawn(future),
+    }
 }
 
 /// How `#[cached]` functions behave inside [`uncached`] and [`refreshing`].

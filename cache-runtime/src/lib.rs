@@ -101,7 +101,7 @@ pub use error::CacheError;
 pub use export::{REDIS_SECONDS, REDIS_SECONDS_BUCKETS};
 pub use freshness::{DEFAULT_EARLY_REFRESH_BETA, ReadOptions};
 pub use global::{
-    AlreadyInstalled, current, current_for_reads, install, refreshing, uncached, with_cache,
+    AlreadyInstalled, current, current_for_reads, install, refreshing, spawn, uncached, with_cache,
 };
 pub use key::{KeyPart, NameError, escape_into, validate_name};
 pub use load_timeout::{LoadTimedOut, with_load_timeout};

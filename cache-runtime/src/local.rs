@@ -9,8 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use quick_cache::Weighter;
 
-use crate::freshness::now_ms;
-
 /// Default bound of the in-process tier, in bytes of keys and values.
 pub const DEFAULT_LOCAL_TIER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -155,7 +153,14 @@ impl LocalTier {
 
     /// Inserts bytes fetched by a reader that recorded `seen` before fetching them, unless a
     /// removal that may concern them started since (then they may be what it removed).
-    pub(crate) fn insert(&self, key: &str, bytes: Arc<[u8]>, expires_ms: u64, seen: u64) {
+    pub(crate) fn insert(
+        &self,
+        key: &str,
+        bytes: Arc<[u8]>,
+        expires_ms: u64,
+        seen: u64,
+        now_ms: u64,
+    ) {
         if !self.live.load(Ordering::Acquire) || self.generation(key) != seen {
             return;
         }
@@ -163,7 +168,7 @@ impl LocalTier {
         let mut family = self
             .families
             .get(id)
-            .map_or_else(Family::default, |f| f.without(variant, now_ms()));
+            .map_or_else(Family::default, |f| f.without(variant, now_ms));
         family.members.push(Member {
             variant: variant.into(),
             bytes,
@@ -262,7 +267,7 @@ mod tests {
     #[test]
     fn entries_expire_with_their_freshness() {
         let tier = live();
-        tier.insert("a:v1:p:1", bytes(), 1_000, tier.generation("a:v1:p:1"));
+        tier.insert("a:v1:p:1", bytes(), 1_000, tier.generation("a:v1:p:1"), 0);
         assert!(tier.get("a:v1:p:1", 999).is_some());
         assert!(tier.get("a:v1:p:1", 1_000).is_none());
     }
@@ -271,7 +276,7 @@ mod tests {
     fn an_id_and_its_variants_live_side_by_side() {
         let tier = live();
         for key in ["a:v1:p:1", "a:v1:p:1:x", "a:v1:p:1:y:z"] {
-            tier.insert(key, bytes(), u64::MAX, tier.generation(key));
+            tier.insert(key, bytes(), u64::MAX, tier.generation(key), 0);
         }
         assert_eq!(tier.len(), 3);
         assert_eq!(split("a:v1:p:1:y:z"), ("a:v1:p:1", "y:z"));
@@ -287,7 +292,7 @@ mod tests {
     fn an_id_goes_with_its_variants_and_nothing_else() {
         let tier = live();
         for key in ["a:v1:p:1", "a:v1:p:1:x", "a:v1:p:10", "a:v1:q:1"] {
-            tier.insert(key, bytes(), u64::MAX, tier.generation(key));
+            tier.insert(key, bytes(), u64::MAX, tier.generation(key), 0);
         }
         tier.remove_id("a:v1:p:1");
         assert!(tier.get("a:v1:p:1", 0).is_none());
@@ -301,10 +306,10 @@ mod tests {
     #[test]
     fn a_tier_that_is_not_live_serves_and_keeps_nothing() {
         let tier = live();
-        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"), 0);
         tier.set_live(false);
         assert!(tier.get("k", 0).is_none());
-        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"), 0);
         tier.set_live(true);
         assert!(tier.get("k", 0).is_none(), "what was there before is gone");
     }
@@ -314,9 +319,9 @@ mod tests {
         let tier = live();
         let seen = tier.generation("k");
         tier.remove("k");
-        tier.insert("k", bytes(), u64::MAX, seen);
+        tier.insert("k", bytes(), u64::MAX, seen, 0);
         assert!(tier.get("k", 0).is_none());
-        tier.insert("k", bytes(), u64::MAX, tier.generation("k"));
+        tier.insert("k", bytes(), u64::MAX, tier.generation("k"), 0);
         assert!(
             tier.get("k", 0).is_some(),
             "a read that started after it inserts"
@@ -334,21 +339,21 @@ mod tests {
             .expect("some id in another shard");
         let seen = [key, "a:v1:p:1:x", other.as_str()].map(|k| tier.generation(k));
         tier.remove("a:v1:p:1:y");
-        tier.insert(key, bytes(), u64::MAX, seen[0]);
-        tier.insert("a:v1:p:1:x", bytes(), u64::MAX, seen[1]);
-        tier.insert(&other, bytes(), u64::MAX, seen[2]);
+        tier.insert(key, bytes(), u64::MAX, seen[0], 0);
+        tier.insert("a:v1:p:1:x", bytes(), u64::MAX, seen[1], 0);
+        tier.insert(&other, bytes(), u64::MAX, seen[2], 0);
         assert!(tier.get(key, 0).is_none(), "the id of the removed variant");
         assert!(tier.get("a:v1:p:1:x", 0).is_none(), "another variant of it");
         assert!(tier.get(&other, 0).is_some(), "another id inserts");
 
         let seen = tier.generation(&other);
         tier.fence();
-        tier.insert(&other, bytes(), u64::MAX, seen);
+        tier.insert(&other, bytes(), u64::MAX, seen, 0);
         assert!(tier.get(&other, 0).is_some(), "the value from before stays");
         tier.remove_id(&other);
         let seen = tier.generation(&other);
         tier.fence();
-        tier.insert(&other, bytes(), u64::MAX, seen);
+        tier.insert(&other, bytes(), u64::MAX, seen, 0);
         assert!(tier.get(&other, 0).is_none(), "a fence keeps every id out");
     }
 
@@ -362,6 +367,7 @@ mod tests {
                 Arc::from(vec![0u8; 1024]),
                 u64::MAX,
                 tier.generation(&format!("k{i}")),
+                0,
             );
         }
         assert!(tier.len() < 64, "{} entries of 1 KiB in 64 KiB", tier.len());

@@ -70,6 +70,10 @@ pub struct KeyParts {
 pub struct EntitySite {
     name: &'static str,
     version: Option<u32>,
+    /// The annotated function's path, named in warnings.
+    function: &'static str,
+    /// Whether a call escaping a test's scope was warned about already (once per function).
+    escape_warned: AtomicBool,
     /// For the first cache seen (nearly always the only one): read without a lock.
     first: OnceLock<(u64, Entity)>,
     /// For any other cache (`with_cache` scopes): the one used last.
@@ -77,10 +81,12 @@ pub struct EntitySite {
 }
 
 impl EntitySite {
-    pub const fn new(name: &'static str, version: Option<u32>) -> Self {
+    pub const fn new(name: &'static str, version: Option<u32>, function: &'static str) -> Self {
         Self {
             name,
             version,
+            function,
+            escape_warned: AtomicBool::new(false),
             first: OnceLock::new(),
             other: RwLock::new(None),
         }
@@ -179,6 +185,40 @@ impl Prepared {
 }
 
 static WARNED_NOT_INSTALLED: AtomicBool = AtomicBool::new(false);
+/// For `#[invalidates(tags = …)]` without an entity, which has no site.
+static TAGS_ESCAPE_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// The cache a macro call goes through: the scoped one, else the installed one. Warns once
+/// when there is none (for reads and writes: `#[invalidates]` has nothing to invalidate), and
+/// once per function when a test's scope is live but the call is outside it: the call then
+/// reads or writes another test's cache, or none, and a test passes or fails for the wrong
+/// reason.
+fn cache_for(site: Option<&EntitySite>, warn_not_installed: bool) -> Option<InEffect> {
+    let cache = global::in_effect();
+    if !matches!(cache, Some(InEffect::Scoped(_))) && global::escaped_a_test_scope() {
+        let (function, warned) = match site {
+            Some(site) => (site.function, &site.escape_warned),
+            None => ("an #[invalidates(tags = …)] function", &TAGS_ESCAPE_WARNED),
+        };
+        if !warned.swap(true, Ordering::Relaxed) {
+            let went_to = match cache {
+                Some(_) => "the installed cache",
+                None => "no cache",
+            };
+            tracing::warn!(
+                function,
+                "`{function}` ran outside its test's cache scope, so it used {went_to}: start tasks with `cache_runtime::spawn` (not `tokio::spawn`) to carry the scope"
+            );
+        }
+    }
+    if cache.is_none() && warn_not_installed && !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            "no cache installed (cache_runtime::install): #[cached] functions run uncached"
+        );
+    }
+    cache
+}
 
 /// The cache, key and tags for a read, or `None` to run the body uncached.
 fn prepare(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
@@ -198,14 +238,7 @@ fn prepare(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prepared> 
 /// reads).
 fn prepare_write(site: &'static ValueSite, key: Option<KeyParts>) -> Option<Prepared> {
     let key = key?;
-    let Some(cache) = global::in_effect() else {
-        if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "no cache installed (cache_runtime::install): #[cached] functions run uncached"
-            );
-        }
-        return None;
-    };
+    let cache = cache_for(Some(&site.entity), true)?;
     let cache_key = site.entity.key(&cache, key.id, key.variant.as_deref())?;
     Some(Prepared {
         cache,
@@ -226,14 +259,7 @@ fn prepare_batch<I: Clone>(
         Mode::Refresh => true,
         Mode::Bypass => return None,
     };
-    let Some(cache) = global::in_effect() else {
-        if !WARNED_NOT_INSTALLED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                "no cache installed (cache_runtime::install): #[cached] functions run uncached"
-            );
-        }
-        return None;
-    };
+    let cache = cache_for(Some(&site.entity), true)?;
     let items = ids.iter().map(|id| {
         let parts = key(id);
         let key = site
@@ -391,6 +417,9 @@ pub async fn begin_put(site: &'static ValueSite, key: Option<KeyParts>) -> Optio
     let Prepared {
         cache, key, tags, ..
     } = prepare_write(site, key)?;
+    if cache.is_disabled() {
+        return None;
+    }
     let grace = site.options.stale.unwrap_or_default();
     let start = cache
         .begin_write(&key, &tags, site.options.ttl, grace)
@@ -461,7 +490,7 @@ pub enum Target {
 /// `#[invalidates]`: removes the target; failures are logged, never returned.
 pub async fn invalidate(site: &EntitySite, target: Option<Target>) {
     let Some(target) = target else { return };
-    let Some(cache) = global::in_effect() else {
+    let Some(cache) = cache_for(Some(site), false) else {
         return;
     };
     let Some(entity) = site.entity(&cache) else {
@@ -488,7 +517,7 @@ pub async fn invalidate(site: &EntitySite, target: Option<Target>) {
 /// whatever its entity (tags span entities and versions).
 pub async fn invalidate_tags(tags: Option<Vec<String>>) {
     let Some(tags) = tags else { return };
-    let Some(cache) = global::in_effect() else {
+    let Some(cache) = cache_for(None, false) else {
         return;
     };
     for tag in &tags {
@@ -506,7 +535,7 @@ mod tests {
     use super::*;
 
     static SITE: ValueSite = ValueSite::new(
-        EntitySite::new("product", None),
+        EntitySite::new("product", None, "tests::product"),
         ReadOptions::new(Ttl::Short),
         None,
     );

@@ -39,6 +39,13 @@ impl ShardedCounters {
         &self.shards[crate::thread_shard::index(self.shards.len())].0
     }
 
+    /// Zero in every shard.
+    pub(crate) fn reset(&self) {
+        for shard in self.shards.iter() {
+            shard.0.reset();
+        }
+    }
+
     /// The sums over every shard.
     pub(crate) fn snapshot(&self, entity: &str, version: u32) -> EntityMetrics {
         let mut total = EntityMetrics {
@@ -79,6 +86,27 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
+    fn reset(&self) {
+        for counter in [
+            &self.redis_hits,
+            &self.local_hits,
+            &self.misses,
+            &self.loader_calls,
+            &self.coalesced,
+            &self.stale_sets_prevented,
+            &self.stale_served,
+            &self.fail_safe,
+            &self.early_refreshes,
+            &self.loader_errors,
+            &self.redis_errors,
+            &self.fallbacks,
+            &self.oversize_skips,
+            &self.decode_failures,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn add_to(&self, total: &mut EntityMetrics) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         total.hits += get(&self.redis_hits) + get(&self.local_hits);

@@ -107,7 +107,13 @@ impl Cache {
             Lookup::Hit(value, header) => match self.age(&header, &policy.options) {
                 Age::Fresh => {
                     if let (Some(local), Some(bytes)) = (local, bytes) {
-                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms, seen);
+                        local.insert(
+                            key.as_str(),
+                            Arc::from(bytes),
+                            header.fresh_until_ms,
+                            seen,
+                            self.now_ms(),
+                        );
                     }
                     Peek::Fresh(value)
                 }

@@ -102,9 +102,19 @@ enum Ran<L, E> {
 
 /// Records where a read's answer came from on its span: `tier` is `local`, `redis` or
 /// `source`; `outcome` is `hit`, `miss`, `stale`, `coalesced`, `fallback` or `error`.
-fn served(span: &Span, tier: &'static str, outcome: &'static str) {
+fn served(span: &Span, key: &CacheKey, tier: &'static str, outcome: &'static str) {
     span.record("tier", tier);
     span.record("outcome", outcome);
+    tell_recorder(key, tier, outcome);
+}
+
+/// Tells a recorder in effect (`testing::record`, feature `testing`) how a read was answered.
+#[inline]
+pub(super) fn tell_recorder(key: &CacheKey, tier: &'static str, outcome: &'static str) {
+    #[cfg(feature = "testing")]
+    crate::testing::recorded(key, tier, outcome);
+    #[cfg(not(feature = "testing"))]
+    let _ = (key, tier, outcome);
 }
 
 impl Cache {
@@ -154,6 +164,9 @@ impl Cache {
         L: Loaded,
         Fut: Future<Output = Result<L, E>>,
     {
+        if self.is_disabled() {
+            return Box::pin(self.read_disabled(call)).await;
+        }
         let Call {
             key, policy, span, ..
         } = call;
@@ -166,7 +179,7 @@ impl Cache {
             .filter(|_| policy.known.is_none())
             .and_then(|local| self.local_hit::<L>(local, key, policy))
         {
-            served(span, "local", "hit");
+            served(span, key, "local", "hit");
             return Ok(hit);
         }
         // Before anything is fetched from Redis: a removal after this keeps what this call
@@ -175,7 +188,7 @@ impl Cache {
         let (fallback, id_token, redis_up) =
             match self.look_up_in_redis::<L>(key, policy, local, seen).await {
                 FromRedis::Fresh(value) => {
-                    served(span, "redis", "hit");
+                    served(span, key, "redis", "hit");
                     return Ok(value);
                 }
                 FromRedis::Load { fallback, id_token } => (fallback, id_token, true),
@@ -193,6 +206,20 @@ impl Cache {
             },
         ))
         .await
+    }
+
+    /// A read with caching off: the loader's answer, counted as a miss and a loader call.
+    async fn read_disabled<L, E, Fut>(&self, call: Call<'_, '_, E, Fut>) -> Result<L, E>
+    where
+        Fut: Future<Output = Result<L, E>>,
+    {
+        let counters = call.key.entity().counters();
+        bump(&counters.misses);
+        bump(&counters.loader_calls);
+        served(call.span, call.key, "source", "miss");
+        call.loader
+            .await
+            .inspect_err(|_| bump(&counters.loader_errors))
     }
 
     /// Everything after a miss (or an old value, or Redis unavailable): join the flight, take
@@ -233,8 +260,8 @@ impl Cache {
         {
             Joined::Done(answer) => {
                 match had_old_value {
-                    true => served(span, "redis", "stale"),
-                    false => served(span, "source", "coalesced"),
+                    true => served(span, key, "redis", "stale"),
+                    false => served(span, key, "source", "coalesced"),
                 }
                 return answer;
             }
@@ -266,8 +293,8 @@ impl Cache {
             {
                 Leased::Served(value) => {
                     match had_old_value && fallback.is_none() {
-                        true => served(span, "redis", "stale"),
-                        false => served(span, "source", "coalesced"),
+                        true => served(span, key, "redis", "stale"),
+                        false => served(span, key, "source", "coalesced"),
                     }
                     return Ok(value);
                 }
@@ -292,8 +319,8 @@ impl Cache {
             Ran::Loaded(loaded) => loaded,
             Ran::Failed(outcome, answer) => {
                 match &answer {
-                    Ok(_) => served(span, "redis", "stale"),
-                    Err(_) => served(span, "source", "error"),
+                    Ok(_) => served(span, key, "redis", "stale"),
+                    Err(_) => served(span, key, "source", "error"),
                 }
                 let abandoning = self.abandon(key, leader, guard, outcome);
                 Member::throttled(member.as_ref(), abandoning).await;
@@ -323,7 +350,12 @@ impl Cache {
         };
         self.hand_over_and_store(key, policy, leader, encoded, guard, seen)
             .await;
-        served(span, "source", if redis_up { "miss" } else { "fallback" });
+        served(
+            span,
+            key,
+            "source",
+            if redis_up { "miss" } else { "fallback" },
+        );
         Ok(loaded)
     }
 
@@ -388,7 +420,13 @@ impl Cache {
             Lookup::Hit(value, header) => match self.age(&header, options) {
                 Age::Fresh => {
                     if let (Some(local), Some(bytes)) = (local, found.bytes) {
-                        local.insert(key.as_str(), Arc::from(bytes), header.fresh_until_ms, seen);
+                        local.insert(
+                            key.as_str(),
+                            Arc::from(bytes),
+                            header.fresh_until_ms,
+                            seen,
+                            self.now_ms(),
+                        );
                     }
                     return FromRedis::Fresh(L::from_value(value));
                 }

@@ -91,6 +91,10 @@ impl Cache {
         entity: Option<&'a Entity>,
         request: Request<'a>,
     ) -> impl Future<Output = Result<T, CacheError>> + Send + 'a {
+        if self.is_disabled() {
+            let disabled: Boxed<'a, T> = Box::pin(async { Err(CacheError::Disabled) });
+            return Either::Right(Either::Right(disabled));
+        }
         self.keep_tasks_alive();
         let redis = &self.inner.redis;
         let cluster = match (redis.topology(), &redis.cluster) {

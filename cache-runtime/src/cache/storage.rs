@@ -355,7 +355,7 @@ impl Cache {
             )));
         }
         let config = &self.inner.config;
-        let mut header = Header::new(config.codec.id(), ttl, cost);
+        let mut header = Header::new(config.codec.id(), ttl, cost).written_at(self.now_ms(), ttl);
         header.epoch = stamp.epoch;
         header.id_token = stamp.id_token;
         header.revision = stamp.revision;

@@ -145,6 +145,11 @@ pub static ENV_VARS: &[EnvVar] = &[
         |b, _, v| Ok(b.tls_key_file(v.trim())),
     ),
     var(
+        "CACHE_DISABLED",
+        "`true`: caching off, every read runs its loader",
+        |b, n, v| Ok(b.disabled(boolean(n, v)?)),
+    ),
+    var(
         "CACHE_LOCAL_TIER_ALL",
         "`true`: every entity uses the in-process tier",
         |b, n, v| Ok(b.local_tier_for_all(boolean(n, v)?)),

@@ -2,7 +2,7 @@
 
 use crate::cache::Cache;
 use crate::envelope::Header;
-use crate::freshness::{ReadOptions, now_ms, refresh_early};
+use crate::freshness::{ReadOptions, refresh_early};
 use crate::metrics::{Counters, bump};
 
 /// What a read makes of a value's age.
@@ -50,7 +50,7 @@ impl Cache {
             // the plain hit path.
             return Age::Fresh;
         }
-        let now = now_ms();
+        let now = self.now_ms();
         if now < header.fresh_until_ms {
             match options.early_refresh {
                 Some(beta) if refresh_early(header, now, beta, rand::random::<f64>()) => {

@@ -6,7 +6,6 @@ use crate::cache::storage::Lookup;
 use crate::cache::{Cache, key_events};
 use crate::entity::{CacheKey, Entity};
 use crate::envelope::Header;
-use crate::freshness::now_ms;
 use crate::local::LocalTier;
 use crate::metrics::bump;
 
@@ -35,7 +34,7 @@ impl Cache {
             return None;
         }
         let (id, variant) = key.id_and_variant();
-        let bytes = local.get_member(id, variant, now_ms())?;
+        let bytes = local.get_member(id, variant, self.now_ms())?;
         // Checked when it came from Redis, or written by this process.
         let envelope = Header::unwrap_verified(&bytes).ok()?;
         if !self.still_valid_locally(key.entity(), &envelope.header, envelope.tags) {

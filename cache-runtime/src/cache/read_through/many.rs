@@ -451,7 +451,10 @@ impl Cache {
                     None => Err(unavailable(key, seen)),
                 };
                 match judged {
-                    Ok(value) => values[index] = value,
+                    Ok(value) => {
+                        super::tell_recorder(key, "redis", "hit");
+                        values[index] = value;
+                    }
                     Err(miss) => missed.push((index, miss)),
                 }
             }
@@ -480,6 +483,7 @@ impl Cache {
             if let Some(Optional(value)) =
                 local.and_then(|local| self.local_hit::<Optional<T>>(local, key, policy))
             {
+                super::tell_recorder(key, "local", "hit");
                 values[index] = value;
                 continue;
             }

@@ -14,7 +14,6 @@ use crate::cache::validity::Stamp;
 use crate::entity::CacheKey;
 use crate::error::CacheError;
 use crate::flight::{Leader, Outcome};
-use crate::freshness::now_ms;
 use crate::metrics::bump;
 
 /// A loaded value as stored and as handed to this process's waiting callers.
@@ -128,9 +127,16 @@ impl Cache {
             Some(Ok(bytes)) => {
                 let stored = self.store_encoded(key, &bytes, physical_ttl, write).await;
                 if let (Ok(true), Some(local)) = (&stored, self.local_tier(policy, key.entity())) {
-                    let fresh_until =
-                        now_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-                    local.insert(key.as_str(), Arc::from(bytes), fresh_until, seen);
+                    let fresh_until = self
+                        .now_ms()
+                        .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+                    local.insert(
+                        key.as_str(),
+                        Arc::from(bytes),
+                        fresh_until,
+                        seen,
+                        self.now_ms(),
+                    );
                 }
                 stored
             }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::clock::Clock;
 
@@ -38,8 +38,6 @@ const MAX_CURSORS: usize = 1024;
 pub(crate) struct Store {
     keys: BTreeMap<Vec<u8>, Entry>,
     clock: Arc<dyn Clock>,
-    /// Unix microseconds at the clock's origin: `TIME` answers this plus the clock.
-    wall_origin_us: u64,
     pub(crate) run_id: String,
     /// Top-level calls per command (lowercase), for `INFO commandstats`.
     pub(crate) calls: HashMap<String, u64>,
@@ -71,14 +69,9 @@ fn default_config() -> BTreeMap<String, String> {
 
 impl Store {
     pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_sub(clock.elapsed());
         Self {
             keys: BTreeMap::new(),
             clock,
-            wall_origin_us: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
             run_id: new_run_id(),
             calls: HashMap::new(),
             subscribers: HashMap::new(),
@@ -111,8 +104,7 @@ impl Store {
 
     /// Unix time in microseconds on the injected clock (`TIME`).
     pub(crate) fn unix_us(&self) -> u64 {
-        let elapsed = u64::try_from(self.clock.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.wall_origin_us.saturating_add(elapsed)
+        self.clock.unix_micros()
     }
 
     /// The entry under `key`, removing it first if it has expired.
