@@ -30,6 +30,9 @@ type Message = Arc<(Vec<u8>, Vec<u8>)>;
 /// subscriber whose output buffer overflows.
 const SUBSCRIBER_BACKLOG: usize = 65_536;
 
+/// The accept loop, and word that it has ended.
+type Serving = (tokio::task::JoinHandle<()>, std::sync::mpsc::Receiver<()>);
+
 /// What the server task and every connection share.
 #[derive(Debug)]
 struct Shared {
@@ -72,7 +75,7 @@ pub struct MemoryRedis {
     address: SocketAddr,
     runtime: tokio::runtime::Handle,
     /// The accept loop (aborting it closes every connection), and word that it has ended.
-    serving: Option<(tokio::task::JoinHandle<()>, std::sync::mpsc::Receiver<()>)>,
+    serving: Mutex<Option<Serving>>,
     /// Dropped to stop the server's thread.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -95,11 +98,11 @@ impl MemoryRedis {
             writes_paused_until: Mutex::new(None),
             subscriber_kills: watch::channel(0).0,
         });
-        let mut server = Self {
+        let server = Self {
             shared,
             address,
             runtime,
-            serving: None,
+            serving: Mutex::new(None),
             _stop: stop,
         };
         server.serve(listener)?;
@@ -116,8 +119,8 @@ impl MemoryRedis {
     }
 
     /// Closes every connection and stops listening; what is stored stays (see [`Self::restart`]).
-    pub fn stop(&mut self) {
-        if let Some((serving, ended)) = self.serving.take() {
+    pub fn stop(&self) {
+        if let Some((serving, ended)) = self.serving() {
             serving.abort();
             // The listener closes when the server's thread drops the task: wait for it, so the
             // port refuses connections once this returns.
@@ -127,7 +130,7 @@ impl MemoryRedis {
 
     /// Starts again on the same port with nothing stored and a new `run_id`, as a Redis
     /// without persistence comes back from a restart.
-    pub fn restart(&mut self) -> std::io::Result<()> {
+    pub fn restart(&self) -> std::io::Result<()> {
         self.stop();
         self.shared.store().restart();
         let listener = StdListener::bind(self.address)?;
@@ -165,7 +168,14 @@ impl MemoryRedis {
         self.shared.store().sweep();
     }
 
-    fn serve(&mut self, listener: StdListener) -> std::io::Result<()> {
+    fn serving(&self) -> Option<Serving> {
+        self.serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    fn serve(&self, listener: StdListener) -> std::io::Result<()> {
         listener.set_nonblocking(true)?;
         let shared = self.shared.clone();
         let _entered = self.runtime.enter();
@@ -187,14 +197,17 @@ impl MemoryRedis {
                 }
             }
         });
-        self.serving = Some((serving, ended_rx));
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((serving, ended_rx));
         Ok(())
     }
 }
 
 impl Drop for MemoryRedis {
     fn drop(&mut self) {
-        if let Some((serving, _)) = self.serving.take() {
+        if let Some((serving, _)) = self.serving() {
             serving.abort();
         }
     }

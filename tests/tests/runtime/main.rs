@@ -25,6 +25,7 @@ mod sessions;
 mod stampede;
 mod stored_values;
 mod tags;
+mod testing_support;
 mod tls;
 mod two_tiers;
 

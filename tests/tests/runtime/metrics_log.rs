@@ -62,7 +62,7 @@ fn a_periodic_info_line_reports_each_active_entitys_hit_ratio() {
 
 /// Runs `body` on a current-thread runtime with logs up to `level` captured (and spans'
 /// closings, with their fields, when `spans`); answers the log and what `body` returned.
-fn logged<T>(
+pub(crate) fn logged<T>(
     level: tracing::Level,
     spans: bool,
     body: impl std::future::Future<Output = T>,
