@@ -139,3 +139,8 @@ pub mod envelope_format {
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+// And so do docs/testing.md's.
+#[doc = include_str!("../../docs/testing.md")]
+#[cfg(all(doctest, feature = "testing"))]
+pub struct TestingDoctests;
