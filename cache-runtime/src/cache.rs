@@ -269,7 +269,13 @@ impl Cache {
     /// a [`crate::MockClock`] in tests. Redis' own TTLs follow it only on the in-memory Redis
     /// of `testing` built with the same clock.
     pub fn with_clock(config: CacheConfig, clock: Arc<dyn Clock>) -> Result<Self, CacheError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?;
+        // A disabled cache starts no task, so it needs no runtime.
+        let runtime = match config.disabled {
+            true => None,
+            false => {
+                Some(tokio::runtime::Handle::try_current().map_err(|_| CacheError::NoRuntime)?)
+            }
+        };
         let redis = topology::Redis::new(&config, clock.clone()).map_err(CacheError::from_redis)?;
         let local = config.local_tier_bytes.map(LocalTier::new);
         let marks = Marks::default();
@@ -300,7 +306,7 @@ impl Cache {
             config,
         });
         // A disabled cache never contacts Redis: no subscriber, no replay, no sweeper.
-        if !inner.config.disabled {
+        if let Some(runtime) = runtime {
             tasks::spawn_all(&inner, &runtime);
         }
         Ok(Self { inner })

@@ -108,12 +108,20 @@ async fn flush_pending_keeps_its_deadline_with_a_long_backlog() {
     let config = trips_fast(&server, Duration::from_millis(200)).replay_capacity(30_000);
     let cache = Cache::new(config.build().expect("config")).expect("cache");
     let products = cache.entity("product").expect("entity");
-    open_breaker(&server, &cache, Duration::from_millis(400)).await;
+    // Paused for longer than the backlog takes to build (about 0.2 s in a debug build, and
+    // more on a busy machine): no invalidation may reach Redis meanwhile.
+    let pause = Duration::from_millis(1500);
+    let paused_at = Instant::now();
+    open_breaker(&server, &cache, pause).await;
     for id in 0..20_000u32 {
         let _ = cache.invalidate_id(&products, &id).await;
     }
+    assert!(
+        paused_at.elapsed() < pause,
+        "the backlog took longer than the pause"
+    );
     assert!(cache.pending_invalidations() > 19_000, "kept for replay");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep_until((paused_at + pause + Duration::from_millis(300)).into()).await;
     let started = Instant::now();
     let left = cache.flush_pending(Duration::from_millis(200)).await;
     let took = started.elapsed();

@@ -63,7 +63,7 @@ impl Repo {
 
 #[test]
 fn a_call_escaping_its_test_scope_is_warned_about_once_naming_the_function() {
-    let (log, loads) = logged(tracing::Level::WARN, false, async {
+    let (log, counts) = logged(tracing::Level::WARN, false, async {
         let test = TestCache::in_memory().expect("test cache");
         let repo = std::sync::Arc::new(Repo::default());
         test.run(async {
@@ -79,13 +79,22 @@ fn a_call_escaping_its_test_scope_is_warned_about_once_naming_the_function() {
             }
         })
         .await;
-        repo.loads()
+        let reads = |name: &str| {
+            let metrics = test.cache().entity(name).expect("entity").metrics();
+            (metrics.misses, metrics.hits)
+        };
+        (reads("escaping"), reads("carried"))
     });
-    let warning = "`runtime::testing_support::escaping_product` ran outside its test's cache scope, so it used no cache";
+    // The other tests of this binary may have installed a global cache: the escaped calls
+    // went there, or to none.
+    let warning = "`runtime::testing_support::escaping_product` ran outside its test's cache scope, so it used";
     assert_eq!(log.matches(warning).count(), 1, "one warning: {log}");
     assert!(!log.contains("carried_product"), "{log}");
-    // Two uncached escaping reads, one load and one hit in the test's cache.
-    assert_eq!(loads, 3);
+    assert_eq!(
+        counts,
+        ((0, 0), (1, 1)),
+        "escaped reads missed the test's cache"
+    );
 }
 
 #[tokio::test]
@@ -148,13 +157,55 @@ async fn a_disabled_cache_runs_every_body_and_still_counts() {
         values,
         [Some("p1".into()), Some("p2".into()), Some("p1".into())]
     );
-    let env = |name: &str| (name == "CACHE_DISABLED").then(|| "true".to_owned());
+}
+
+#[tokio::test]
+async fn caching_off_from_the_environment_never_contacts_redis() {
+    let server = crate::RedisServer::start();
+    // The harness' own PING when it started the server is not the cache's.
+    let _: () = server.query(redis::cmd("CONFIG").arg("RESETSTAT"));
+    let env = |name: &str| match name {
+        "CACHE_DISABLED" => Some("true".to_owned()),
+        "CACHE_REDIS_URL" => Some(server.url()),
+        _ => None,
+    };
     let config = CacheConfig::from_env_with(env)
         .expect("env")
-        .app_prefix("off")
-        .build();
-    let from_env = cache_runtime::Cache::new(config.expect("config")).expect("cache");
-    assert!(from_env.is_disabled());
+        .app_prefix("off");
+    let cache = cache_runtime::Cache::new(config.build().expect("config")).expect("cache");
+    assert!(cache.is_disabled());
+    let products = cache.entity("product").expect("entity");
+    let key = products.key(&1u64);
+    let load = || async { Ok::<_, std::io::Error>(1u64) };
+    for _ in 0..3 {
+        assert_eq!(
+            cache
+                .get_or_set(&key, Ttl::Short, load)
+                .await
+                .expect("read"),
+            1
+        );
+    }
+    cache.set(&key, &2u64, Ttl::Short).await.expect("set");
+    cache
+        .invalidate_entity(&products)
+        .await
+        .expect("invalidate");
+    assert_eq!(products.metrics().loader_calls, 3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let info: String = server.query(redis::cmd("INFO").arg("commandstats"));
+    let commands: Vec<&str> = info
+        .lines()
+        .filter(|line| line.starts_with("cmdstat_"))
+        .filter(|line| !line.starts_with("cmdstat_info:") && !line.starts_with("cmdstat_config"))
+        .collect();
+    assert_eq!(commands, Vec::<&str>::new(), "Redis was contacted");
+}
+
+#[test]
+fn a_disabled_cache_needs_no_runtime() {
+    let test = TestCache::disabled().expect("no runtime needed");
+    assert!(test.cache().is_disabled());
 }
 
 fn answers(reads: &[Read]) -> Vec<(&str, Tier, Outcome)> {
