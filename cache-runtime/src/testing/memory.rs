@@ -10,6 +10,7 @@
 mod commands;
 mod connection;
 mod glob;
+mod hash;
 mod info;
 mod resp;
 mod scripts;

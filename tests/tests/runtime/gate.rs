@@ -9,8 +9,8 @@ use std::time::Duration;
 use cache_runtime::{Cache, ReadOptions, Ttl, cached, refreshing, with_cache};
 use tokio::sync::Notify;
 
+use crate::RedisServer;
 use crate::{cache, cut_the_bus, subscribed};
-use cache_tests::RedisServer;
 
 const PLAIN: ReadOptions = ReadOptions::new(Ttl::Medium);
 /// Longer than an event takes between two instances on loopback (~13 µs p50), by far.

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::RedisServer;
 use cache_runtime::{Cache, ReadOptions, Ttl};
-use cache_tests::RedisServer;
 use tokio::sync::Notify;
 
 use crate::cache;

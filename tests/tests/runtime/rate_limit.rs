@@ -2,8 +2,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{RateLimiter, WhenUnavailable};
 
+use crate::RedisServer;
 use crate::cache;
-use cache_tests::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_limit_passes_among_64_concurrent_callers() {

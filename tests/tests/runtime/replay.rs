@@ -2,8 +2,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Ttl, invalidates, with_cache};
 
+use crate::RedisServer;
 use crate::config;
-use cache_tests::RedisServer;
 
 fn resilient(server: &RedisServer, capacity: usize) -> Cache {
     Cache::new(

@@ -1,8 +1,8 @@
 //! Lua scripts go to Redis by digest (`EVALSHA`), are loaded again when the server has lost
 //! them, and are sent whole when the Redis user may not send them by digest.
 
+use crate::RedisServer;
 use cache_runtime::{BreakerState, Cache, Ttl};
-use cache_tests::RedisServer;
 
 use crate::CountingLoader;
 

@@ -3,8 +3,8 @@ use std::time::Duration;
 use cache_runtime::{Cache, Sessions};
 use serde::{Deserialize, Serialize};
 
+use crate::RedisServer;
 use crate::cache;
-use cache_tests::RedisServer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Login {

@@ -1,8 +1,8 @@
 use cache_runtime::{Cache, CodecKind, Ttl};
 use serde::{Deserialize, Serialize};
 
+use crate::RedisServer;
 use crate::{CountingLoader, cache, config};
-use cache_tests::RedisServer;
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct ProductV1 {

@@ -2,8 +2,9 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, ReadOptions, Ttl};
 
+use crate::RedisServer;
 use crate::config;
-use cache_tests::{Proxy, RedisServer};
+use cache_tests::Proxy;
 
 const LOCAL: ReadOptions = ReadOptions::new(Ttl::Medium).local();
 

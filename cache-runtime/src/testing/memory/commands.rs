@@ -83,7 +83,7 @@ pub(crate) fn execute(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
             Some("GETNAME") => Reply::Nil,
             _ => Reply::ok(),
         }),
-        "SELECT" | "AUTH" | "READWRITE" => Ok(Reply::ok()),
+        "SELECT" | "READWRITE" => Ok(Reply::ok()),
         "ACL" => acl(store, args),
         "GET" => {
             need(1)?;
@@ -143,13 +143,14 @@ pub(crate) fn execute(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
         }
         "TYPE" => {
             need(1)?;
-            Ok(Reply::Status(match store.entry(&args[0]) {
-                None => "none",
-                Some(Entry {
-                    data: Data::Str(_), ..
-                }) => "string",
-                Some(_) => "set",
-            }))
+            Ok(Reply::Status(
+                match store.entry(&args[0]).map(|e| &e.data) {
+                    None => "none",
+                    Some(Data::Str(_)) => "string",
+                    Some(Data::Set(_)) => "set",
+                    Some(Data::Hash(_)) => "hash",
+                },
+            ))
         }
         "RENAME" => {
             need(2)?;
@@ -235,6 +236,9 @@ pub(crate) fn execute(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
                 "SISMEMBER" => Reply::int(usize::from(members.contains(&args[1]))),
                 _ => Reply::Array(members.into_iter().map(Reply::Bulk).collect()),
             })
+        }
+        "HINCRBY" | "HGET" | "HGETALL" | "HSET" | "HDEL" | "HLEN" => {
+            super::hash::command(store, name, args)
         }
         "SCAN" => scan(store, args),
         "KEYS" => {
@@ -504,7 +508,25 @@ fn config(store: &mut Store, args: &[Vec<u8>]) -> Answer {
 /// ACL is Redis' own business.
 fn acl(store: &mut Store, args: &[Vec<u8>]) -> Answer {
     match args {
-        [setuser, _user, rules @ ..] if upper(setuser) == "SETUSER" => {
+        [setuser, user, rules @ ..]
+            if upper(setuser) == "SETUSER" && user.as_slice() != b"default" =>
+        {
+            let user = store.users.entry(user.clone()).or_default();
+            for rule in rules {
+                match rule.split_first() {
+                    Some((b'>', password)) => user.password = Some(password.to_vec()),
+                    Some((b'-', command)) if !command.starts_with(b"@") => {
+                        user.denied.insert(upper(command));
+                    }
+                    Some((b'+', command)) if !command.starts_with(b"@") => {
+                        user.denied.remove(&upper(command));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(Reply::ok())
+        }
+        [setuser, _default, rules @ ..] if upper(setuser) == "SETUSER" => {
             for rule in rules {
                 match upper(rule).as_str() {
                     "-SUBSCRIBE" | "-PSUBSCRIBE" => store.subscribe_denied = true,

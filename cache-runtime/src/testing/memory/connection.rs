@@ -74,6 +74,8 @@ impl Drop for Subscriptions {
 pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut frozen = shared.frozen.subscribe();
     let mut kills = shared.subscriber_kills.subscribe();
+    // The user `AUTH` named (`None`: the default user, who may run everything).
+    let mut user = None;
     let mut subscriptions = Subscriptions {
         shared: shared.clone(),
         channels: HashSet::new(),
@@ -100,7 +102,7 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                         output.clear();
                         tokio::time::sleep_until(until).await;
                     }
-                    match command(&shared, &mut subscriptions, &args) {
+                    match command(&shared, &mut subscriptions, &mut user, &args) {
                         Some(reply) => reply.write(&mut output),
                         None => {
                             let _ = stream.write_all(&output).await;
@@ -159,12 +161,62 @@ async fn next_message(
     }
 }
 
+/// `AUTH [user] password`: the user, if its password matches.
+fn authenticate(shared: &Shared, args: &[Vec<u8>]) -> Result<Option<Vec<u8>>, Reply> {
+    let wrong = || Reply::error("WRONGPASS invalid username-password pair or user is disabled.");
+    match args {
+        // No password on the default user: any is accepted.
+        [_, _] => Ok(None),
+        [_, name, _] if name.as_slice() == b"default" => Ok(None),
+        [_, name, password] => match shared.store().users.get(name) {
+            Some(user) if user.password.as_deref() == Some(password.as_slice()) => {
+                Ok(Some(name.clone()))
+            }
+            _ => Err(wrong()),
+        },
+        _ => Err(Reply::error(
+            "ERR wrong number of arguments for 'auth' command",
+        )),
+    }
+}
+
+/// Whether `user` may run `name`.
+fn permitted(shared: &Shared, user: Option<&Vec<u8>>, name: &[u8]) -> Result<(), Reply> {
+    let Some(user) = user else { return Ok(()) };
+    let name = String::from_utf8_lossy(name).into_owned();
+    match shared.store().users.get(user) {
+        Some(found) if found.denied.contains(&name) => Err(Reply::error(format!(
+            "NOPERM User {} has no permissions to run the '{}' command",
+            String::from_utf8_lossy(user),
+            name.to_ascii_lowercase()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// One command's reply, or `None` to close the connection (`QUIT`).
-fn command(shared: &Shared, subscriptions: &mut Subscriptions, args: &[Vec<u8>]) -> Option<Reply> {
+fn command(
+    shared: &Shared,
+    subscriptions: &mut Subscriptions,
+    user: &mut Option<Vec<u8>>,
+    args: &[Vec<u8>],
+) -> Option<Reply> {
     let name = args
         .first()
         .map(|n| n.to_ascii_uppercase())
         .unwrap_or_default();
+    if name == b"AUTH" {
+        return Some(match authenticate(shared, args) {
+            Ok(authenticated) => {
+                *user = authenticated;
+                Reply::ok()
+            }
+            Err(error) => error,
+        });
+    }
+    if let Err(refused) = permitted(shared, user.as_ref(), &name) {
+        return Some(refused);
+    }
     let subscribed = !subscriptions.channels.is_empty();
     match name.as_slice() {
         b"QUIT" => None,

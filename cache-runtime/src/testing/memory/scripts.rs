@@ -16,15 +16,23 @@ pub(crate) fn command(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
             Some(b"LOAD") => {
                 let source = args.get(1).ok_or_else(syntax)?;
                 let digest = sha1_smol::Sha1::from(source).digest().to_string();
+                *store.calls.entry("script|load".into()).or_default() += 1;
+                store.scripts.insert(digest.clone());
                 Ok(Reply::bulk(digest))
             }
             Some(b"EXISTS") => Ok(Reply::Array(
                 args[1..]
                     .iter()
-                    .map(|d| Reply::int(usize::from(known(d).is_some())))
+                    .map(|d| {
+                        let digest = String::from_utf8_lossy(d).to_ascii_lowercase();
+                        Reply::int(usize::from(store.scripts.contains(&digest)))
+                    })
                     .collect(),
             )),
-            Some(b"FLUSH") => Ok(Reply::ok()),
+            Some(b"FLUSH") => {
+                store.scripts.clear();
+                Ok(Reply::ok())
+            }
             _ => Err(syntax()),
         },
         _ => {
@@ -34,12 +42,21 @@ pub(crate) fn command(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
             let script = match name {
                 "EVAL" => {
                     let digest = sha1_smol::Sha1::from(script).digest().to_string();
-                    known(digest.as_bytes()).ok_or_else(|| {
+                    let known = known(digest.as_bytes()).ok_or_else(|| {
                         Reply::error("ERR the in-memory Redis runs only the cache's own scripts")
-                    })?
+                    })?;
+                    store.scripts.insert(digest);
+                    known
                 }
-                _ => known(script)
-                    .ok_or_else(|| Reply::error("NOSCRIPT No matching script. Please use EVAL."))?,
+                // Known by its digest, and loaded since the last restart or flush.
+                _ => {
+                    let digest = String::from_utf8_lossy(script).to_ascii_lowercase();
+                    known(digest.as_bytes())
+                        .filter(|_| store.scripts.contains(&digest))
+                        .ok_or_else(|| {
+                            Reply::error("NOSCRIPT No matching script. Please use EVAL.")
+                        })?
+                }
             };
             let count = usize::try_from(int(count)?)
                 .ok()

@@ -1,6 +1,6 @@
 //! The keyspace: strings and sets, each with an optional expiry on the injected clock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::clock::Clock;
 pub(crate) enum Data {
     Str(Vec<u8>),
     Set(BTreeSet<Vec<u8>>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +53,18 @@ pub(crate) struct Store {
     pub(crate) expired_keys: u64,
     /// `ACL SETUSER default -subscribe`: `SUBSCRIBE` is refused.
     pub(crate) subscribe_denied: bool,
+    /// The digests of the scripts loaded (`SCRIPT LOAD`, `EVAL`): `EVALSHA` of another is
+    /// answered `NOSCRIPT`, as after a restart or `SCRIPT FLUSH`.
+    pub(crate) scripts: HashSet<String>,
+    /// Users made with `ACL SETUSER` (the default user excepted).
+    pub(crate) users: HashMap<Vec<u8>, User>,
+}
+
+/// A user of `ACL SETUSER`: its password and the commands it may not run.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct User {
+    pub(crate) password: Option<Vec<u8>>,
+    pub(crate) denied: HashSet<String>,
 }
 
 fn default_config() -> BTreeMap<String, String> {
@@ -82,6 +95,8 @@ impl Store {
             keyspace_misses: 0,
             expired_keys: 0,
             subscribe_denied: false,
+            scripts: HashSet::new(),
+            users: HashMap::new(),
         }
     }
 
@@ -265,6 +280,7 @@ pub(crate) fn entry_bytes(entry: &Entry) -> usize {
     match &entry.data {
         Data::Str(bytes) => bytes.len(),
         Data::Set(members) => members.iter().map(|m| m.len() + 16).sum(),
+        Data::Hash(fields) => fields.iter().map(|(f, v)| f.len() + v.len() + 16).sum(),
     }
 }
 
