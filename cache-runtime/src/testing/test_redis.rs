@@ -17,6 +17,8 @@ pub enum TestRedisError {
     NotInstalled,
     #[error("redis-server did not start on port {port}: {why}")]
     DidNotStart { port: u16, why: String },
+    #[error("redis-server on port {port} refused {command}")]
+    Refused { port: u16, command: &'static str },
     #[error("cannot run redis-server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -88,6 +90,29 @@ impl TestRedis {
     pub fn restart(&mut self) -> Result<(), TestRedisError> {
         self.kill();
         self.launch()
+    }
+
+    /// Makes the server answer no client for `duration` (`CLIENT PAUSE … ALL`), then everything
+    /// that waited.
+    pub fn pause(&self, duration: Duration) -> Result<(), TestRedisError> {
+        use std::io::{Read as _, Write as _};
+        let millis = duration.as_millis().to_string();
+        let command = format!(
+            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{millis}\r\n$3\r\nALL\r\n",
+            millis.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(command.as_bytes())?;
+        let mut reply = [0; 5];
+        stream.read_exact(&mut reply)?;
+        match &reply {
+            b"+OK\r\n" => Ok(()),
+            _ => Err(TestRedisError::Refused {
+                port: self.port,
+                command: "CLIENT PAUSE",
+            }),
+        }
     }
 
     /// Stops the process (SIGSTOP) until [`Self::thaw`]: to clients it hangs.

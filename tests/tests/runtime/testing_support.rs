@@ -382,6 +382,10 @@ async fn a_test_redis_serves_caches_and_is_killed_when_dropped() {
         .expect("stored");
     assert_eq!(stored.value.as_deref(), Some("product 1"));
     assert!(alive(pid));
+    // Paused, it answers nothing: the read falls back to the source within the timeout.
+    redis.pause(Duration::from_millis(500)).expect("pause");
+    let (_, reads) = record(test.run(repo.product(2))).await;
+    assert_eq!(reads[0].outcome, Outcome::Fallback);
     drop(test);
     drop(redis);
     assert!(gone_within(pid, Duration::from_secs(2)), "killed on drop");
