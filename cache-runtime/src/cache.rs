@@ -43,7 +43,7 @@ use crate::key::{EntityPrefix, NameError, app_mark_key};
 use crate::local::LocalTier;
 use crate::marks::{MarkCell, Marks};
 use crate::metrics::{EntityMetrics, bump};
-use crate::report::{self, MetricsSource};
+use crate::report;
 use crate::script::Scripts;
 use crate::ttl::{Jitter, Ttl};
 
@@ -242,13 +242,21 @@ impl bus::Listener for Inner {
 }
 
 impl report::MetricsSource for Inner {
+    /// Every entity's counters since the start: resets are for callers of `Cache::metrics`.
     fn metrics(&self) -> Vec<EntityMetrics> {
+        self.all_metrics(Entity::lifetime_metrics)
+    }
+}
+
+impl Inner {
+    /// `snapshot` of every entity, sorted by name and version.
+    pub(crate) fn all_metrics(&self, snapshot: fn(&Entity) -> EntityMetrics) -> Vec<EntityMetrics> {
         let mut all: Vec<EntityMetrics> = self
             .entities
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
-            .map(Entity::metrics)
+            .map(snapshot)
             .collect();
         all.sort_by(|a, b| (&a.entity, a.version).cmp(&(&b.entity, b.version)));
         all
@@ -366,10 +374,16 @@ impl Cache {
 
     /// Snapshots of every entity's counters, sorted by name and version.
     pub fn metrics(&self) -> Vec<EntityMetrics> {
-        self.inner.metrics()
+        self.inner.all_metrics(Entity::metrics)
     }
 
-    /// Sets every entity's counters back to zero (see [`Entity::reset_metrics`]).
+    /// Every entity's counters since the start, whatever the resets (the exporter's).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn lifetime_metrics(&self) -> Vec<EntityMetrics> {
+        self.inner.all_metrics(Entity::lifetime_metrics)
+    }
+
+    /// Sets what [`Self::metrics`] answers back to zero (see [`Entity::reset_metrics`]).
     pub fn reset_metrics(&self) {
         let entities = self
             .inner

@@ -474,7 +474,8 @@ impl CacheConfigBuilder {
     /// and invalidations do nothing, and Redis is never contacted; the per-entity counters
     /// still count each read as a miss and a loader call. For tests that assert what the
     /// source was asked, and for ruling the cache out when chasing a bug. Operator calls
-    /// (`purge_old_versions`, sessions, rate limits) answer `CacheError::Disabled`.
+    /// (`purge_old_versions`) and sessions answer `CacheError::Disabled`; rate limiters answer
+    /// as their `WhenUnavailable` says.
     pub fn disabled(mut self, disabled: bool) -> Self {
         self.config.disabled = disabled;
         self

@@ -127,17 +127,27 @@ impl Entity {
         self.inner.prefix.variants_pattern(id)
     }
 
-    /// A snapshot of this entity's counters.
+    /// A snapshot of this entity's counters (since [`Self::reset_metrics`], if called).
     pub fn metrics(&self) -> EntityMetrics {
+        self.inner
+            .counters
+            .since_reset(self.name(), self.inner.prefix.version())
+    }
+
+    /// The counters since the start, whatever the resets: what the periodic log and the
+    /// exporter report.
+    pub(crate) fn lifetime_metrics(&self) -> EntityMetrics {
         self.inner
             .counters
             .snapshot(self.name(), self.inner.prefix.version())
     }
 
-    /// Sets this entity's counters back to zero (tests: "loaded once since here"). The
-    /// periodic metrics log and exported counters count on from the reset.
+    /// Sets what [`Self::metrics`] answers back to zero (tests: "loaded once since here").
+    /// The periodic metrics log and the exported counters are not affected.
     pub fn reset_metrics(&self) {
-        self.inner.counters.reset();
+        self.inner
+            .counters
+            .reset(self.name(), self.inner.prefix.version());
     }
 
     pub(crate) fn prefix(&self) -> &EntityPrefix {

@@ -40,7 +40,9 @@ impl Cache {
 
 fn publish(cache: &Cache) {
     let app = cache.config().app_prefix().to_owned();
-    for m in cache.metrics() {
+    // Counters since the start: an exported counter never goes back (`reset_metrics` is for
+    // callers of `Cache::metrics`).
+    for m in cache.lifetime_metrics() {
         let labels = [
             ("app", app.clone()),
             ("entity", m.entity.clone()),

@@ -13,40 +13,83 @@ tokio::task_local! {
     static MODE: Mode;
 }
 
-/// Test scopes (`testing::TestCache::run`) live in this process: while there is one, a
-/// macro call outside every scope has escaped one (a task started with `tokio::spawn`).
+/// Test scopes (`testing::TestCache::run`) live in this process: while there is none, a call
+/// outside every scope costs one load of this counter.
 static TEST_SCOPES: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts a test scope while it lives.
+/// Those of them on multi-thread runtimes, whose tasks may run on any worker thread.
 #[cfg(feature = "testing")]
-struct LiveTestScope;
+static SHARED_TEST_SCOPES: AtomicUsize = AtomicUsize::new(0);
+
+#[cfg(feature = "testing")]
+thread_local! {
+    /// Those of them on the current-thread runtime of this thread (a `#[tokio::test]`): its
+    /// tasks, escaped ones included, all run on this thread.
+    static THREAD_TEST_SCOPES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(feature = "testing")]
+fn on_a_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
+/// Counts a test scope while it lives: on its thread if its runtime is a current-thread one
+/// (so parallel tests, each on a thread of its own, do not see each other's), else for every
+/// multi-thread runtime.
+#[cfg(feature = "testing")]
+struct LiveTestScope {
+    on_this_thread: bool,
+}
 
 #[cfg(feature = "testing")]
 impl LiveTestScope {
     fn new() -> Self {
+        let on_this_thread = on_a_current_thread_runtime();
+        match on_this_thread {
+            true => THREAD_TEST_SCOPES.with(|n| n.set(n.get() + 1)),
+            false => {
+                SHARED_TEST_SCOPES.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         TEST_SCOPES.fetch_add(1, Ordering::Relaxed);
-        Self
+        Self { on_this_thread }
     }
 }
 
 #[cfg(feature = "testing")]
 impl Drop for LiveTestScope {
     fn drop(&mut self) {
+        match self.on_this_thread {
+            true => THREAD_TEST_SCOPES.with(|n| n.set(n.get().saturating_sub(1))),
+            false => {
+                SHARED_TEST_SCOPES.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         TEST_SCOPES.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Runs `future` with `cache` in effect, as a test's scope: calls outside every scope while it
-/// lives are warned about.
+/// Runs `future` with `cache` in effect, as a test's scope: calls outside every scope on the
+/// same runtime while it lives are warned about.
 #[cfg(feature = "testing")]
 pub(crate) async fn with_test_cache<F: Future>(cache: Cache, future: F) -> F::Output {
     let _live = LiveTestScope::new();
     SCOPED.scope(cache, future).await
 }
 
-/// Whether a call that found no scope escaped a test's (see [`TEST_SCOPES`]).
+/// Whether a call that found no scope escaped a test's: one lives on this thread's
+/// current-thread runtime, or this is a multi-thread runtime and one lives on any.
 pub(crate) fn escaped_a_test_scope() -> bool {
-    TEST_SCOPES.load(Ordering::Relaxed) > 0
+    if TEST_SCOPES.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    #[cfg(feature = "testing")]
+    return match on_a_current_thread_runtime() {
+        true => THREAD_TEST_SCOPES.with(std::cell::Cell::get) > 0,
+        false => SHARED_TEST_SCOPES.load(Ordering::Relaxed) > 0,
+    };
+    #[cfg(not(feature = "testing"))]
+    false
 }
 
 /// [`tokio::spawn`], with the task running in the caller's cache scope ([`with_cache`], a
@@ -69,8 +112,16 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let mode = mode();
-    let future = MODE.scope(mode, future);
+    spawn_in_scope(MODE.scope(mode(), future))
+}
+
+/// [`spawn`] without the mode: the task runs in the caller's cache scope (and recorder) in the
+/// normal mode (a background refresh started inside `refreshing(..)` is not itself forced).
+pub(crate) fn spawn_in_scope<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     #[cfg(feature = "testing")]
     let future = crate::testing::carry_recorder(future);
     match SCOPED.try_with(Cache::clone) {

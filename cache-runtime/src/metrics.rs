@@ -11,6 +11,9 @@ pub(crate) struct ShardedCounters {
     pub(crate) oversize_logged: AtomicBool,
     /// Whether the decode-failure warning was logged already.
     pub(crate) decode_failure_logged: AtomicBool,
+    /// The counts at the last reset (`Entity::reset_metrics`): what a caller's snapshot is
+    /// counted from. The counters themselves run on, for the log and the exporter.
+    baseline: std::sync::Mutex<Option<EntityMetrics>>,
 }
 
 /// One shard, on cache lines of its own.
@@ -29,6 +32,7 @@ impl Default for ShardedCounters {
                 .collect(),
             oversize_logged: AtomicBool::new(false),
             decode_failure_logged: AtomicBool::new(false),
+            baseline: std::sync::Mutex::new(None),
         }
     }
 }
@@ -39,10 +43,25 @@ impl ShardedCounters {
         &self.shards[crate::thread_shard::index(self.shards.len())].0
     }
 
-    /// Zero in every shard.
-    pub(crate) fn reset(&self) {
-        for shard in self.shards.iter() {
-            shard.0.reset();
+    /// From now on, [`Self::since_reset`] counts from the counts of now.
+    pub(crate) fn reset(&self, entity: &str, version: u32) {
+        let now = self.snapshot(entity, version);
+        *self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+    }
+
+    /// The counts since the last [`Self::reset`] (since the start, without one).
+    pub(crate) fn since_reset(&self, entity: &str, version: u32) -> EntityMetrics {
+        let now = self.snapshot(entity, version);
+        match &*self
+            .baseline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(baseline) => now.since(baseline),
+            None => now,
         }
     }
 
@@ -86,27 +105,6 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    fn reset(&self) {
-        for counter in [
-            &self.redis_hits,
-            &self.local_hits,
-            &self.misses,
-            &self.loader_calls,
-            &self.coalesced,
-            &self.stale_sets_prevented,
-            &self.stale_served,
-            &self.fail_safe,
-            &self.early_refreshes,
-            &self.loader_errors,
-            &self.redis_errors,
-            &self.fallbacks,
-            &self.oversize_skips,
-            &self.decode_failures,
-        ] {
-            counter.store(0, Ordering::Relaxed);
-        }
-    }
-
     fn add_to(&self, total: &mut EntityMetrics) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         total.hits += get(&self.redis_hits) + get(&self.local_hits);

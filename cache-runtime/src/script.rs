@@ -28,6 +28,11 @@ impl Script {
         }
     }
 
+    #[cfg(all(test, feature = "testing"))]
+    pub(crate) fn source(&self) -> &'static str {
+        self.source
+    }
+
     pub(crate) fn digest(&self) -> &str {
         self.digest
             .get_or_init(|| sha1_smol::Sha1::from(self.source).digest().to_string())

@@ -203,7 +203,8 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
     E: Send + 'static,
 {
-    tokio::spawn(async move { cache.run_refresh(job, loader).await });
+    // In the caller's cache scope (a test's), and seen by its recorder.
+    crate::global::spawn_in_scope(async move { cache.run_refresh(job, loader).await });
 }
 
 impl Cache {
@@ -221,7 +222,8 @@ impl Cache {
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, E>>,
     {
-        let Some(spawner) = spawner.filter(|_| !policy.refresh) else {
+        // Caching off: nothing to peek at; `read_through` runs the loader and counts it.
+        let Some(spawner) = spawner.filter(|_| !policy.refresh && !self.is_disabled()) else {
             let loaded = self
                 .read_through(key, policy, errors, async { loader.await.map(Plain) })
                 .await?;
@@ -229,8 +231,13 @@ impl Cache {
         };
         let peek = self.peek::<T>(key, policy).await;
         match peek {
-            Peek::Fresh(value) => Ok(value),
+            Peek::Fresh(value) => {
+                super::read_through::tell_recorder(key, "redis", "hit");
+                Ok(value)
+            }
             Peek::Refresh { value, stale } => {
+                let outcome = if stale { "stale" } else { "hit" };
+                super::read_through::tell_recorder(key, "redis", outcome);
                 if let Some(claim) = self.claim_refresh(key, policy).await {
                     let job = RefreshJob {
                         key: key.clone(),

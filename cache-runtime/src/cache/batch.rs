@@ -158,6 +158,7 @@ where
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         bump(&item.key.entity().counters().misses);
+        super::read_through::tell_recorder(&item.key, "source", "miss");
         if seen.insert(&item.id) {
             asked.push(item.id.clone());
         }

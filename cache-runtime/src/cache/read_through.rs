@@ -110,7 +110,7 @@ fn served(span: &Span, key: &CacheKey, tier: &'static str, outcome: &'static str
 
 /// Tells a recorder in effect (`testing::record`, feature `testing`) how a read was answered.
 #[inline]
-pub(super) fn tell_recorder(key: &CacheKey, tier: &'static str, outcome: &'static str) {
+pub(crate) fn tell_recorder(key: &CacheKey, tier: &'static str, outcome: &'static str) {
     #[cfg(feature = "testing")]
     crate::testing::recorded(key, tier, outcome);
     #[cfg(not(feature = "testing"))]

@@ -15,6 +15,8 @@ mod info;
 mod resp;
 mod scripts;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,8 +26,8 @@ use tokio::sync::{broadcast, watch};
 use crate::clock::{Clock, SystemClock};
 use store::Store;
 
-/// A published message: channel and payload.
-type Message = Arc<(Vec<u8>, Vec<u8>)>;
+/// A published message: its number (in publishing order), channel and payload.
+type Message = Arc<(u64, Vec<u8>, Vec<u8>)>;
 
 /// Messages a subscriber may fall behind by before it is disconnected, as Redis disconnects a
 /// subscriber whose output buffer overflows.
@@ -43,6 +45,10 @@ struct Shared {
     frozen: watch::Sender<bool>,
     /// Until when writes wait (`CLIENT PAUSE … WRITE`).
     writes_paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// Until when every command waits (`CLIENT PAUSE … ALL`, [`MemoryRedis::pause`]).
+    all_paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// Messages published so far: a subscriber gets those published after it subscribed.
+    published: std::sync::atomic::AtomicU64,
     /// Bumped by `CLIENT KILL TYPE pubsub`: every subscribed connection closes.
     subscriber_kills: watch::Sender<u64>,
 }
@@ -53,6 +59,38 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Pauses for `duration` from now, or longer if a pause already runs longer.
+    fn pause(&self, until: &Mutex<Option<tokio::time::Instant>>, duration: std::time::Duration) {
+        // At most a day: `Instant` arithmetic must not overflow on a client's number.
+        let end =
+            tokio::time::Instant::now() + duration.min(std::time::Duration::from_secs(86_400));
+        let mut until = lock(until);
+        *until = Some(until.map_or(end, |current| current.max(end)));
+    }
+
+    /// Ends every pause (`CLIENT UNPAUSE`).
+    fn unpause(&self) {
+        *lock(&self.writes_paused_until) = None;
+        *lock(&self.all_paused_until) = None;
+    }
+
+    /// Until when `args` waits: any command during a pause of all, a write during a pause of
+    /// writes.
+    fn paused_until(&self, args: &[Vec<u8>]) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let all = (*lock(&self.all_paused_until)).filter(|until| *until > now);
+        let name = args.first()?.to_ascii_uppercase();
+        let writes = (*lock(&self.writes_paused_until))
+            .filter(|until| *until > now && connection::is_write(&name));
+        all.max(writes)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// An in-memory Redis on a loopback port, served by a thread of its own (so it outlives the
@@ -97,6 +135,8 @@ impl MemoryRedis {
             messages: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             frozen: watch::channel(false).0,
             writes_paused_until: Mutex::new(None),
+            all_paused_until: Mutex::new(None),
+            published: std::sync::atomic::AtomicU64::new(0),
             subscriber_kills: watch::channel(0).0,
         });
         let server = Self {
@@ -150,12 +190,7 @@ impl MemoryRedis {
 
     /// Answers nothing for `duration`, then everything that waited (`CLIENT PAUSE … ALL`).
     pub fn pause(&self, duration: std::time::Duration) {
-        self.freeze();
-        let shared = self.shared.clone();
-        self.runtime.spawn(async move {
-            tokio::time::sleep(duration).await;
-            shared.frozen.send_replace(false);
-        });
+        self.shared.pause(&self.shared.all_paused_until, duration);
     }
 
     /// Removes every key.

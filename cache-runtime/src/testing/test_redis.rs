@@ -153,8 +153,15 @@ impl TestRedis {
             }
             Err(error) => return Err(error.into()),
         };
-        self.watchdog = watchdog(server.id()).ok();
         self.server = Some(server);
+        match watchdog(self.pid().unwrap_or(0)) {
+            Ok(watchdog) => self.watchdog = Some(watchdog),
+            // Without it, a server kept in a `static` would outlive the tests.
+            Err(error) => {
+                self.kill();
+                return Err(error.into());
+            }
+        }
         let started = Instant::now();
         while started.elapsed() < STARTUP {
             if let Some(server) = &mut self.server
@@ -193,7 +200,7 @@ fn watchdog(pid: u32) -> std::io::Result<Child> {
         "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null",
         parent = std::process::id()
     );
-    Command::new("sh")
+    Command::new("/bin/sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

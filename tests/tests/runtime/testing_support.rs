@@ -28,6 +28,12 @@ impl Repo {
         Ok(id)
     }
 
+    #[cached(entity = "unscoped", ttl = "medium", key = "{id}")]
+    async fn unscoped_product(&self, id: u64) -> Result<u64, std::io::Error> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        Ok(id)
+    }
+
     #[cached(entity = "carried", ttl = "medium", key = "{id}")]
     async fn carried_product(&self, id: u64) -> Result<u64, std::io::Error> {
         self.loads.fetch_add(1, Ordering::SeqCst);
@@ -218,12 +224,15 @@ fn answers(reads: &[Read]) -> Vec<(&str, Tier, Outcome)> {
 #[tokio::test]
 async fn recorded_reads_say_how_each_read_was_answered() {
     let test = TestCache::in_memory_with(|b| b.jitter_percent(0)).expect("test cache");
-    let repo = Repo::default();
+    let repo = std::sync::Arc::new(Repo::default());
     let ((), reads) = record(test.run(async {
         repo.product(1).await.expect("miss");
         repo.product(1).await.expect("hit");
-        let spawned = cache_runtime::spawn(async { 0 });
-        spawned.await.expect("task");
+        let spawned = cache_runtime::spawn({
+            let repo = std::sync::Arc::clone(&repo);
+            async move { repo.product(1).await }
+        });
+        spawned.await.expect("task").expect("hit in a spawned task");
         repo.price(2).await.expect("miss");
     }))
     .await;
@@ -231,6 +240,7 @@ async fn recorded_reads_say_how_each_read_was_answered() {
         answers(&reads),
         [
             ("product", Tier::Source, Outcome::Miss),
+            ("product", Tier::Redis, Outcome::Hit),
             ("product", Tier::Redis, Outcome::Hit),
             ("price", Tier::Source, Outcome::Miss),
         ]
@@ -416,4 +426,131 @@ fn without_redis_server_a_test_redis_says_what_is_missing() {
         printed.contains("error: redis-server is not installed"),
         "{printed}"
     );
+}
+
+#[tokio::test]
+async fn a_spawned_task_keeps_the_callers_mode() {
+    let test = TestCache::in_memory().expect("test cache");
+    let repo = std::sync::Arc::new(Repo::default());
+    test.run(cache_runtime::uncached(async {
+        for _ in 0..2 {
+            let repo = repo.clone();
+            let task = cache_runtime::spawn(async move { repo.product(1).await });
+            task.await.expect("task").expect("read");
+        }
+    }))
+    .await;
+    assert_eq!(repo.loads(), 2, "both ran the body");
+    let metrics = test.cache().entity("product").expect("entity").metrics();
+    assert_eq!((metrics.hits, metrics.misses), (0, 0), "no cache read");
+}
+
+#[tokio::test]
+async fn a_batch_is_recorded_one_read_per_key() {
+    let test = TestCache::in_memory().expect("test cache");
+    let cache = test.cache();
+    let products = cache.entity("product").expect("entity");
+    cache
+        .set(&products.key(&1u64), &"one".to_owned(), Ttl::Short)
+        .await
+        .expect("set");
+    let (values, reads) = record(cache.get_or_set_many(
+        &products,
+        &[1u64, 2],
+        ReadOptions::new(Ttl::Short),
+        |ids| async move {
+            let found: HashMap<u64, String> =
+                ids.iter().map(|id| (*id, format!("p{id}"))).collect();
+            Ok::<_, std::io::Error>(found)
+        },
+    ))
+    .await;
+    assert_eq!(
+        values.expect("batch"),
+        [Some("one".into()), Some("p2".into())]
+    );
+    let mut keys: Vec<(String, Tier, Outcome)> = reads
+        .into_iter()
+        .map(|r| (r.key, r.tier, r.outcome))
+        .collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        keys,
+        [
+            (
+                products.key(&1u64).as_str().to_owned(),
+                Tier::Redis,
+                Outcome::Hit
+            ),
+            (
+                products.key(&2u64).as_str().to_owned(),
+                Tier::Source,
+                Outcome::Miss
+            ),
+        ]
+    );
+}
+
+#[test]
+fn caching_off_covers_background_refreshes_too() {
+    let (log, metrics) = logged(tracing::Level::WARN, false, async {
+        let test = TestCache::disabled().expect("test cache");
+        let cache = test.cache();
+        let key = cache.entity("rates").expect("entity").key("eur");
+        let options = ReadOptions::new(Ttl::Short).stale(Duration::from_secs(600));
+        let loads = std::sync::Arc::new(AtomicUsize::new(0));
+        for _ in 0..2 {
+            let loads = loads.clone();
+            let rate = cache
+                .get_or_set_in_background(&key, options, move || async move {
+                    Ok::<_, std::io::Error>(loads.fetch_add(1, Ordering::SeqCst))
+                })
+                .await
+                .expect("read");
+            assert!(rate < 2);
+        }
+        cache.entity("rates").expect("entity").metrics()
+    });
+    assert_eq!(
+        (
+            metrics.misses,
+            metrics.loader_calls,
+            metrics.fallbacks,
+            metrics.redis_errors
+        ),
+        (2, 2, 0, 0)
+    );
+    assert!(log.is_empty(), "{log}");
+}
+
+#[test]
+fn a_call_outside_any_scope_on_another_tests_thread_is_not_an_escape() {
+    // Another test's scope, live on its own thread and runtime for the whole time.
+    let (entered, in_scope) = std::sync::mpsc::channel();
+    let (done, finish) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                let test = TestCache::in_memory().expect("test cache");
+                test.run(async {
+                    entered.send(()).expect("send");
+                    while finish.try_recv().is_err() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await;
+            });
+    });
+    in_scope.recv().expect("the other test's scope");
+    let (log, ()) = logged(tracing::Level::WARN, false, async {
+        let repo = Repo::default();
+        // No scope on this thread: the installed cache (or none), by this test's choice.
+        repo.unscoped_product(1).await.expect("read");
+    });
+    done.send(()).expect("send");
+    other.join().expect("the other thread");
+    assert!(!log.contains("unscoped_product"), "{log}");
 }

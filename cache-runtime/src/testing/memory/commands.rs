@@ -114,7 +114,9 @@ pub(crate) fn execute(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
                 "INCR" => 1,
                 "DECR" => -1,
                 "INCRBY" => int(&args[1])?,
-                _ => -int(&args[1])?,
+                _ => int(&args[1])?
+                    .checked_neg()
+                    .ok_or_else(|| Reply::error("ERR decrement would overflow"))?,
             };
             let now = match store.string(&args[0])? {
                 Some(bytes) => int(bytes)?,
@@ -188,7 +190,7 @@ pub(crate) fn execute(store: &mut Store, name: &str, args: &[Vec<u8>]) -> Answer
             need(1)?;
             Ok(Reply::Int(match store.pttl(&args[0]) {
                 ms if ms < 0 => ms,
-                ms => (ms + 500) / 1000,
+                ms => ms.saturating_add(500) / 1000,
             }))
         }
         "SADD" | "SREM" => {
@@ -450,14 +452,13 @@ fn scan(store: &mut Store, args: &[Vec<u8>]) -> Answer {
         .filter(|k| pattern.as_ref().is_none_or(|p| glob::matches(p, k)))
         .filter(|k| {
             kind.as_deref().is_none_or(|kind| {
-                let is_set = matches!(
-                    store.entry(k),
-                    Some(Entry {
-                        data: Data::Set(_),
-                        ..
-                    })
-                );
-                (kind == "SET") == is_set
+                let found = match store.entry(k).map(|e| &e.data) {
+                    Some(Data::Str(_)) => "STRING",
+                    Some(Data::Set(_)) => "SET",
+                    Some(Data::Hash(_)) => "HASH",
+                    None => "NONE",
+                };
+                kind == found
             })
         })
         .map(Reply::Bulk)

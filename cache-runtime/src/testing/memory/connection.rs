@@ -1,7 +1,8 @@
 //! One client connection: commands in, replies out, and pub/sub once subscribed.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -10,17 +11,19 @@ use tokio::sync::broadcast;
 use super::resp::{Parsed, Reply, parse};
 use super::{Message, Shared, commands};
 
-/// The channels a connection subscribes to, counted in the store while it does.
+/// The channels a connection subscribes to (each with the number of the last message published
+/// before it did), counted in the store while it does.
 struct Subscriptions {
     shared: Arc<Shared>,
-    channels: HashSet<Vec<u8>>,
+    channels: HashMap<Vec<u8>, u64>,
     messages: Option<broadcast::Receiver<Message>>,
 }
 
 impl Subscriptions {
     /// Subscribes to `channel`; answers the confirmation Redis sends.
     fn add(&mut self, channel: Vec<u8>) -> Reply {
-        if self.channels.insert(channel.clone()) {
+        let published = self.shared.published.load(Ordering::SeqCst);
+        if self.channels.insert(channel.clone(), published).is_none() {
             *self
                 .shared
                 .store()
@@ -35,7 +38,7 @@ impl Subscriptions {
     }
 
     fn remove(&mut self, channel: Vec<u8>) -> Reply {
-        if self.channels.remove(&channel) {
+        if self.channels.remove(&channel).is_some() {
             forget(&mut self.shared.store().subscribers, &channel);
         }
         if self.channels.is_empty() {
@@ -65,7 +68,7 @@ fn forget(subscribers: &mut std::collections::HashMap<Vec<u8>, usize>, channel: 
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         let mut store = self.shared.store();
-        for channel in &self.channels {
+        for channel in self.channels.keys() {
             forget(&mut store.subscribers, channel);
         }
     }
@@ -78,7 +81,7 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut user = None;
     let mut subscriptions = Subscriptions {
         shared: shared.clone(),
-        channels: HashSet::new(),
+        channels: HashMap::new(),
         messages: None,
     };
     let mut input = Vec::with_capacity(4096);
@@ -94,8 +97,8 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             match parse(&input) {
                 Parsed::Command(args, used) => {
                     input.drain(..used);
-                    if let Some(until) = writes_paused(&shared, &args) {
-                        // Everything after a paused write waits too, as on Redis.
+                    while let Some(until) = shared.paused_until(&args) {
+                        // Everything after a paused command waits too, as on Redis.
                         if !output.is_empty() && stream.write_all(&output).await.is_err() {
                             return;
                         }
@@ -105,6 +108,7 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                     match command(&shared, &mut subscriptions, &mut user, &args) {
                         Some(reply) => reply.write(&mut output),
                         None => {
+                            Reply::ok().write(&mut output);
                             let _ = stream.write_all(&output).await;
                             return;
                         }
@@ -131,8 +135,8 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             },
             message = next_message(&mut subscriptions.messages) => match message {
                 Ok(message) => {
-                    let (channel, payload) = &*message;
-                    if subscriptions.channels.contains(channel) {
+                    let (number, channel, payload) = &*message;
+                    if subscriptions.channels.get(channel).is_some_and(|since| number > since) {
                         Reply::Array(vec![
                             Reply::bulk("message"),
                             Reply::Bulk(channel.clone()),
@@ -223,6 +227,9 @@ fn command(
         b"SUBSCRIBE" if shared.store().subscribe_denied => Some(Reply::error(
             "NOPERM this user has no permissions to access one of the channels used as arguments",
         )),
+        b"SUBSCRIBE" if args.len() < 2 => Some(Reply::error(
+            "ERR wrong number of arguments for 'subscribe' command",
+        )),
         b"SUBSCRIBE" => {
             let mut replies = args[1..].iter().map(|c| subscriptions.add(c.clone()));
             // Several channels: one confirmation each, written back to back.
@@ -235,7 +242,7 @@ fn command(
         }
         b"UNSUBSCRIBE" => {
             let channels: Vec<Vec<u8>> = match args.len() {
-                1 => subscriptions.channels.iter().cloned().collect(),
+                1 => subscriptions.channels.keys().cloned().collect(),
                 _ => args[1..].to_vec(),
             };
             if channels.is_empty() {
@@ -270,6 +277,10 @@ fn command(
         b"CLIENT" if args.len() >= 3 && args[1].eq_ignore_ascii_case(b"PAUSE") => {
             Some(pause(shared, &args[2..]))
         }
+        b"CLIENT" if args.len() == 2 && args[1].eq_ignore_ascii_case(b"UNPAUSE") => {
+            shared.unpause();
+            Some(Reply::ok())
+        }
         b"PUBLISH" => {
             let [_, channel, payload] = args else {
                 return Some(Reply::error(
@@ -281,10 +292,11 @@ fn command(
                 *store.calls.entry("publish".into()).or_default() += 1;
                 store.subscribers.get(channel).copied().unwrap_or(0)
             };
+            // Numbered before it is sent: a connection subscribing from now on skips it.
+            let number = shared.published.fetch_add(1, Ordering::SeqCst) + 1;
             if receivers > 0 {
-                let _ = shared
-                    .messages
-                    .send(Arc::new((channel.clone(), payload.clone())));
+                let message = (number, channel.clone(), payload.clone());
+                let _ = shared.messages.send(Arc::new(message));
             }
             Some(Reply::int(receivers))
         }
@@ -315,50 +327,40 @@ fn pause(shared: &Shared, args: &[Vec<u8>]) -> Reply {
     };
     let duration = std::time::Duration::from_millis(ms);
     match args.get(1).map(|mode| mode.to_ascii_uppercase()).as_deref() {
-        Some(b"WRITE") => {
-            let until = tokio::time::Instant::now() + duration;
-            *shared
-                .writes_paused_until
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
-        }
-        None | Some(b"ALL") => {
-            shared.frozen.send_replace(true);
-            let frozen = shared.frozen.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(duration).await;
-                frozen.send_replace(false);
-            });
-        }
+        Some(b"WRITE") => shared.pause(&shared.writes_paused_until, duration),
+        None | Some(b"ALL") => shared.pause(&shared.all_paused_until, duration),
         Some(_) => return super::commands::syntax(),
     }
     Reply::ok()
 }
 
 /// Commands `CLIENT PAUSE … WRITE` holds back.
-const WRITES: [&[u8]; 14] = [
+const WRITES: [&[u8]; 22] = [
     b"SET",
     b"DEL",
     b"UNLINK",
     b"PEXPIRE",
     b"EXPIRE",
+    b"PERSIST",
     b"GETEX",
     b"EVAL",
     b"EVALSHA",
     b"PUBLISH",
     b"SADD",
     b"SREM",
+    b"HSET",
+    b"HDEL",
+    b"HINCRBY",
     b"RENAME",
     b"INCR",
+    b"INCRBY",
+    b"DECR",
+    b"DECRBY",
     b"FLUSHALL",
+    b"FLUSHDB",
 ];
 
-/// Until when `args` waits, if it is a write during a write pause.
-fn writes_paused(shared: &Shared, args: &[Vec<u8>]) -> Option<tokio::time::Instant> {
-    let until = (*shared
-        .writes_paused_until
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner))?;
-    let name = args.first()?.to_ascii_uppercase();
-    (until > tokio::time::Instant::now() && WRITES.contains(&name.as_slice())).then_some(until)
+/// Whether `name` (uppercase) is a write.
+pub(super) fn is_write(name: &[u8]) -> bool {
+    WRITES.contains(&name)
 }

@@ -121,6 +121,9 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
         if buf.len() < end + 2 {
             return Parsed::Incomplete;
         }
+        if &buf[end..end + 2] != b"\r\n" {
+            return Parsed::Invalid("expected CRLF after a bulk string");
+        }
         args.push(buf[start..end].to_vec());
         at = end + 2;
     }
