@@ -49,6 +49,9 @@ struct Shared {
     all_paused_until: Mutex<Option<tokio::time::Instant>>,
     /// Messages published so far: a subscriber gets those published after it subscribed.
     published: std::sync::atomic::AtomicU64,
+    /// Per command (lowercase), the most that one client sent before reading a reply to any
+    /// of them: those that arrived in one read.
+    largest_bursts: Mutex<std::collections::HashMap<String, usize>>,
     /// Bumped by `CLIENT KILL TYPE pubsub`: every subscribed connection closes.
     subscriber_kills: watch::Sender<u64>,
 }
@@ -137,6 +140,7 @@ impl MemoryRedis {
             writes_paused_until: Mutex::new(None),
             all_paused_until: Mutex::new(None),
             published: std::sync::atomic::AtomicU64::new(0),
+            largest_bursts: Mutex::default(),
             subscriber_kills: watch::channel(0).0,
         });
         let server = Self {
@@ -191,6 +195,17 @@ impl MemoryRedis {
     /// Answers nothing for `duration`, then everything that waited (`CLIENT PAUSE … ALL`).
     pub fn pause(&self, duration: std::time::Duration) {
         self.shared.pause(&self.shared.all_paused_until, duration);
+    }
+
+    /// The most `command`s (lowercase: `get`) one client had sent before the server answered
+    /// any of them, as far as one read of its socket shows (a lower bound of its largest
+    /// pipeline): what a test of how many commands a client keeps in flight asserts on. Freeze
+    /// the server while the client sends, and one read takes all it sent (up to 64 KiB).
+    pub fn largest_burst(&self, command: &str) -> usize {
+        lock(&self.shared.largest_bursts)
+            .get(command)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Removes every key.

@@ -18,6 +18,7 @@ mod invalidation_marks;
 mod leases;
 #[path = "../runtime/rate_limit.rs"]
 mod rate_limit;
+mod round_trips;
 #[path = "../runtime/scripts.rs"]
 mod scripts;
 #[path = "../runtime/sessions.rs"]

@@ -93,10 +93,15 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
         }
+        // What this read brought, per command: one burst.
+        let mut burst: HashMap<Vec<u8>, usize> = HashMap::new();
         loop {
             match parse(&input) {
                 Parsed::Command(args, used) => {
                     input.drain(..used);
+                    if let Some(name) = args.first() {
+                        *burst.entry(name.to_ascii_lowercase()).or_default() += 1;
+                    }
                     while let Some(until) = shared.paused_until(&args) {
                         // Everything after a paused command waits too, as on Redis.
                         if !output.is_empty() && stream.write_all(&output).await.is_err() {
@@ -122,6 +127,7 @@ pub(super) async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 }
             }
         }
+        record_burst(&shared, burst);
         if !output.is_empty() {
             if stream.write_all(&output).await.is_err() {
                 return;
@@ -363,4 +369,18 @@ const WRITES: [&[u8]; 22] = [
 /// Whether `name` (uppercase) is a write.
 pub(super) fn is_write(name: &[u8]) -> bool {
     WRITES.contains(&name)
+}
+
+/// Keeps, per command, the largest burst seen.
+fn record_burst(shared: &Shared, burst: HashMap<Vec<u8>, usize>) {
+    if burst.is_empty() {
+        return;
+    }
+    let mut largest = super::lock(&shared.largest_bursts);
+    for (name, count) in burst {
+        let seen = largest
+            .entry(String::from_utf8_lossy(&name).into_owned())
+            .or_default();
+        *seen = (*seen).max(count);
+    }
 }

@@ -1,0 +1,75 @@
+//! How many commands a batch read keeps in flight, as the in-memory Redis sees them arrive
+//! (`MemoryRedis::largest_burst`): the figures docs/scaling.md and docs/macros.md give.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cache_runtime::{ReadOptions, Ttl};
+
+use cache_runtime::Cache;
+
+use crate::{RedisServer, config};
+
+/// A cache whose calls outlast the test's freeze of the server.
+fn cache(server: &RedisServer) -> Cache {
+    let config = config(server).operation_timeout(Duration::from_secs(2));
+    Cache::new(config.build().expect("config")).expect("cache")
+}
+
+const MEDIUM: ReadOptions = ReadOptions::new(Ttl::Medium);
+
+async fn load(ids: Vec<u64>) -> Result<HashMap<u64, u64>, std::io::Error> {
+    Ok(ids.into_iter().map(|id| (id, id)).collect())
+}
+
+#[tokio::test]
+async fn the_first_read_of_a_batch_goes_in_pipelines_of_500_keys() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let ids: Vec<u64> = (0..1_000).collect();
+    cache
+        .get_or_set_many(&products, &ids, MEDIUM, load)
+        .await
+        .expect("filled");
+    let memory = server.redis();
+    // Frozen, the server reads nothing: what the batch sends before its first answer waits in
+    // the socket, and arrives in one read once thawed.
+    memory.freeze();
+    let batch = tokio::spawn({
+        let (cache, products, ids) = (cache.clone(), products.clone(), ids.clone());
+        async move { cache.get_or_set_many(&products, &ids, MEDIUM, load).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    memory.thaw();
+    let values = batch.await.expect("task").expect("all hits");
+    assert!(values.iter().zip(&ids).all(|(v, id)| *v == Some(*id)));
+    assert_eq!(
+        memory.largest_burst("get"),
+        500,
+        "500 GETs in flight, no more"
+    );
+}
+
+#[tokio::test]
+async fn a_batchs_misses_keep_at_most_100_keys_calls_in_flight() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let ids: Vec<u64> = (0..1_000).collect();
+    let memory = server.redis();
+    let values = cache
+        .get_or_set_many(&products, &ids, MEDIUM, load)
+        .await
+        .expect("loaded");
+    assert!(values.iter().zip(&ids).all(|(v, id)| *v == Some(*id)));
+    assert_eq!(products.metrics().misses, 1_000);
+    // Each miss: its lease (`SET … NX`), then the value beside the key (`SET`) and the populate
+    // script (`EVALSHA`).
+    let (sets, scripts) = (memory.largest_burst("set"), memory.largest_burst("evalsha"));
+    assert!(
+        sets <= 100 && scripts <= 100,
+        "{sets} SETs, {scripts} scripts at once"
+    );
+    assert!(sets > 1, "the misses' calls go together: {sets}");
+}
