@@ -163,14 +163,25 @@ impl Cache {
     /// lease is still cached: every third of the lease time, the lease is extended if it is
     /// still the caller's. Ends (and stops renewing) once the lease is gone, taken over, or
     /// Redis does not answer; the populate then decides. Never returns: race it against the
-    /// load.
-    pub(crate) async fn renew_lease(&self, key: &CacheKey, token: &str) -> Infallible {
+    /// load. In a batch, each renewal takes a permit of `bound` (the batch's renewals in
+    /// flight), so ten thousand leases are not renewed in one flood.
+    pub(crate) async fn renew_lease(
+        &self,
+        key: &CacheKey,
+        token: &str,
+        bound: Option<&tokio::sync::Semaphore>,
+    ) -> Infallible {
         let Some(lease_ttl) = self.inner.config.lease_ttl else {
             return std::future::pending::<Infallible>().await;
         };
         let ttl_ms = u64::try_from(lease_ttl.as_millis()).unwrap_or(u64::MAX);
         loop {
             tokio::time::sleep(lease_ttl / 3).await;
+            // The semaphore is never closed: a permit is always had in the end.
+            let _permit = match bound {
+                Some(bound) => bound.acquire().await.ok(),
+                None => None,
+            };
             let renewed: Result<u8, CacheError> = self
                 .redis(
                     key.entity(),

@@ -310,7 +310,7 @@ impl Cache {
             Guard::Lease(token) => {
                 tokio::select! {
                     ran = loading => ran,
-                    never = self.renew_lease(key, token) => match never {},
+                    never = self.renew_lease(key, token, member.as_ref().map(Member::renewals)) => match never {},
                 }
             }
             _ => loading.await,
@@ -343,7 +343,7 @@ impl Cache {
             (Guard::Lease(token), Some(member)) => {
                 tokio::select! {
                     turn = member.turn() => turn,
-                    never = self.renew_lease(key, token) => match never {},
+                    never = self.renew_lease(key, token, Some(member.renewals())) => match never {},
                 }
             }
             _ => None,

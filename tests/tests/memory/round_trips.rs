@@ -73,3 +73,37 @@ async fn a_batchs_misses_keep_at_most_100_keys_calls_in_flight() {
     );
     assert!(sets > 1, "the misses' calls go together: {sets}");
 }
+
+#[tokio::test]
+async fn the_leases_of_a_slow_batch_are_renewed_at_most_100_at_a_time() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let ids: Vec<u64> = (0..2_000).collect();
+    let memory = server.redis();
+    // Slower than a third of the 2 s lease: every key's lease is renewed while it loads.
+    let slow = |ids: Vec<u64>| async move {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        load(ids).await
+    };
+    let batch = tokio::spawn({
+        let (cache, products, ids) = (cache.clone(), products.clone(), ids.clone());
+        async move { cache.get_or_set_many(&products, &ids, MEDIUM, slow).await }
+    });
+    // Frozen around the first renewals (at a third of the lease, 667 ms): what the batch
+    // sends meanwhile arrives in one read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    memory.freeze();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    memory.thaw();
+    let values = batch.await.expect("task").expect("loaded");
+    assert!(values.iter().zip(&ids).all(|(v, id)| *v == Some(*id)));
+    assert_eq!(
+        products.metrics().stale_sets_prevented,
+        0,
+        "every lease held"
+    );
+    // At most 100 renewals, beside at most 100 keys' stores (their populate scripts).
+    let scripts = memory.largest_burst("evalsha");
+    assert!(scripts <= 200, "{scripts} scripts at once");
+}

@@ -72,6 +72,9 @@ const MISSES_IN_FLIGHT: usize = 100;
 struct States {
     of: Vec<AtomicU8>,
     in_flight: Semaphore,
+    /// Lease renewals in flight: apart from `in_flight`, whose permits are waited for in turn
+    /// by every key's store, so that a renewal is not held back behind them.
+    renewals: Semaphore,
 }
 
 impl States {
@@ -79,6 +82,7 @@ impl States {
         Self {
             of: (0..keys).map(|_| AtomicU8::new(READING)).collect(),
             in_flight: Semaphore::new(MISSES_IN_FLIGHT),
+            renewals: Semaphore::new(MISSES_IN_FLIGHT),
         }
     }
 
@@ -137,6 +141,11 @@ impl Member<'_> {
             None => None,
         };
         call.await
+    }
+
+    /// The batch's bound on lease renewals in flight.
+    pub(super) fn renewals(&self) -> &Semaphore {
+        &self.states.renewals
     }
 
     /// Room for this key's Redis commands among the batch's, held until dropped.
