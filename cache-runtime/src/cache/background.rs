@@ -5,7 +5,7 @@
 //! macros pick this path for those at compile time and keep the in-caller refresh otherwise.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use std::future::Future;
 
@@ -107,13 +107,7 @@ impl Cache {
             Lookup::Hit(value, header) => match self.age(&header, &policy.options) {
                 Age::Fresh => {
                     if let (Some(local), Some(bytes)) = (local, bytes) {
-                        local.insert(
-                            key.as_str(),
-                            Arc::from(bytes),
-                            header.fresh_until_ms,
-                            seen,
-                            self.now_ms(),
-                        );
+                        self.keep_locally(local, key, bytes, header.fresh_until_ms, seen);
                     }
                     Peek::Fresh(value)
                 }

@@ -3,7 +3,6 @@
 //! flight → a lease across processes → load → store and announce.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{Instrument as _, Span, field};
@@ -420,13 +419,7 @@ impl Cache {
             Lookup::Hit(value, header) => match self.age(&header, options) {
                 Age::Fresh => {
                     if let (Some(local), Some(bytes)) = (local, found.bytes) {
-                        local.insert(
-                            key.as_str(),
-                            Arc::from(bytes),
-                            header.fresh_until_ms,
-                            seen,
-                            self.now_ms(),
-                        );
+                        self.keep_locally(local, key, bytes, header.fresh_until_ms, seen);
                     }
                     return FromRedis::Fresh(L::from_value(value));
                 }

@@ -1,5 +1,7 @@
 //! The in-process tier step of a read.
 
+use std::sync::Arc;
+
 use crate::cache::loaded::Loaded;
 use crate::cache::policy::Policy;
 use crate::cache::storage::Lookup;
@@ -21,6 +23,20 @@ impl Cache {
     /// Whether `policy` uses the local tier (one is configured).
     pub(crate) fn wants_local(&self, policy: &Policy<'_>) -> bool {
         self.inner.local.is_some() && (policy.options.local || self.inner.config.local_tier_for_all)
+    }
+
+    /// Keeps `bytes` (checked, or written here) under `key` in the local tier until
+    /// `fresh_until_ms`, unless a removal started since `seen` (see [`LocalTier::insert`]).
+    pub(crate) fn keep_locally(
+        &self,
+        local: &LocalTier,
+        key: &CacheKey,
+        bytes: Vec<u8>,
+        fresh_until_ms: u64,
+        seen: u64,
+    ) {
+        let now_ms = self.now_ms();
+        local.insert(key.as_str(), Arc::from(bytes), fresh_until_ms, seen, now_ms);
     }
 
     /// A fresh, still valid value from the in-process tier (never during a forced refresh).

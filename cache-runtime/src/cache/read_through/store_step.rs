@@ -130,13 +130,7 @@ impl Cache {
                     let fresh_until = self
                         .now_ms()
                         .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-                    local.insert(
-                        key.as_str(),
-                        Arc::from(bytes),
-                        fresh_until,
-                        seen,
-                        self.now_ms(),
-                    );
+                    self.keep_locally(local, key, bytes, fresh_until, seen);
                 }
                 stored
             }
