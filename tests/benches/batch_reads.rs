@@ -2,7 +2,8 @@
 //! configuration on a multi-thread runtime (`#[tokio::main]`):
 //!
 //! - all hits: `Cache::get_or_set_many` against a hand-written pipeline of 100 `GET`s with a
-//!   postcard decode each, against `Cache::get_many` of the same keys (the framework's read
+//!   postcard decode each, against a hand-written `MGET` of the 100 keys (what the framework
+//!   sends on one Redis), against `Cache::get_many` of the same keys (the framework's read
 //!   without the batch's bookkeeping), and against 100 `get_or_set` calls (one after another,
 //!   and all at once with `join_all`);
 //! - all cold, with a source that takes 1 ms per call: `get_or_set_many` (one source call)
@@ -11,13 +12,20 @@
 //! - one batch of 10,000 cold ids, and what two bystanders reading every 5 ms wait meanwhile:
 //!   another client's `PING`, and a `get` through the same cache.
 //!
-//! Rounds of every setup are interleaved (the order rotating) and the median is reported, as
-//! batches per second with the ratio to the first row of each table.
+//! Rounds of every setup are interleaved (the order rotating) and the medians are reported:
+//! batches per second, and the ratio to the first row of each table, taken per round (each
+//! setup against the first row's rate in the same round, so that the machine's drift over the
+//! run cancels out).
 //!
 //! `cargo bench -p cache-tests --bench batch_reads` (prints Markdown tables; `BATCH_ROUNDS`
 //! sets the rounds, default 5 of 1 s each).
 
 mod product;
+#[allow(
+    dead_code,
+    reason = "only the CPU-time reader and the median are used here"
+)]
+mod rounds;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +47,8 @@ const TASKS: [u64; 2] = [1, 16];
 #[derive(Clone, Copy, Debug)]
 enum Setup {
     HandWritten,
+    /// A hand-written `MGET` of the 100 keys + decode.
+    HandWrittenMget,
     /// `get_many` (no loader): what the framework's own read of 100 keys costs.
     GetMany,
     Batch,
@@ -50,6 +60,7 @@ impl Setup {
     fn name(self, cold: bool) -> &'static str {
         match (self, cold) {
             (Self::HandWritten, _) => "hand-written pipeline of 100 `GET`s + decode",
+            (Self::HandWrittenMget, _) => "hand-written `MGET` of the 100 keys + decode",
             (Self::GetMany, _) => "`get_many` of the 100 keys (no loading)",
             (Self::Batch, false) => "`get_or_set_many`, 100 ids",
             (Self::Batch, true) => "`get_or_set_many`, 100 ids (1 source call)",
@@ -66,6 +77,8 @@ struct Bench {
     raw: redis::aio::MultiplexedConnection,
     /// The next never-read id, for cold rounds.
     next_cold: Arc<AtomicU64>,
+    /// redis-server's pid, for its CPU time.
+    redis_pid: String,
 }
 
 impl Bench {
@@ -91,13 +104,16 @@ impl Bench {
                 }
                 let replies: Vec<Vec<u8>> =
                     pipe.query_async(&mut self.raw.clone()).await.expect("GET");
-                let decoded = replies
-                    .iter()
-                    .map(|bytes| postcard::from_bytes::<Product>(bytes));
-                decoded
-                    .map(std::hint::black_box)
-                    .filter(Result::is_ok)
-                    .count()
+                decoded(&replies)
+            }
+            Setup::HandWrittenMget => {
+                let mut mget = redis::cmd("MGET");
+                for id in &ids {
+                    mget.arg(format!("raw:product:{id}"));
+                }
+                let replies: Vec<Vec<u8>> =
+                    mget.query_async(&mut self.raw.clone()).await.expect("MGET");
+                decoded(&replies)
             }
             Setup::GetMany => {
                 let keys: Vec<_> = ids.iter().map(|id| self.products.key(id)).collect();
@@ -150,8 +166,20 @@ impl Bench {
             .expect("single")
     }
 
-    /// Batches per second of `tasks` tasks running `setup` for `round`.
-    async fn throughput(&self, setup: Setup, cold: bool, tasks: u64, round: Duration) -> f64 {
+    /// Batches per second of `tasks` tasks running `setup` for `round`, and redis-server's CPU
+    /// time per batch (µs).
+    async fn throughput(
+        &self,
+        setup: Setup,
+        cold: bool,
+        tasks: u64,
+        round: Duration,
+    ) -> (f64, f64) {
+        let redis_cpu = || {
+            let (user, system) = rounds::cpu_time(&self.redis_pid);
+            user + system
+        };
+        let cpu_before = redis_cpu();
         let batches = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + round;
         let handles: Vec<_> = (0..tasks)
@@ -172,46 +200,80 @@ impl Bench {
         for handle in handles {
             handle.await.expect("task");
         }
-        batches.load(Ordering::Relaxed) as f64 / round.as_secs_f64()
+        let batches = batches.load(Ordering::Relaxed) as f64;
+        let redis_us = (redis_cpu() - cpu_before) * 1e6 / batches;
+        (batches / round.as_secs_f64(), redis_us)
     }
 }
 
+/// How many of `replies` decode as a product (each decoded, as a caller would).
+fn decoded(replies: &[Vec<u8>]) -> usize {
+    let decoded = replies
+        .iter()
+        .map(|bytes| postcard::from_bytes::<Product>(bytes));
+    decoded
+        .map(std::hint::black_box)
+        .filter(Result::is_ok)
+        .count()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    rounds::median(&mut values)
 }
 
 async fn table(bench: &Bench, setups: &[Setup], cold: bool, rounds: usize) {
     let round = Duration::from_secs(1);
     let mut rates = vec![vec![Vec::new(); TASKS.len()]; setups.len()];
+    // redis-server's CPU per batch, with 16 tasks.
+    let mut redis_us = vec![Vec::new(); setups.len()];
     for n in 0..rounds {
         for offset in 0..setups.len() {
             let s = (n + offset) % setups.len();
             for (t, &tasks) in TASKS.iter().enumerate() {
-                rates[s][t].push(bench.throughput(setups[s], cold, tasks, round).await);
+                let (rate, redis) = bench.throughput(setups[s], cold, tasks, round).await;
+                rates[s][t].push(rate);
+                if t == TASKS.len() - 1 {
+                    redis_us[s].push(redis);
+                }
             }
         }
     }
+    // Each round's rate against the first row's in the same round, then the median.
+    let ratios: Vec<Vec<f64>> = rates
+        .iter()
+        .map(|per_tasks| {
+            let per_round = per_tasks.iter().zip(&rates[0]);
+            per_round
+                .map(|(rounds, base)| median(rounds.iter().zip(base).map(|(r, b)| r / b).collect()))
+                .collect()
+        })
+        .collect();
     let medians: Vec<Vec<f64>> = rates
         .into_iter()
         .map(|per_tasks| per_tasks.into_iter().map(median).collect())
         .collect();
     println!(
-        "\n| {} | 1 task | 16 tasks |",
+        "\n| {} | 1 task | 16 tasks | redis-server CPU per batch (16 tasks) |",
         if cold {
             "100 cold ids, 1 ms source"
         } else {
             "100 ids, all hits"
         }
     );
-    println!("| --- | --- | --- |");
-    for (setup, row) in setups.iter().zip(&medians) {
+    println!("| --- | --- | --- | --- |");
+    for (((setup, row), ratios), redis_us) in setups.iter().zip(&medians).zip(&ratios).zip(redis_us)
+    {
         let cells: Vec<String> = row
             .iter()
-            .zip(&medians[0])
-            .map(|(rate, base)| format!("{rate:.0} batches/s ({:.2}×)", rate / base))
+            .zip(ratios)
+            .map(|(rate, ratio)| format!("{rate:.0} batches/s ({ratio:.2}×)"))
             .collect();
-        println!("| {} | {} |", setup.name(cold), cells.join(" | "));
+        println!(
+            "| {} | {} | {:.0} µs |",
+            setup.name(cold),
+            cells.join(" | "),
+            median(redis_us)
+        );
     }
 }
 
@@ -253,11 +315,13 @@ async fn main() {
         cache,
         products,
         raw,
+        redis_pid: server.pid().expect("redis-server's pid").to_string(),
         next_cold: Arc::new(AtomicU64::new(1 << 40)),
     };
     println!("{rounds} interleaved rounds of 1 s per setup and task count; medians.");
     let hits = [
         Setup::HandWritten,
+        Setup::HandWrittenMget,
         Setup::GetMany,
         Setup::Batch,
         Setup::Sequential,
