@@ -129,7 +129,7 @@ impl Cache {
     }
 
     /// The stored bytes under each of `keys` (and their ids' tokens, for variants): one round
-    /// trip, however many keys: one `MGET` on one Redis, pipelined `GET`s on a cluster.
+    /// trip, however many keys: `MGET`s on one Redis, pipelined `GET`s on a cluster.
     pub(crate) async fn fetch_many<K: Borrow<CacheKey>>(
         &self,
         keys: &[K],
@@ -148,7 +148,11 @@ impl Cache {
             self.check_fence().await?;
         }
         let replies: Vec<Option<Vec<u8>>> = match self.inner.redis.topology() {
-            Some(Topology::Node) => self.redis(first.entity(), &mget(keys)).await?,
+            Some(Topology::Node) => {
+                let replies: Vec<Vec<Option<Vec<u8>>>> =
+                    self.redis(first.entity(), &mgets(keys)).await?;
+                replies.into_iter().flatten().collect()
+            }
             // A cluster's keys are in many slots, which one `MGET` cannot span. (Also the
             // first call, before the topology is known.)
             _ => self.redis(first.entity(), &get_pipeline(keys)).await?,
@@ -519,8 +523,23 @@ pub(crate) enum Write<'a> {
     Ordered(u64),
 }
 
-/// One `MGET` of `keys` and their variants' token keys, in order: on one Redis, a third less of
-/// the client's CPU than a `GET` per key, and less of Redis' (BENCHMARKS.md, batch reads).
+/// Keys per `MGET`. A long list still goes in one round trip, as several commands: Redis runs a
+/// command whole before serving another client, and a thousand values in one would keep them
+/// waiting.
+const KEYS_PER_MGET: usize = 100;
+
+/// `keys` and their variants' token keys read by `MGET`s of [`KEYS_PER_MGET`] keys, pipelined:
+/// on one Redis, a third less of the client's CPU than a `GET` per key, and less of Redis'
+/// (BENCHMARKS.md, batch reads).
+fn mgets<K: Borrow<CacheKey>>(keys: &[K]) -> redis::Pipeline {
+    let mut pipeline = redis::Pipeline::with_capacity(keys.len().div_ceil(KEYS_PER_MGET));
+    for chunk in keys.chunks(KEYS_PER_MGET) {
+        pipeline.add_command(mget(chunk));
+    }
+    pipeline
+}
+
+/// One `MGET` of `keys` and their variants' token keys, in order.
 fn mget<K: Borrow<CacheKey>>(keys: &[K]) -> redis::Cmd {
     // Sized up front, not regrown as hundreds of keys go in (a variant's token key is about as
     // long as its key).
@@ -541,7 +560,7 @@ fn mget<K: Borrow<CacheKey>>(keys: &[K]) -> redis::Cmd {
     mget
 }
 
-/// [`mget`] as a pipeline of `GET`s, which a cluster splits per node.
+/// [`mgets`] as a pipeline of `GET`s, which a cluster splits per node.
 fn get_pipeline<K: Borrow<CacheKey>>(keys: &[K]) -> redis::Pipeline {
     let mut pipeline = redis::Pipeline::with_capacity(keys.len());
     for key in keys.iter().map(Borrow::borrow) {

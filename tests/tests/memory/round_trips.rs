@@ -24,7 +24,7 @@ async fn load(ids: Vec<u64>) -> Result<HashMap<u64, u64>, std::io::Error> {
 }
 
 #[tokio::test]
-async fn the_first_read_of_a_batch_goes_in_round_trips_of_500_keys() {
+async fn the_first_read_of_a_batch_goes_in_round_trips_of_500_keys_100_per_mget() {
     let server = RedisServer::start();
     let cache = cache(&server);
     let products = cache.entity("product").expect("entity");
@@ -33,15 +33,23 @@ async fn the_first_read_of_a_batch_goes_in_round_trips_of_500_keys() {
         .get_or_set_many(&products, &ids, MEDIUM, load)
         .await
         .expect("filled");
+    let memory = server.redis();
     let reads = || (server.command_calls("mget"), server.command_calls("get"));
     let before = reads();
-    let values = cache
-        .get_or_set_many(&products, &ids, MEDIUM, load)
-        .await
-        .expect("all hits");
+    // Frozen, the server reads nothing: what the batch sends before its first answer waits in
+    // the socket, and arrives in one read once thawed.
+    memory.freeze();
+    let batch = tokio::spawn({
+        let (cache, products, ids) = (cache.clone(), products.clone(), ids.clone());
+        async move { cache.get_or_set_many(&products, &ids, MEDIUM, load).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    memory.thaw();
+    let values = batch.await.expect("task").expect("all hits");
     assert!(values.iter().zip(&ids).all(|(v, id)| *v == Some(*id)));
-    // Two `MGET`s of 500 keys; a bound of 400 would make it three, none would make it one.
-    assert_eq!(reads(), (before.0 + 2, before.1));
+    // 1,000 keys in `MGET`s of 100, no `GET`; 500 keys' (5 `MGET`s) in flight, no more.
+    assert_eq!(reads(), (before.0 + 10, before.1));
+    assert_eq!(memory.largest_burst("mget"), 5, "500 keys in flight");
 }
 
 #[tokio::test]

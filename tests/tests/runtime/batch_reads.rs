@@ -31,6 +31,23 @@ async fn get_many_answers_in_order_in_one_round_trip() {
 }
 
 #[tokio::test]
+async fn get_many_of_a_long_list_reads_100_keys_per_command() {
+    let server = RedisServer::start();
+    let cache = cache(&server);
+    let products = cache.entity("product").expect("entity");
+    let keys: Vec<_> = (0..1_050u64).map(|id| products.key(&id)).collect();
+    for (id, key) in keys.iter().enumerate().step_by(7) {
+        cache.set(key, &id, Ttl::Medium).await.expect("set");
+    }
+    let mgets = server.command_calls("mget");
+    let values = cache.get_many::<usize>(&keys).await.expect("get_many");
+    let expected: Vec<Option<usize>> = (0..1_050).map(|id| (id % 7 == 0).then_some(id)).collect();
+    assert_eq!(values, expected);
+    // No command reads more than 100 values: Redis serves other clients between them.
+    assert_eq!(server.command_calls("mget") - mgets, 11);
+}
+
+#[tokio::test]
 async fn get_many_misses_what_invalidations_removed() {
     let server = RedisServer::start();
     let cache = cache(&server);
