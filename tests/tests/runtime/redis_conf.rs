@@ -81,6 +81,12 @@ async fn the_app_user_runs_the_framework_and_the_ops_user_only_inspects() {
         cache.get::<u32>(&products.key(&2u32)).await.expect("get"),
         Some(2)
     );
+    // A batch read (one `MGET`); an error here would be the user's refusal.
+    let keys = [1u32, 2, 3].map(|id| products.key(&id));
+    assert_eq!(
+        cache.get_many::<u32>(&keys).await.expect("get_many"),
+        [Some(1), Some(2), None]
+    );
     cache
         .invalidate_id(&products, &1u32)
         .await
